@@ -1,0 +1,1 @@
+"""Durability layer: journal entries, the backend contract, the group-commit front end."""

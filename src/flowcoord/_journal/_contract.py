@@ -1,0 +1,74 @@
+"""The journal backend contract. Every backend passes ``tests/contract``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from types import TracebackType
+
+from ._events import Entry, FlowRecord
+
+__all__ = ["JournalBackend"]
+
+
+class JournalBackend(ABC):
+    """Where journal entries are kept. Backends know nothing of engines or coordination.
+
+    Rules every backend keeps (the contract suite checks them):
+
+    * ``create_flow`` writes the summary row and the first entries atomically, and returns
+      ``False`` without writing anything if the flow id exists.
+    * ``append`` is durable when it returns, may carry entries of many flows, and is
+      idempotent by ``(flow_id, seq)``. For each flow, either all of its entries in the batch
+      are written or none: none when any of them carries a token older than the flow's
+      current token, or the flow does not exist. It returns the ids of those refused flows.
+      An entry of kind ``flow.state`` also sets the summary's ``state``.
+    * ``fence`` raises a flow's token, atomically with respect to ``append``: once it returns,
+      no append with an older token can land. It raises :class:`~flowcoord.OwnershipLost`
+      if the current token is already newer, :class:`~flowcoord.FlowNotFound` if no flow.
+    * ``read`` returns a flow's entries ordered by ``seq``, in one round trip.
+    * Backend driver errors leave only as :class:`~flowcoord.JournalError` subclasses.
+    """
+
+    #: Set by backends whose appends complete without I/O (the in-memory one).
+    immediate: bool = False
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect / create the schema. Called once before use."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Idempotent."""
+
+    async def __aenter__(self) -> JournalBackend:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool: ...
+
+    @abstractmethod
+    async def append(self, entries: Sequence[Entry]) -> frozenset[str]: ...
+
+    @abstractmethod
+    async def fence(self, flow_id: str, token: int) -> int:
+        """Raise the flow's token to ``token``; return the previous token."""
+
+    @abstractmethod
+    async def read(self, flow_id: str, *, after_seq: int = -1) -> list[Entry]: ...
+
+    @abstractmethod
+    async def get_flow(self, flow_id: str) -> FlowRecord | None: ...
+
+    @abstractmethod
+    async def list_flows(
+        self, *, state: str | None = None, limit: int = 100, after: str | None = None
+    ) -> list[FlowRecord]:
+        """Summaries ordered by ``flow_id``; ``after`` pages past a flow id."""

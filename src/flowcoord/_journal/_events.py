@@ -1,0 +1,55 @@
+"""Journal records: one append-only entry per thing that happened to a flow."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["Entry", "EventKind", "FlowRecord"]
+
+
+class EventKind(StrEnum):
+    """What an entry records. The values are stored; never rename one."""
+
+    FLOW_CREATED = "flow.created"  # data: {"name", "inputs", "tasks"}
+    FLOW_STATE = "flow.state"  # state: the new FlowState value; data: {"reason"?}
+    STORE = "store"  # data: {"values": {...}} names added to the flow's store
+    TASK_STARTED = "task.started"  # task; data: {"attempt"}
+    TASK_SUCCEEDED = "task.succeeded"  # task; data: {"result", "attempt"}
+    TASK_FAILED = "task.failed"  # task; data: {"failure", "attempt"}
+    REVERT_STARTED = "revert.started"  # task
+    REVERT_DONE = "revert.done"  # task
+    REVERT_FAILED = "revert.failed"  # task; data: {"failure"}
+    RETRY = "retry.decision"  # task: the retry scope; data: {"decision", "attempt", "reset", "value"?}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal entry.
+
+    ``(flow_id, seq)`` is the entry's idempotency key: appending the same key twice stores it
+    once. ``token`` is the writer's fencing token; a backend refuses an entry whose token is
+    older than the flow's current token. ``data`` is JSON text produced by the codec.
+    """
+
+    flow_id: str
+    seq: int
+    kind: EventKind
+    task: str | None = None
+    data: str = "{}"
+    state: str | None = None
+    token: int = 0
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """A flow's summary row, kept by the backend beside its entries."""
+
+    flow_id: str
+    name: str
+    state: str
+    token: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0

@@ -1,0 +1,291 @@
+"""Every error flowcoord raises.
+
+The tree::
+
+    FlowcoordError
+    ├── FlowDefinitionError (also ValueError)   bad task or flow, found before anything runs
+    │   ├── InvalidTaskError                    a task's signature/provides/rebind is unusable
+    │   ├── DuplicateTaskError                  two tasks share a name somewhere in the tree
+    │   ├── AmbiguousProviderError              two tasks provide the same name
+    │   ├── CycleError                          dependencies form a cycle
+    │   └── MissingInputError                   a required name nothing provides or stores
+    ├── ConfigurationError (also ValueError)    bad URL, DSN, option value
+    ├── EncodingError (also ValueError)         a value the codec cannot turn into JSON
+    ├── TaskFailed                              a task failed in another process (record only)
+    ├── RevertFailed                            a revert raised; wraps the original exception
+    ├── FlowFailed (also ExceptionGroup)        several failures, or a failure plus revert failures
+    ├── FlowCancelled                           the flow was cancelled before it finished
+    ├── InvalidStateTransition                  a state machine refused a transition
+    ├── JournalError
+    │   ├── JournalUnavailable                  cannot reach / open the journal store
+    │   ├── JournalSchemaError                  the store's schema is newer than this code
+    │   ├── FlowNotFound                        no such flow in the journal
+    │   └── FlowExists                          a flow id is already taken by another flow
+    ├── OwnershipLost                           fenced: a newer owner holds the flow
+    └── CoordinationError
+        ├── CoordinationUnavailable             cannot reach the coordination service
+        ├── CoordinationTimeout                 a call exceeded its deadline
+        ├── SessionLost                         the session expired or was presumed lost
+        ├── AuthFailed                          credentials refused
+        ├── JobNotFound
+        └── JobAlreadyClaimed
+
+Errors carry their context as attributes (``flow_id``, ``task``, ``hint`` …) and their message
+says what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._failure import Failure
+
+__all__ = [
+    "AmbiguousProviderError",
+    "AuthFailed",
+    "ConfigurationError",
+    "CoordinationError",
+    "CoordinationTimeout",
+    "CoordinationUnavailable",
+    "CycleError",
+    "DuplicateTaskError",
+    "EncodingError",
+    "FlowCancelled",
+    "FlowDefinitionError",
+    "FlowExists",
+    "FlowFailed",
+    "FlowNotFound",
+    "FlowcoordError",
+    "InvalidStateTransition",
+    "InvalidTaskError",
+    "JobAlreadyClaimed",
+    "JobNotFound",
+    "JournalError",
+    "JournalSchemaError",
+    "JournalUnavailable",
+    "MissingInputError",
+    "OwnershipLost",
+    "RevertFailed",
+    "SessionLost",
+    "TaskFailed",
+]
+
+
+class FlowcoordError(Exception):
+    """Base of every flowcoord error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        flow_id: str | None = None,
+        task: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.flow_id = flow_id
+        self.task = task
+        self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+
+# -- definition -----------------------------------------------------------------------------
+
+
+class FlowDefinitionError(FlowcoordError, ValueError):
+    """A task or flow cannot run as written. Raised before anything runs or is journaled."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        flow: str | None = None,
+        tasks: Sequence[str] = (),
+        names: Sequence[str] = (),
+        hint: str | None = None,
+        flow_id: str | None = None,
+    ) -> None:
+        self.flow = flow
+        self.tasks = tuple(tasks)
+        self.names = tuple(names)
+        prefix = f"flow {flow!r}: " if flow else ""
+        super().__init__(
+            prefix + message,
+            flow_id=flow_id,
+            task=self.tasks[0] if self.tasks else None,
+            hint=hint,
+        )
+
+
+class InvalidTaskError(FlowDefinitionError):
+    """A task's function, ``provides``, ``rebind`` or ``inject`` cannot work."""
+
+
+class DuplicateTaskError(FlowDefinitionError):
+    """Two tasks in one flow tree share a name."""
+
+
+class AmbiguousProviderError(FlowDefinitionError):
+    """Two tasks provide the same name; a requirement could not pick one."""
+
+
+class CycleError(FlowDefinitionError):
+    """The dependencies (structural and by data) form a cycle; ``tasks`` lists it in order."""
+
+
+class MissingInputError(FlowDefinitionError):
+    """A task requires a name that no task provides and the caller did not store."""
+
+
+class ConfigurationError(FlowcoordError, ValueError):
+    """An option, URL or DSN is malformed or names something that does not exist."""
+
+
+class EncodingError(FlowcoordError, ValueError):
+    """A value cannot be encoded to JSON by the journal's codec."""
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+class TaskFailed(FlowcoordError):
+    """A task failed and only its journaled record is available (e.g. after a resume)."""
+
+    def __init__(self, failure: Failure, *, flow_id: str | None = None, task: str | None = None):
+        self.failure = failure
+        super().__init__(
+            f"task {task!r} failed: {failure.exc_type}: {failure.message}",
+            flow_id=flow_id,
+            task=task,
+        )
+
+
+class RevertFailed(FlowcoordError):
+    """A task's revert raised. ``__cause__`` is the revert's exception when it is available."""
+
+    def __init__(self, failure: Failure, *, flow_id: str | None = None, task: str | None = None):
+        self.failure = failure
+        super().__init__(
+            f"revert of task {task!r} failed: {failure.exc_type}: {failure.message}",
+            flow_id=flow_id,
+            task=task,
+            hint="the task's side effects may not be undone; inspect the flow's journal",
+        )
+
+
+class FlowFailed(FlowcoordError, ExceptionGroup):  # type: ignore[misc]
+    """A flow failed with several errors, or with revert failures after its failure.
+
+    Behaves as an :class:`ExceptionGroup` of the original exceptions (or :class:`TaskFailed`
+    records) followed by :class:`RevertFailed` errors, so ``except*`` works on it.
+    """
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], **kwargs: Any
+    ) -> FlowFailed:
+        self = ExceptionGroup.__new__(cls, message, list(exceptions))
+        return self
+
+    def __init__(
+        self,
+        message: str,
+        exceptions: Sequence[Exception],
+        *,
+        flow_id: str | None = None,
+        failures: Iterable[tuple[str, Failure]] = (),
+        revert_failures: Iterable[tuple[str, Failure]] = (),
+    ) -> None:
+        self.message = message
+        self.flow_id = flow_id
+        self.task = None
+        self.hint = None
+        self.failures = dict(failures)
+        self.revert_failures = dict(revert_failures)
+
+    def __str__(self) -> str:
+        return ExceptionGroup.__str__(self)
+
+    def derive(self, excs: Sequence[Exception]) -> FlowFailed:  # type: ignore[override]
+        return FlowFailed(
+            self.message,
+            excs,
+            flow_id=self.flow_id,
+            failures=self.failures.items(),
+            revert_failures=self.revert_failures.items(),
+        )
+
+
+class FlowCancelled(FlowcoordError):
+    """The flow was cancelled; completed tasks were reverted unless asked otherwise."""
+
+
+class InvalidStateTransition(FlowcoordError):
+    """A flow or task state machine refused a transition (a bug, or a corrupt journal)."""
+
+
+# -- journal --------------------------------------------------------------------------------
+
+
+class JournalError(FlowcoordError):
+    """The journal store failed."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal store cannot be reached or opened."""
+
+
+class JournalSchemaError(JournalError):
+    """The journal store's schema is one this version of flowcoord does not know."""
+
+
+class FlowNotFound(JournalError):
+    """No flow with this id in the journal."""
+
+
+class FlowExists(JournalError):
+    """A flow with this id exists and is a different flow."""
+
+
+# -- ownership and coordination -------------------------------------------------------------
+
+
+class OwnershipLost(FlowcoordError):
+    """This engine no longer owns the flow: a newer owner's fencing token is in the journal,
+    or the coordination session that held the claim is gone. Nothing more was written."""
+
+
+class CoordinationError(FlowcoordError):
+    """The coordination service (ZooKeeper or the in-memory twin) failed."""
+
+
+class CoordinationUnavailable(CoordinationError):
+    """The coordination service cannot be reached."""
+
+
+class CoordinationTimeout(CoordinationError, TimeoutError):
+    """A coordination call did not finish within its deadline."""
+
+
+class SessionLost(CoordinationError):
+    """The coordination session expired, or has been out of contact long enough to be
+    presumed expired; every claim it held is gone."""
+
+
+class AuthFailed(CoordinationError):
+    """The coordination service refused the credentials."""
+
+
+class JobNotFound(CoordinationError):
+    """No such job on the board (consumed, trashed, or never posted)."""
+
+
+class JobAlreadyClaimed(CoordinationError):
+    """Another conductor holds the job's claim."""
