@@ -1,8 +1,10 @@
-"""Shared test configuration."""
+"""Shared test configuration. Server fixtures live in their own plugin modules."""
 
 from __future__ import annotations
 
 import pytest
+
+pytest_plugins = ["tests.pg_fixtures", "tests.zk_fixtures"]
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""PostgreSQL fixtures (session-scoped temporary cluster, per-test schema)."""

@@ -1,0 +1,1 @@
+"""ZooKeeper fixtures (standalone server and 3-node ensemble on loopback)."""
