@@ -1,0 +1,453 @@
+"""The SQLite journal backend: one file, WAL, one worker thread, group commit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from ..errors import (
+    ConfigurationError,
+    FlowNotFound,
+    JournalError,
+    JournalSchemaError,
+    JournalUnavailable,
+    OwnershipLost,
+)
+from ._contract import JournalBackend
+from ._events import Entry, EventKind, FlowRecord
+
+__all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteJournal"]
+
+#: The schema this code writes. A file with a newer version is refused.
+SCHEMA_VERSION = 1
+#: Seconds a connection waits for another one's write lock before giving up.
+BUSY_TIMEOUT = 10.0
+
+_T = TypeVar("_T")
+_Row = tuple[str, int, str, str | None, str, str | None, int, float]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS flowcoord_meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS flows (flow_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+    " state TEXT NOT NULL, token INTEGER NOT NULL, created_at REAL NOT NULL,"
+    " updated_at REAL NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS flows_by_state ON flows (state, flow_id)",
+    "CREATE TABLE IF NOT EXISTS entries (flow_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " kind TEXT NOT NULL, task TEXT, data TEXT NOT NULL, state TEXT, token INTEGER NOT NULL,"
+    " at REAL NOT NULL, PRIMARY KEY (flow_id, seq)) WITHOUT ROWID",
+)
+_FLOW_COLS = "flow_id, name, state, token, created_at, updated_at"
+_INSERT_FLOW = f"INSERT OR IGNORE INTO flows ({_FLOW_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_ENTRY = (
+    "INSERT OR IGNORE INTO entries (flow_id, seq, kind, task, data, state, token, at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The summary's state is that of the flow's highest-seq ``flow.state`` entry.
+_SET_STATE = (
+    "UPDATE flows SET updated_at = ?, state = COALESCE((SELECT e.state FROM entries e"
+    " WHERE e.flow_id = flows.flow_id AND e.kind = ? AND e.state IS NOT NULL"
+    " ORDER BY e.seq DESC LIMIT 1), state) WHERE flow_id = ?"
+)
+_TOUCH = "UPDATE flows SET updated_at = ? WHERE flow_id = ?"
+_READ = (
+    "SELECT flow_id, seq, kind, task, data, state, token, at FROM entries"
+    " WHERE flow_id = ? AND seq > ? ORDER BY seq"
+)
+_HINTS = (
+    ("SQLITE_BUSY", f"another connection held the write lock for over {BUSY_TIMEOUT:g}s; retry"),
+    ("SQLITE_LOCKED", "the database is locked by another connection; retry"),
+    ("SQLITE_NOTADB", "the file is not a SQLite database; point the journal at another path"),
+    ("SQLITE_CORRUPT", "the file is corrupt; restore it from a backup or use another path"),
+    ("SQLITE_READONLY", "make the file and its directory writable by this process"),
+    ("SQLITE_CANTOPEN", "check that the path is a file in an existing, writable directory"),
+    ("SQLITE_PERM", "make the file and its directory writable by this process"),
+    ("SQLITE_FULL", "free some disk space"),
+    ("SQLITE_IOERR", "check the disk and the file system"),
+)
+
+
+@dataclass(slots=True)
+class _Group:
+    """One append call's entries for one flow: written all together or not at all."""
+
+    min_token: int
+    rows: list[_Row] = field(default_factory=list)
+    has_state: bool = False
+
+
+class _Append:
+    """One pending ``append`` call, waiting for the batch that carries it."""
+
+    __slots__ = ("done", "error", "groups", "lead", "refused", "wake")
+
+    def __init__(self, groups: dict[str, _Group]) -> None:
+        self.groups = groups
+        self.wake = anyio.Event()  # set when done, or when handed the flusher's role
+        self.lead = False
+        self.done = False
+        self.refused: frozenset[str] = frozenset()
+        self.error: BaseException | None = None
+
+    def outcome(self) -> frozenset[str]:
+        err = self.error
+        if err is None:
+            return self.refused
+        if isinstance(err, JournalError):  # a fresh instance per caller, same class and cause
+            raise type(err)(err.message, flow_id=err.flow_id, hint=err.hint) from err.__cause__
+        raise err
+
+
+class SQLiteJournal(JournalBackend):
+    """A journal in one SQLite file (WAL mode), durable when ``append`` returns.
+
+    All SQL runs on one worker thread at a time, so the event loop never blocks. ``append``
+    calls that arrive while a transaction is in flight are committed together in the next
+    one. Several objects (or processes) may share a file; writers wait up to
+    :data:`BUSY_TIMEOUT` for each other. Counters: ``append_calls``, ``batches`` (append
+    transactions) and ``transactions`` (all write transactions).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        sync = synchronous.upper()
+        if sync not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigurationError(
+                f"synchronous={synchronous!r} is not a SQLite synchronous level",
+                hint="use 'FULL' (the default), 'EXTRA', 'NORMAL' or 'OFF'",
+            )
+        self.path = Path(os.fspath(path))
+        self._synchronous = sync
+        self._conn: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._pending: list[_Append] = []
+        self._flushing = False
+        self.append_calls = 0
+        self.batches = 0
+        self.transactions = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        if self._conn is None:
+            self._conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+
+    async def __aenter__(self) -> SQLiteJournal:
+        await self.open()
+        return self
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with anyio.CancelScope(shield=True):  # waits for the SQL in flight, then closes
+            await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
+        groups = _group(entries)
+        if set(groups) - {record.flow_id}:
+            raise ValueError(f"create_flow({record.flow_id!r}) got entries of other flows")
+        group = groups.get(record.flow_id)
+        return await self._run(lambda conn: self._tx_create(conn, record, group))
+
+    async def append(self, entries: Sequence[Entry]) -> frozenset[str]:
+        if not entries:
+            return frozenset()
+        req = _Append(_group(entries))
+        self.append_calls += 1
+        self._pending.append(req)
+        if self._flushing:
+            try:
+                await req.wake.wait()
+            except BaseException:  # cancelled: not written unless its batch already started
+                if req in self._pending:
+                    self._pending.remove(req)
+                if req.lead:
+                    self._hand_off()
+                raise
+            if req.done:
+                return req.outcome()
+        # This call flushes: everything pending (its own request included) in one transaction.
+        idle, self._flushing = not self._flushing, True
+        try:
+            with anyio.CancelScope(shield=True):  # other callers' results depend on this flush
+                if idle:  # one loop pass (no timer) lets callers woken together join this batch
+                    await anyio.lowlevel.checkpoint()
+                batch, self._pending = self._pending, []
+                await self._flush(batch)
+        finally:
+            self._hand_off()
+        return req.outcome()
+
+    def _hand_off(self) -> None:
+        """Make the oldest pending call the next flusher, or mark the flusher idle."""
+        if self._pending:
+            nxt = self._pending[0]
+            nxt.lead = True
+            nxt.wake.set()
+        else:
+            self._flushing = False
+
+    async def _flush(self, batch: list[_Append]) -> None:
+        results: list[frozenset[str]] | None = None
+        error: BaseException = JournalUnavailable(f"an append to {self.path} was interrupted")
+        try:
+            results = await self._run(lambda conn: self._tx_append(conn, batch))
+        except Exception as exc:
+            error = exc
+        finally:
+            for i, req in enumerate(batch):
+                if results is None:
+                    req.error = error
+                else:
+                    req.refused = results[i]
+                req.done = True
+                req.wake.set()
+
+    async def fence(self, flow_id: str, token: int) -> int:
+        return await self._run(lambda conn: self._tx_fence(conn, flow_id, token))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read(self, flow_id: str, *, after_seq: int = -1) -> list[Entry]:
+        def query(conn: sqlite3.Connection) -> list[Entry]:
+            return [self._entry(r) for r in conn.execute(_READ, (flow_id, after_seq))]
+
+        return await self._run(query)
+
+    async def get_flow(self, flow_id: str) -> FlowRecord | None:
+        sql = f"SELECT {_FLOW_COLS} FROM flows WHERE flow_id = ?"
+        row = await self._run(lambda conn: conn.execute(sql, (flow_id,)).fetchone())
+        return None if row is None else FlowRecord(*row)
+
+    async def list_flows(
+        self, *, state: str | None = None, limit: int = 100, after: str | None = None
+    ) -> list[FlowRecord]:
+        if limit <= 0:
+            return []
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if after is not None:
+            where.append("flow_id > ?")
+            params.append(after)
+        sql = f"SELECT {_FLOW_COLS} FROM flows WHERE {' AND '.join(where)} ORDER BY flow_id LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
+        return [FlowRecord(*r) for r in rows]
+
+    # -- the worker thread ----------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._limiter is None:
+            raise JournalUnavailable(f"the journal {self.path} is not open", hint="open() it")
+        return await anyio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """The one boundary where driver errors become :class:`JournalError` (worker thread)."""
+        conn = self._conn
+        if conn is None:
+            raise JournalUnavailable(f"the journal {self.path} is closed", hint="open() it")
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        finally:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+
+    def _translate(self, exc: sqlite3.Error) -> JournalError:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = f"SQLite journal {self.path}: {exc}"
+        for prefix, hint in _HINTS:
+            if name.startswith(prefix):
+                return JournalUnavailable(text, hint=hint)
+        if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+            return JournalUnavailable(text, hint="check the file and the disk")
+        if "closed" in str(exc):  # ProgrammingError: the connection was closed under us
+            return JournalUnavailable(text, hint="check the file and the disk")
+        return JournalError(text, hint="unexpected SQLite error; please report it")
+
+    def _connect(self) -> sqlite3.Connection:
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise JournalUnavailable(
+                f"cannot open the SQLite journal {self.path}: directory {parent} does not exist",
+                hint="create the directory, or pass another path",
+            )
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            if self._version(conn) == SCHEMA_VERSION:
+                self._configure(conn)
+                return conn
+            self._configure(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            if self._version(conn) is None:  # still fresh now that we hold the write lock
+                for stmt in _SCHEMA:
+                    conn.execute(stmt)
+                conn.execute(
+                    "INSERT INTO flowcoord_meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                self.transactions += 1
+            conn.execute("COMMIT")
+            return conn
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._translate(exc) from exc
+            raise
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")  # validated in __init__
+
+    def _version(self, conn: sqlite3.Connection) -> int | None:
+        """The file's schema version, None if fresh; refuses newer or foreign schemas."""
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        tables = {r[0] for r in conn.execute(sql)}
+        if "flowcoord_meta" not in tables:
+            if tables & {"flows", "entries"}:
+                raise JournalSchemaError(
+                    f"{self.path} has flows/entries tables but is not a flowcoord journal",
+                    hint="point the journal at another file",
+                )
+            return None
+        sql = "SELECT value FROM flowcoord_meta WHERE key = 'schema_version'"
+        row = conn.execute(sql).fetchone()
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            version = -1
+        if version > SCHEMA_VERSION:
+            raise JournalSchemaError(
+                f"the journal {self.path} has schema version {version}, newer than this "
+                f"flowcoord knows ({SCHEMA_VERSION})",
+                hint="upgrade flowcoord to use this journal; nothing was written",
+            )
+        if version != SCHEMA_VERSION:
+            raise JournalSchemaError(
+                f"the journal {self.path} has an unreadable schema_version {row!r}",
+                hint="point the journal at another file",
+            )
+        return version
+
+    def _entry(self, row: Any) -> Entry:
+        try:
+            kind = EventKind(row[2])
+        except ValueError:
+            raise JournalSchemaError(
+                f"the journal {self.path} holds an entry of unknown kind {row[2]!r}",
+                flow_id=row[0],
+                hint="upgrade flowcoord to read this journal",
+            ) from None
+        return Entry(row[0], row[1], kind, row[3], row[4], row[5], row[6], row[7])
+
+    def _write(self, conn: sqlite3.Connection, groups: Sequence[tuple[str, _Group]]) -> None:
+        conn.executemany(_INSERT_ENTRY, [row for _, g in groups for row in g.rows])
+        stateful: dict[str, bool] = {}
+        for flow_id, g in groups:
+            stateful[flow_id] = stateful.get(flow_id, False) or g.has_state
+        now = time.time()
+        state_kind = EventKind.FLOW_STATE.value
+        conn.executemany(_SET_STATE, [(now, state_kind, f) for f, s in stateful.items() if s])
+        conn.executemany(_TOUCH, [(now, f) for f, s in stateful.items() if not s])
+
+    def _tx_create(
+        self, conn: sqlite3.Connection, record: FlowRecord, group: _Group | None
+    ) -> bool:
+        conn.execute("BEGIN IMMEDIATE")
+        now = time.time()
+        created = record.created_at or now
+        values = (record.flow_id, record.name, record.state, record.token, created, now)
+        if conn.execute(_INSERT_FLOW, values).rowcount == 0:
+            return False  # the flow exists; _call rolls back
+        if group is not None:
+            self._write(conn, [(record.flow_id, group)])
+        conn.execute("COMMIT")
+        self.transactions += 1
+        return True
+
+    def _tx_append(self, conn: sqlite3.Connection, batch: list[_Append]) -> list[frozenset[str]]:
+        conn.execute("BEGIN IMMEDIATE")
+        tokens: dict[str, int | None] = {}
+        accepted: list[tuple[str, _Group]] = []
+        results: list[frozenset[str]] = []
+        for req in batch:
+            refused: list[str] = []
+            for flow_id, g in req.groups.items():
+                if flow_id not in tokens:
+                    sql = "SELECT token FROM flows WHERE flow_id = ?"
+                    row = conn.execute(sql, (flow_id,)).fetchone()
+                    tokens[flow_id] = None if row is None else int(row[0])
+                current = tokens[flow_id]
+                if current is None or g.min_token < current:
+                    refused.append(flow_id)
+                else:
+                    accepted.append((flow_id, g))
+            results.append(frozenset(refused))
+        self._write(conn, accepted)
+        conn.execute("COMMIT")
+        self.transactions += 1
+        self.batches += 1
+        return results
+
+    def _tx_fence(self, conn: sqlite3.Connection, flow_id: str, token: int) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT token FROM flows WHERE flow_id = ?", (flow_id,)).fetchone()
+        if row is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+        current = int(row[0])
+        if current > token:
+            raise OwnershipLost(
+                f"flow {flow_id!r} is owned with a newer token ({current} > {token})",
+                flow_id=flow_id,
+            )
+        if current != token:
+            conn.execute("UPDATE flows SET token = ? WHERE flow_id = ?", (token, flow_id))
+        conn.execute("COMMIT")
+        self.transactions += 1
+        return current
+
+
+def _group(entries: Sequence[Entry]) -> dict[str, _Group]:
+    """Validate entries (a bad one fails its own caller, not a whole batch) and group by flow."""
+    groups: dict[str, _Group] = {}
+    for e in entries:
+        if not (
+            isinstance(e.flow_id, str)
+            and isinstance(e.data, str)
+            and isinstance(e.seq, int)
+            and isinstance(e.token, int)
+            and isinstance(e.task, str | None)
+            and isinstance(e.state, str | None)
+            and isinstance(e.at, float | int)
+        ):
+            raise TypeError(f"malformed journal entry: {e!r}")
+        kind = EventKind(e.kind)
+        g = groups.get(e.flow_id)
+        if g is None:
+            g = groups[e.flow_id] = _Group(e.token)
+        g.min_token = min(g.min_token, e.token)
+        g.rows.append((e.flow_id, e.seq, kind.value, e.task, e.data, e.state, e.token, e.at))
+        g.has_state = g.has_state or (kind is EventKind.FLOW_STATE and e.state is not None)
+    return groups
