@@ -33,7 +33,9 @@ class Failure:
         names = tuple(_qualname(k) for k in type(exc).__mro__ if k is not object)
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, chain=False))
         nxt = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-        cause = cls.from_exception(nxt, _depth=_depth + 1) if nxt is not None and _depth < 8 else None
+        cause = (
+            cls.from_exception(nxt, _depth=_depth + 1) if nxt is not None and _depth < 8 else None
+        )
         return cls(names, str(exc), tb, cause, exc)
 
     def matches(self, *types: type[BaseException] | str) -> bool:

@@ -181,16 +181,14 @@ class RevertFailed(FlowcoordError):
         )
 
 
-class FlowFailed(FlowcoordError, ExceptionGroup):  # type: ignore[misc]
+class FlowFailed(FlowcoordError, ExceptionGroup):
     """A flow failed with several errors, or with revert failures after its failure.
 
     Behaves as an :class:`ExceptionGroup` of the original exceptions (or :class:`TaskFailed`
     records) followed by :class:`RevertFailed` errors, so ``except*`` works on it.
     """
 
-    def __new__(
-        cls, message: str, exceptions: Sequence[Exception], **kwargs: Any
-    ) -> FlowFailed:
+    def __new__(cls, message: str, exceptions: Sequence[Exception], **kwargs: Any) -> FlowFailed:
         self = ExceptionGroup.__new__(cls, message, list(exceptions))
         return self
 

@@ -1,0 +1,83 @@
+"""flowcoord: asyncio-native coordination — journaled, resumable, revertible flows with one
+owner at a time and hand-over between engines."""
+
+from __future__ import annotations
+
+from ._codec import Codec as Codec
+from ._compile import Plan as Plan
+from ._compile import compile_flow as compile_flow
+from ._engine._engine import Engine as Engine
+from ._engine._engine import FlowHandle as FlowHandle
+from ._engine._engine import FlowOutcome as FlowOutcome
+from ._failure import Failure as Failure
+from ._flow import Flow as Flow
+from ._flow import Graph as Graph
+from ._flow import Linear as Linear
+from ._flow import Unordered as Unordered
+from ._graph_export import to_dot as to_dot
+from ._graph_export import to_mermaid as to_mermaid
+from ._journal._contract import JournalBackend as JournalBackend
+from ._journal._events import Entry as Entry
+from ._journal._events import EventKind as EventKind
+from ._journal._events import FlowRecord as FlowRecord
+from ._journal._memory import MemoryJournal as MemoryJournal
+from ._journal._replay import FlowReplay as FlowReplay
+from ._journal._replay import TaskRecord as TaskRecord
+from ._journal._replay import replay as replay
+from ._retry import Decision as Decision
+from ._retry import ForEach as ForEach
+from ._retry import ParameterizedForEach as ParameterizedForEach
+from ._retry import Retry as Retry
+from ._retry import RetryHistory as RetryHistory
+from ._retry import Times as Times
+from ._states import FlowState as FlowState
+from ._states import StateChange as StateChange
+from ._states import StateListener as StateListener
+from ._states import TaskState as TaskState
+from ._task import FunctionTask as FunctionTask
+from ._task import Task as Task
+from ._task import task as task
+from .errors import *  # noqa: F403
+from .errors import __all__ as _errors_all
+
+__version__ = "0.1.0.dev0"
+
+__all__ = sorted(
+    [
+        "Codec",
+        "Decision",
+        "Engine",
+        "Entry",
+        "EventKind",
+        "Failure",
+        "Flow",
+        "FlowHandle",
+        "FlowOutcome",
+        "FlowRecord",
+        "FlowReplay",
+        "FlowState",
+        "ForEach",
+        "FunctionTask",
+        "Graph",
+        "JournalBackend",
+        "Linear",
+        "MemoryJournal",
+        "ParameterizedForEach",
+        "Plan",
+        "Retry",
+        "RetryHistory",
+        "StateChange",
+        "StateListener",
+        "Task",
+        "TaskRecord",
+        "TaskState",
+        "Times",
+        "Unordered",
+        "compile_flow",
+        "replay",
+        "task",
+        "to_dot",
+        "to_mermaid",
+        *_errors_all,
+    ]
+)

@@ -1,0 +1,1 @@
+"""Execution layer: the scheduler, reverts, retries, suspend/cancel."""

@@ -1,0 +1,331 @@
+"""The engine: runs and resumes flows on the current event loop, journaling as it goes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from .._codec import Codec
+from .._compile import Plan, compile_flow
+from .._flow import Flow
+from .._journal._contract import JournalBackend
+from .._journal._events import Entry, EventKind, FlowRecord
+from .._journal._journal import Journal
+from .._journal._memory import MemoryJournal
+from .._journal._replay import FlowReplay, replay
+from .._states import FlowState, StateListener
+from ..errors import ConfigurationError, FlowDefinitionError, FlowNotFound, JournalUnavailable
+from ._runner import FlowRun
+
+__all__ = ["Engine", "FlowHandle", "FlowOutcome"]
+
+log = structlog.get_logger("flowcoord.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOutcome:
+    """A finished flow: its id, final state and store (inputs plus every provided name)."""
+
+    flow_id: str
+    name: str
+    state: FlowState
+    store: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.store[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.store.get(name, default)
+
+
+class FlowHandle:
+    """A flow running on an engine: watch it, cancel, suspend, resume or stop it."""
+
+    def __init__(self, run: FlowRun) -> None:
+        self._run = run
+        self.flow_id = run.flow_id
+        self.name = run.name
+        self._done = anyio.Event()
+        self._outcome: FlowOutcome | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def state(self) -> FlowState:
+        return self._run.state
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        """Cancel running tasks, revert what was done; the run raises FlowCancelled."""
+        self._run.cancel()
+
+    def suspend(self) -> None:
+        """Start no new task; running ones finish. The flow waits in SUSPENDED for resume()."""
+        self._run.suspend()
+
+    def resume(self) -> None:
+        self._run.resume()
+
+    def stop(self) -> None:
+        """Start no new task, let running ones finish, then end without reverting (the flow
+        stays SUSPENDED in the journal and can be resumed by any engine)."""
+        self._run.stop()
+
+    async def wait(self) -> FlowOutcome:
+        """Wait for the end; return the outcome or raise the flow's error."""
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
+
+    def _finish(self, outcome: FlowOutcome | None, error: BaseException | None) -> None:
+        self._outcome, self._error = outcome, error
+        self._done.set()
+
+
+class Engine:
+    """Runs flows on the current event loop and journals every step.
+
+    ``async with Engine(journal) as engine: outcome = await engine.run(flow, {"x": 1})``.
+    Without a journal the engine keeps one in memory. The engine opens the backend it is given
+    and closes it on exit. ``concurrency`` bounds the tasks one flow runs at once;
+    ``revert_timeout`` bounds each revert (reverts are shielded from cancellation).
+    """
+
+    def __init__(
+        self,
+        journal: JournalBackend | None = None,
+        *,
+        codec: Codec | None = None,
+        concurrency: int = 256,
+        revert_timeout: float = 60.0,
+        listeners: Sequence[StateListener] = (),
+    ) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if not revert_timeout > 0:
+            raise ConfigurationError(f"revert_timeout must be positive, got {revert_timeout!r}")
+        self.backend = journal if journal is not None else MemoryJournal()
+        self.codec = codec or Codec()
+        self.concurrency = concurrency
+        self.revert_timeout = revert_timeout
+        self._listeners: list[StateListener] = list(listeners)
+        self._journal: Journal | None = None
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._handles: dict[str, FlowHandle] = {}
+        self._plans: dict[int, Plan] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await stack.enter_async_context(self.backend)
+            journal = Journal(self.backend, codec=self.codec)
+            await stack.enter_async_context(journal.running())
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._journal, self._stack = journal, stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        if self._tg is not None and exc is None:
+            pass  # background flows are awaited by the task group
+        self._tg = None
+        try:
+            if stack is not None:
+                return await stack.__aexit__(exc_type, exc, tb)
+            return None
+        finally:
+            self._journal = None
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
+        return self._journal
+
+    def add_listener(self, listener: StateListener) -> None:
+        """Call ``listener(change)`` on every flow and task state change."""
+        self._listeners.append(listener)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def compile(self, flow: Flow) -> Plan:
+        """Validate ``flow`` (cached per flow object)."""
+        plan = self._plans.get(id(flow))
+        if plan is None or plan.flow is not flow:
+            plan = self._plans[id(flow)] = compile_flow(flow)
+        return plan
+
+    async def run(
+        self,
+        flow: Flow,
+        store: Mapping[str, Any] | None = None,
+        *,
+        flow_id: str | None = None,
+        token: int = 0,
+        concurrency: int | None = None,
+    ) -> FlowOutcome:
+        """Run ``flow`` to the end, or resume it if ``flow_id`` is already journaled.
+
+        Returns the outcome on success. On failure the flow is reverted and the original
+        exception is raised (a :class:`FlowFailed` group when there were several, or revert
+        failures). ``token`` is the ownership fencing token stamped on every entry.
+        """
+        run = await self._prepare(flow, store, flow_id, token, concurrency)
+        return await self._drive(run, FlowHandle(run))
+
+    async def start(
+        self,
+        flow: Flow,
+        store: Mapping[str, Any] | None = None,
+        *,
+        flow_id: str | None = None,
+        token: int = 0,
+        concurrency: int | None = None,
+    ) -> FlowHandle:
+        """Validate and journal ``flow``, then run it in the background; returns a handle."""
+        if self._tg is None:
+            raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
+        run = await self._prepare(flow, store, flow_id, token, concurrency)
+        handle = FlowHandle(run)
+        self._tg.start_soon(self._drive_quietly, run, handle)
+        return handle
+
+    def handle(self, flow_id: str) -> FlowHandle | None:
+        """The handle of a flow this engine is running now."""
+        return self._handles.get(flow_id)
+
+    @property
+    def running(self) -> list[FlowHandle]:
+        return list(self._handles.values())
+
+    async def status(self, flow_id: str) -> FlowReplay:
+        """What the journal says about ``flow_id``."""
+        entries = await self.journal.read(flow_id)
+        if not entries:
+            raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+        return replay(flow_id, entries, self.codec)
+
+    async def _drive_quietly(self, run: FlowRun, handle: FlowHandle) -> None:
+        try:
+            await self._drive(run, handle)
+        except Exception:
+            pass  # delivered through handle.wait()
+
+    async def _drive(self, run: FlowRun, handle: FlowHandle) -> FlowOutcome:
+        self._handles[run.flow_id] = handle
+        outcome: FlowOutcome | None = None
+        error: BaseException | None = None
+        try:
+            store = await run.run()
+            outcome = FlowOutcome(run.flow_id, run.name, run.state, dict(store))
+            return outcome
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if self._handles.get(run.flow_id) is handle:
+                del self._handles[run.flow_id]
+            handle._finish(outcome, error if isinstance(error, Exception) else None)
+            if not handle.done:
+                handle._finish(None, error)
+
+    async def _prepare(
+        self,
+        flow: Flow,
+        store: Mapping[str, Any] | None,
+        flow_id: str | None,
+        token: int,
+        concurrency: int | None,
+    ) -> FlowRun:
+        if not isinstance(flow, Flow):
+            raise FlowDefinitionError(
+                f"engine.run() needs a Flow, got {flow!r}",
+                hint="wrap tasks in flowcoord.Linear/Unordered/Graph",
+            )
+        journal = self.journal
+        plan = self.compile(flow)
+        inputs = dict(store or {})
+        flow_id = flow_id or uuid.uuid4().hex
+        if flow_id in self._handles:
+            raise FlowDefinitionError(
+                f"flow {flow_id} is already running on this engine", flow_id=flow_id
+            )
+        rep: FlowReplay | None = None
+        existing = await self.backend.get_flow(flow_id)
+        if existing is None:
+            plan.check_inputs(inputs)
+            data = self.codec.encode(
+                {"name": flow.name, "inputs": inputs, "tasks": plan.task_names},
+                what=f"inputs of flow {flow.name!r}",
+            )
+            record = FlowRecord(flow_id, flow.name, FlowState.PENDING.value, token)
+            first = Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
+            created = await journal.create_flow(record, [first])
+            if not created:
+                existing = await self.backend.get_flow(flow_id)
+        if existing is not None:
+            if token:
+                await self.backend.fence(flow_id, token)
+            rep = replay(flow_id, await journal.read(flow_id), self.codec)
+            _check_same_flow(flow, plan, rep)
+            inputs = rep.inputs
+        writer = journal.writer(
+            flow_id, token=token, next_seq=rep.last_seq + 1 if rep is not None else 1
+        )
+        return FlowRun(
+            plan,
+            flow_id,
+            writer,
+            inputs,
+            concurrency=concurrency or self.concurrency,
+            revert_timeout=self.revert_timeout,
+            listeners=self._listeners,
+            replay=rep,
+        )
+
+    @asynccontextmanager
+    async def _noop(self) -> AsyncIterator[None]:
+        yield
+
+
+def _check_same_flow(flow: Flow, plan: Plan, rep: FlowReplay) -> None:
+    if rep.name and rep.name != flow.name:
+        raise FlowDefinitionError(
+            f"flow {rep.flow_id} in the journal is {rep.name!r}, not {flow.name!r}",
+            flow=flow.name,
+            flow_id=rep.flow_id,
+            hint="resume a journaled flow with the flow definition it was started with",
+        )
+    if rep.task_names and sorted(rep.task_names) != sorted(plan.task_names):
+        ours, theirs = set(plan.task_names), set(rep.task_names)
+        raise FlowDefinitionError(
+            f"flow {rep.flow_id} was journaled with other tasks: missing here "
+            f"{sorted(theirs - ours)}, new here {sorted(ours - theirs)}",
+            flow=flow.name,
+            flow_id=rep.flow_id,
+            hint="resume with the same flow definition (version your flow names when they change)",
+        )

@@ -1,0 +1,695 @@
+"""One flow's run: the scheduler, failure handling, retry scopes and reverts."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from .._compile import Plan, Scope
+from .._failure import Failure
+from .._journal._events import EventKind
+from .._journal._journal import FlowWriter
+from .._journal._replay import FlowReplay
+from .._retry import Decision, RetryHistory
+from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
+from .._task import FunctionTask, Task
+from ..errors import (
+    EncodingError,
+    FlowCancelled,
+    FlowcoordError,
+    FlowFailed,
+    JournalError,
+    OwnershipLost,
+    RevertFailed,
+    TaskFailed,
+)
+
+__all__ = ["FlowRun", "task_outputs"]
+
+log = structlog.get_logger("flowcoord.engine")
+
+_P, _R, _S, _F = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILURE
+_REVERTABLE = (TaskState.SUCCESS, TaskState.FAILURE)
+
+
+def task_outputs(t: Task, result: Any) -> dict[str, Any]:
+    """The store names ``t`` provides, taken from its ``result``."""
+    kind = t.provides_kind
+    if kind == "single":
+        return {t.provided[0]: result}
+    if kind == "none":
+        return {}
+    if kind == "tuple":
+        if not isinstance(result, (list, tuple)) or len(result) != len(t.provided):
+            raise TypeError(
+                f"task {t.name!r} provides {t.provided} but returned {result!r} "
+                f"(needs a sequence of {len(t.provided)} values)"
+            )
+        return dict(zip(t.provided, result, strict=True))
+    if not isinstance(result, Mapping) or any(k not in result for k in t.provided):
+        raise TypeError(
+            f"task {t.name!r} provides {sorted(t.provided)} but returned {result!r} "
+            "(needs a mapping with those keys)"
+        )
+    return {k: result[k] for k in t.provided}
+
+
+class FlowRun:
+    """Runs (or resumes) one flow. Created by :class:`~flowcoord.Engine`; single use."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        flow_id: str,
+        writer: FlowWriter,
+        store: Mapping[str, Any],
+        *,
+        concurrency: int,
+        revert_timeout: float,
+        listeners: Sequence[StateListener] = (),
+        replay: FlowReplay | None = None,
+    ) -> None:
+        self.plan = plan
+        self.flow_id = flow_id
+        self.name = plan.flow.name
+        self.writer = writer
+        self.values: dict[str, Any] = dict(store)
+        self._stored = frozenset(store)
+        self._bound = max(1, concurrency)
+        self._revert_timeout = revert_timeout
+        self._listeners = listeners
+        self._log = log.bind(flow_id=flow_id, flow=self.name)
+        n = len(plan.nodes)
+        self.tstate: list[TaskState] = [_P] * n
+        self.results: list[Any] = [None] * n
+        self.attempts: list[int] = [0] * n
+        self.failures: dict[int, Failure] = {}
+        self.revert_failures: dict[int, Failure] = {}
+        self._remaining = [len(node.preds) for node in plan.nodes]
+        self._fns: list[Callable[..., Any] | None] = [
+            (t.fn if isinstance(t, FunctionTask) else t.execute) if t is not None else None
+            for t in (node.task for node in plan.nodes)
+        ]
+        self._ready: deque[int] = deque()
+        self._done = 0
+        self._workers = 0
+        self._busy = 0
+        self._handlers = 0
+        self._scope_running = [0] * len(plan.scopes)
+        self._scope_halted = [False] * len(plan.scopes)
+        self._scope_idle = [anyio.Event() for _ in plan.scopes]
+        self._scope_failures: list[dict[str, Failure]] = [{} for _ in plan.scopes]
+        self._scope_attempt = [1] * len(plan.scopes)
+        self.state = FlowState.PENDING
+        self._halt: str | None = None  # "fail" | "cancel" | "lost" | "journal"
+        self._fatal: BaseException | None = None
+        self._suspend = False
+        self._stop = False
+        self._changed = anyio.Event()
+        self._resumed = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._fwd: anyio.CancelScope | None = None
+        self._replay = replay
+
+    # -- control (from FlowHandle) -------------------------------------------------------------
+
+    def cancel(self) -> None:
+        if self._halt not in ("cancel", "lost", "journal"):
+            self._halt = "cancel"
+            if self._fwd is not None:
+                self._fwd.cancel()
+        self._resumed.set()
+        self._changed.set()
+
+    def suspend(self) -> None:
+        self._suspend = True
+        self._resumed = anyio.Event()
+        self._changed.set()
+
+    def resume(self) -> None:
+        self._suspend = False
+        self._resumed.set()
+        self._changed.set()
+        if self._tg is not None:
+            self._pump()
+
+    def stop(self) -> None:
+        """Start nothing new, let running tasks finish, end the run without reverting."""
+        self._stop = True
+        self._suspend = True
+        self._resumed.set()
+        self._changed.set()
+
+    # -- states and listeners ------------------------------------------------------------------
+
+    def _notify(self, task: str | None, old: str, new: str) -> None:
+        change = StateChange(self.flow_id, self.name, task, old, new)
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:
+                self._log.exception("listener_failed", listener=repr(listener))
+
+    def _set_task(self, i: int, new: TaskState) -> None:
+        old = self.tstate[i]
+        node = self.plan.nodes[i]
+        check_task(self.flow_id, node.name, old, new)
+        self.tstate[i] = new
+        if new is _S:
+            self._done += 1
+        elif old is _S:
+            self._done -= 1
+        if self._listeners and node.task is not None:
+            self._notify(node.name, old.value, new.value)
+
+    async def _set_flow(self, new: FlowState, reason: str | None = None) -> None:
+        old = self.state
+        check_flow(self.flow_id, old, new)
+        data = "{}" if reason is None else self.writer.encode({"reason": reason}, what="reason")
+        await self.writer.write(EventKind.FLOW_STATE, None, data, new.value)
+        self.state = new
+        self._log.info("flow_state", old=old.value, new=new.value, reason=reason)
+        if self._listeners:
+            self._notify(None, old.value, new.value)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        """Run to the end; return the store (inputs and every provided name)."""
+        r = self._replay
+        if r is not None and r.exists:
+            self.state = r.state
+            self._restore(r)
+            if r.state.finished:
+                return self._finished()
+            if r.state is FlowState.REVERTING:
+                self._halt = "fail"
+                return await self._revert_phase()
+        await self._set_flow(FlowState.RUNNING)
+        await self._forward()
+        if self._halt is None and not self._stop:
+            await self._set_flow(FlowState.SUCCESS)
+            return self.values
+        if self._halt is None:  # stopped (detached)
+            if self.state is not FlowState.SUSPENDED:
+                await self._set_flow(FlowState.SUSPENDED, "stopped")
+            raise FlowCancelled(
+                f"flow {self.flow_id} was stopped; it can be resumed from its journal",
+                flow_id=self.flow_id,
+            )
+        if self._halt in ("lost", "journal"):
+            assert self._fatal is not None
+            raise self._fatal
+        return await self._revert_phase()
+
+    async def _forward(self) -> None:
+        n = len(self.plan.nodes)
+        for i in range(n):
+            if self.tstate[i] is _P and self._remaining[i] == 0:
+                self._ready.append(i)
+        with anyio.CancelScope() as fwd:
+            self._fwd = fwd
+            if self._halt == "cancel":
+                fwd.cancel()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._drain_virtual()
+                self._pump()
+                while True:
+                    if self._done == n and not self._handlers:
+                        break
+                    if self._halt is not None or self._stop:
+                        if not self._busy and not self._handlers:
+                            break
+                    elif self._suspend and not self._busy:
+                        if self.state is FlowState.RUNNING:
+                            await self._set_flow(FlowState.SUSPENDED)
+                        await self._resumed.wait()
+                        if self._halt is None and not self._stop:
+                            await self._set_flow(FlowState.RUNNING)
+                            self._pump()
+                        continue
+                    elif not self._busy and not self._handlers and not self._workers:
+                        if not self._ready:
+                            raise FlowcoordError(
+                                f"flow {self.flow_id}: scheduler stalled with "
+                                f"{n - self._done} nodes left (a bug in flowcoord)",
+                                flow_id=self.flow_id,
+                            )
+                        self._pump()
+                    await self._changed.wait()
+                    self._changed = anyio.Event()
+                tg.cancel_scope.cancel()
+        self._tg = None
+        self._fwd = None
+        if fwd.cancelled_caught and self._halt == "cancel":
+            await self._record_interrupted()
+
+    def _pump(self) -> None:
+        tg = self._tg
+        if tg is None or self._halt is not None or self._suspend:
+            return
+        while self._workers < self._bound and len(self._ready) > self._workers - self._busy:
+            self._workers += 1
+            tg.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        ready = self._ready
+        try:
+            while ready and self._halt is None and not self._suspend:
+                i = ready.popleft()
+                if not self._admit(i):
+                    continue
+                self._busy += 1
+                try:
+                    await self._execute(i)
+                finally:
+                    self._busy -= 1
+                if ready:
+                    self._pump()
+        finally:
+            self._workers -= 1
+            if not self._busy or self._done == len(self.plan.nodes):
+                self._changed.set()
+
+    def _admit(self, i: int) -> bool:
+        if self.tstate[i] is not _P or self._remaining[i]:
+            return False
+        halted = self._scope_halted
+        return not any(halted[s.index] for s in self.plan.nodes[i].scopes)
+
+    def _complete(self, i: int) -> None:
+        """Mark node ``i`` done and make its dependents ready; barriers complete at once."""
+        nodes = self.plan.nodes
+        remaining = self._remaining
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            for k in nodes[j].succs:
+                remaining[k] -= 1
+                if remaining[k] == 0:
+                    if nodes[k].task is None:
+                        if not any(self._scope_halted[s.index] for s in nodes[k].scopes):
+                            self._set_task(k, _R)
+                            self._set_task(k, _S)
+                            stack.append(k)
+                    else:
+                        self._ready.append(k)
+
+    def _drain_virtual(self) -> None:
+        for i in [i for i in self._ready if self.plan.nodes[i].task is None]:
+            self._ready.remove(i)
+            self._set_task(i, _R)
+            self._set_task(i, _S)
+            self._complete(i)
+
+    def _inputs(self, t: Task) -> dict[str, Any]:
+        values = self.values
+        kwargs = {arg: values[name] for arg, name in t.required_args}
+        for arg, name in t.optional_args:
+            if name in values:
+                kwargs[arg] = values[name]
+        if t.inject:
+            kwargs.update(t.inject)
+        return kwargs
+
+    async def _execute(self, i: int) -> None:
+        node = self.plan.nodes[i]
+        t = node.task
+        assert t is not None
+        fn = self._fns[i]
+        assert fn is not None
+        for s in node.scopes:
+            self._scope_running[s.index] += 1
+        try:
+            self.attempts[i] = attempt = self.attempts[i] + 1
+            self._set_task(i, _R)
+            w = self.writer
+            w.emit(EventKind.TASK_STARTED, node.name, f'{{"attempt":{attempt}}}')
+            try:
+                if t.timeout is None:
+                    result = await fn(**self._inputs(t))
+                else:
+                    with anyio.fail_after(t.timeout):
+                        result = await fn(**self._inputs(t))
+                outputs = task_outputs(t, result)
+                data = w.encode(
+                    {"result": result, "attempt": attempt}, what=f"result of {t.name!r}"
+                )
+            except anyio.get_cancelled_exc_class():
+                self._set_task(i, _P)  # interrupted: at-least-once, it runs again on resume
+                raise
+            except Exception as exc:
+                if isinstance(exc, EncodingError):
+                    exc.flow_id, exc.task = self.flow_id, t.name
+                await self._failed(i, exc)
+                return
+            await w.write(EventKind.TASK_SUCCEEDED, node.name, data)
+            self.results[i] = result
+            if outputs:
+                self.values.update(outputs)
+            self._set_task(i, _S)
+            self._complete(i)
+        except (OwnershipLost, JournalError) as exc:
+            self._fatal_error(exc)
+            if self.tstate[i] is _R:
+                self._set_task(i, _P)
+        finally:
+            for s in node.scopes:
+                k = s.index
+                self._scope_running[k] -= 1
+                if not self._scope_running[k]:
+                    self._scope_idle[k].set()
+
+    def _fatal_error(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            self._halt = "lost" if isinstance(exc, OwnershipLost) else "journal"
+            self._log.warning("flow_abandoned", error=str(exc))
+            if self._fwd is not None:
+                self._fwd.cancel()
+        self._changed.set()
+
+    async def _failed(self, i: int, exc: Exception) -> None:
+        node = self.plan.nodes[i]
+        failure = Failure.from_exception(exc)
+        self._log.warning(
+            "task_failed", task=node.name, attempt=self.attempts[i], error=str(failure)
+        )
+        data = self.writer.encode(
+            {"failure": failure.to_dict(), "attempt": self.attempts[i]}, what="failure"
+        )
+        await self.writer.write(EventKind.TASK_FAILED, node.name, data)
+        self.failures[i] = failure
+        self._set_task(i, _F)
+        self._on_failure(i, {node.name: failure})
+
+    def _on_failure(self, i: int, failures: dict[str, Failure]) -> None:
+        scopes = self.plan.nodes[i].scopes
+        if not scopes or self._halt is not None:
+            self._halt_all()
+        else:
+            self._fail_scope(scopes[0], failures)
+
+    def _halt_all(self) -> None:
+        if self._halt is None:
+            self._halt = "fail"
+        self._changed.set()
+
+    def _fail_scope(self, scope: Scope, failures: dict[str, Failure]) -> None:
+        k = scope.index
+        self._scope_failures[k].update(failures)
+        if self._scope_halted[k]:
+            return
+        self._scope_halted[k] = True
+        self._scope_idle[k] = anyio.Event()
+        if not self._scope_running[k]:
+            self._scope_idle[k].set()
+        assert self._tg is not None
+        self._handlers += 1
+        self._tg.start_soon(self._handle_scope, scope)
+
+    async def _handle_scope(self, scope: Scope) -> None:
+        k = scope.index
+        try:
+            await self._scope_idle[k].wait()
+            if self._halt is not None:
+                return
+            attempt = self._scope_attempt[k]
+            failures = dict(self._scope_failures[k])
+            try:
+                decision = scope.retry.on_failure(RetryHistory(attempt, failures, self.values))
+            except Exception:
+                self._log.exception("retry_controller_failed", scope=scope.key)
+                decision = Decision.REVERT_ALL
+            self._log.info("retry_decision", scope=scope.key, attempt=attempt, decision=decision)
+            if decision is Decision.REVERT_ALL:
+                self._halt_all()
+                return
+            with anyio.CancelScope(shield=True):
+                await self._revert_nodes(scope.members)
+            if self._halt is not None:
+                return
+            if decision is Decision.REVERT:
+                data = self.writer.encode(
+                    {"decision": "revert", "attempt": attempt, "reset": []}, what="retry"
+                )
+                await self.writer.write(EventKind.RETRY, scope.key, data)
+                if scope.parent is None:
+                    self._halt_all()
+                else:
+                    self._fail_scope(scope.parent, failures)
+                return
+            delay = scope.retry.delay(attempt)
+            data = self.writer.encode(
+                {
+                    "decision": "retry",
+                    "attempt": attempt + 1,
+                    "reset": scope.task_names,
+                    "delay": delay,
+                },
+                what="retry",
+            )
+            await self.writer.write(EventKind.RETRY, scope.key, data)
+            if delay:
+                await anyio.sleep(delay)
+            if self._halt is not None:
+                return
+            self._reset_scope(scope, attempt + 1)
+        except (OwnershipLost, JournalError) as exc:
+            self._fatal_error(exc)
+        finally:
+            self._handlers -= 1
+            self._changed.set()
+
+    def _reset_scope(self, scope: Scope, attempt: int) -> None:
+        nodes = self.plan.nodes
+        members = scope.members
+        for m in members:
+            if self.tstate[m] is not _P:
+                self._set_task(m, _P)
+            self.failures.pop(m, None)
+            self.results[m] = None
+        for s in self.plan.scopes:
+            if s.within(scope):
+                self._scope_halted[s.index] = False
+                self._scope_failures[s.index].clear()
+                if s is not scope:
+                    self._scope_attempt[s.index] = 1
+        self._scope_attempt[scope.index] = attempt
+        self.values.update(scope.retry.value(attempt, self.values))
+        tstate = self.tstate
+        for m in members:
+            self._remaining[m] = sum(1 for p in nodes[m].preds if tstate[p] is not _S)
+        for m in members:
+            if self._remaining[m] == 0:
+                if nodes[m].task is None:
+                    self._set_task(m, _R)
+                    self._set_task(m, _S)
+                    self._complete(m)
+                else:
+                    self._ready.append(m)
+        self._pump()
+
+    # -- reverting -----------------------------------------------------------------------------
+
+    async def _record_interrupted(self) -> None:
+        """After a cancel: journal the tasks that were interrupted as failed, to revert them."""
+        for i, node in enumerate(self.plan.nodes):
+            if node.task is not None and self.tstate[i] is _P and self.attempts[i]:
+                rec = self._replay.tasks.get(node.name) if self._replay else None
+                if rec is not None and rec.attempt >= self.attempts[i]:
+                    continue
+                failure = Failure(("flowcoord.errors.FlowCancelled",), "cancelled while running")
+                data = self.writer.encode({"failure": failure.to_dict()}, what="failure")
+                await self.writer.write(EventKind.TASK_FAILED, node.name, data)
+                self._set_task(i, _R)
+                self._set_task(i, _F)
+                self.failures[i] = failure
+
+    async def _revert_phase(self) -> dict[str, Any]:
+        cancelled = self._halt == "cancel"
+        with anyio.CancelScope(shield=True):
+            if self.state is not FlowState.REVERTING:
+                await self._set_flow(FlowState.REVERTING)
+            try:
+                await self._revert_nodes(None)
+            except (OwnershipLost, JournalError):
+                raise
+            if cancelled:
+                final = FlowState.CANCELLED
+            else:
+                final = FlowState.FAILED if self.revert_failures else FlowState.REVERTED
+            await self._set_flow(final)
+        raise self._error(cancelled)
+
+    async def _revert_nodes(self, members: Sequence[int] | None) -> None:
+        nodes = self.plan.nodes
+        subset: Sequence[int] = range(len(nodes)) if members is None else members
+        inset = None if members is None else set(members)
+        pending: dict[int, int] = {}
+        for i in subset:
+            succs = nodes[i].succs
+            pending[i] = len(succs) if inset is None else sum(1 for s in succs if s in inset)
+        limiter = anyio.CapacityLimiter(self._bound)
+        flow_failures = {nodes[i].name: f for i, f in self.failures.items()}
+
+        async def revert_one(i: int, tg: TaskGroup) -> None:
+            async with limiter:
+                await self._revert_node(i, flow_failures)
+            for p in nodes[i].preds:
+                if p in pending:
+                    pending[p] -= 1
+                    if pending[p] == 0:
+                        tg.start_soon(revert_one, p, tg)
+
+        async with anyio.create_task_group() as tg:
+            for i in subset:
+                if pending[i] == 0:
+                    tg.start_soon(revert_one, i, tg)
+
+    async def _revert_node(self, i: int, flow_failures: dict[str, Failure]) -> None:
+        node = self.plan.nodes[i]
+        state = self.tstate[i]
+        if state not in _REVERTABLE:
+            return
+        t = node.task
+        if t is None:
+            self._set_task(i, TaskState.REVERTING)
+            self._set_task(i, TaskState.REVERTED)
+            return
+        self._set_task(i, TaskState.REVERTING)
+        w = self.writer
+        w.emit(EventKind.REVERT_STARTED, node.name)
+        if t.has_revert:
+            result: Any = self.results[i] if state is _S else self.failures.get(i)
+            kwargs = t.revert_kwargs(
+                self._inputs_for_revert(t), {"result": result, "flow_failures": flow_failures}
+            )
+            try:
+                with anyio.move_on_after(self._revert_timeout, shield=True) as cs:
+                    await t.revert(**kwargs)
+                if cs.cancelled_caught:
+                    raise TimeoutError(
+                        f"revert of {t.name!r} did not finish within {self._revert_timeout}s"
+                    )
+            except Exception as exc:
+                failure = Failure.from_exception(exc)
+                self._log.error("revert_failed", task=node.name, error=str(failure))
+                data = w.encode({"failure": failure.to_dict()}, what="failure")
+                await w.write(EventKind.REVERT_FAILED, node.name, data)
+                self.revert_failures[i] = failure
+                self._set_task(i, TaskState.REVERT_FAILURE)
+                return
+        await w.write(EventKind.REVERT_DONE, node.name)
+        self._set_task(i, TaskState.REVERTED)
+
+    def _inputs_for_revert(self, t: Task) -> dict[str, Any]:
+        values = self.values
+        kwargs = {arg: values.get(name) for arg, name in t.required_args}
+        for arg, name in t.optional_args:
+            if name in values:
+                kwargs[arg] = values[name]
+        kwargs.update(t.inject)
+        return kwargs
+
+    # -- outcome -------------------------------------------------------------------------------
+
+    def _error(self, cancelled: bool) -> BaseException:
+        nodes = self.plan.nodes
+        if cancelled:
+            return FlowCancelled(
+                f"flow {self.flow_id} ({self.name!r}) was cancelled"
+                + ("" if not self.revert_failures else "; some reverts failed"),
+                flow_id=self.flow_id,
+            )
+        originals: list[Exception] = []
+        for i, f in self.failures.items():
+            exc = f.exception
+            if isinstance(exc, Exception):
+                originals.append(exc)
+            else:
+                originals.append(TaskFailed(f, flow_id=self.flow_id, task=nodes[i].name))
+        for i, f in self.revert_failures.items():
+            err = RevertFailed(f, flow_id=self.flow_id, task=nodes[i].name)
+            err.__cause__ = f.exception
+            originals.append(err)
+        if len(originals) == 1 and not self.revert_failures:
+            exc = originals[0]
+            ((i, _),) = self.failures.items()
+            exc.add_note(
+                f"flowcoord: task {nodes[i].name!r} of flow {self.flow_id} failed; the flow was reverted"
+            )
+            return exc
+        if not originals:
+            return FlowCancelled(f"flow {self.flow_id} was reverted", flow_id=self.flow_id)
+        return FlowFailed(
+            f"flow {self.flow_id} ({self.name!r}) failed",
+            originals,
+            flow_id=self.flow_id,
+            failures=((nodes[i].name, f) for i, f in self.failures.items()),
+            revert_failures=((nodes[i].name, f) for i, f in self.revert_failures.items()),
+        )
+
+    def _finished(self) -> dict[str, Any]:
+        if self.state is FlowState.SUCCESS:
+            return self.values
+        raise self._error(self.state is FlowState.CANCELLED)
+
+    def _restore(self, r: FlowReplay) -> None:
+        """Set node states from the journal: successes keep their results, in-flight tasks
+        run again (at-least-once for those alone)."""
+        nodes = self.plan.nodes
+        reverting = r.state is FlowState.REVERTING or r.state.finished
+        for k, s in enumerate(self.plan.scopes):
+            self._scope_attempt[k] = max(1, r.retries.get(s.key, 1))
+            self.values.update(s.retry.value(self._scope_attempt[k], self.values))
+        for i in self.plan.order:
+            node = nodes[i]
+            if node.task is None:
+                if all(self.tstate[p] is _S for p in node.preds):
+                    self.tstate[i] = _S
+                    self._done += 1
+                continue
+            rec = r.tasks.get(node.name)
+            if rec is None:
+                continue
+            self.attempts[i] = rec.attempt
+            st = rec.state
+            if st is TaskState.SUCCESS or (reverting and st is TaskState.REVERTING):
+                self.tstate[i] = _S
+                self._done += 1
+                self.results[i] = rec.result
+                if node.task.provides_kind != "none":
+                    try:
+                        self.values.update(task_outputs(node.task, rec.result))
+                    except TypeError:
+                        pass
+                if rec.failure is not None and st is TaskState.REVERTING:
+                    self.tstate[i] = _F
+                    self._done -= 1
+                    self.failures[i] = rec.failure
+            elif reverting and st in (TaskState.FAILURE, TaskState.RUNNING):
+                self.tstate[i] = _F
+                self.failures[i] = rec.failure or Failure(
+                    ("flowcoord.errors.TaskFailed",), "interrupted: the engine stopped mid-task"
+                )
+            elif st in (TaskState.REVERTED, TaskState.REVERT_FAILURE) and reverting:
+                self.tstate[i] = st
+                if rec.revert_failure is not None:
+                    self.revert_failures[i] = rec.revert_failure
+                if rec.failure is not None:
+                    self.failures[i] = rec.failure
+        if reverting:
+            for name, f in r.failures.items():
+                idx = self.plan.by_name.get(name)
+                if idx is not None:
+                    self.failures.setdefault(idx, f)
+        tstate = self.tstate
+        for i, node in enumerate(nodes):
+            self._remaining[i] = sum(1 for p in node.preds if tstate[p] is not _S)
