@@ -24,6 +24,8 @@ from ._journal._memory import MemoryJournal as MemoryJournal
 from ._journal._replay import FlowReplay as FlowReplay
 from ._journal._replay import TaskRecord as TaskRecord
 from ._journal._replay import replay as replay
+from ._registry import FlowRegistry as FlowRegistry
+from ._registry import UnknownFlow as UnknownFlow
 from ._retry import Decision as Decision
 from ._retry import ForEach as ForEach
 from ._retry import ParameterizedForEach as ParameterizedForEach
@@ -54,6 +56,7 @@ __all__ = sorted(
         "FlowHandle",
         "FlowOutcome",
         "FlowRecord",
+        "FlowRegistry",
         "FlowReplay",
         "FlowState",
         "ForEach",
@@ -72,6 +75,7 @@ __all__ = sorted(
         "TaskRecord",
         "TaskState",
         "Times",
+        "UnknownFlow",
         "Unordered",
         "compile_flow",
         "replay",
