@@ -1,0 +1,35 @@
+"""nox sessions: tests, lint, bench, demo. ``nox -s tests`` is what CI runs (via scripts/test.sh)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The whole suite (installs ZooKeeper/PostgreSQL/Chromium from Debian when missing)."""
+    session.run("./scripts/test.sh", *session.posargs, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
+    session.run("mypy", "src")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ratios against baselines measured in the same run; writes JSON."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    session.install("-e", ".")
+    session.run("flowcoord", "demo", *session.posargs)
