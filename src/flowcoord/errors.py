@@ -201,7 +201,6 @@ class FlowFailed(FlowcoordError, ExceptionGroup):
         failures: Iterable[tuple[str, Failure]] = (),
         revert_failures: Iterable[tuple[str, Failure]] = (),
     ) -> None:
-        self.message = message
         self.flow_id = flow_id
         self.task = None
         self.hint = None
@@ -213,7 +212,7 @@ class FlowFailed(FlowcoordError, ExceptionGroup):
 
     def derive(self, excs: Sequence[Exception]) -> FlowFailed:  # type: ignore[override]
         return FlowFailed(
-            self.message,
+            str(self.args[0]),
             excs,
             flow_id=self.flow_id,
             failures=self.failures.items(),

@@ -105,6 +105,7 @@ class FlowRun:
         self._scope_idle = [anyio.Event() for _ in plan.scopes]
         self._scope_failures: list[dict[str, Failure]] = [{} for _ in plan.scopes]
         self._scope_attempt = [1] * len(plan.scopes)
+        self._scope_valued = [not s.retry.provides for s in plan.scopes]
         self.state = FlowState.PENDING
         self._halt: str | None = None  # "fail" | "cancel" | "lost" | "journal"
         self._fatal: BaseException | None = None
@@ -325,7 +326,11 @@ class FlowRun:
         fn = self._fns[i]
         assert fn is not None
         for s in node.scopes:
-            self._scope_running[s.index] += 1
+            k = s.index
+            self._scope_running[k] += 1
+            if not self._scope_valued[k]:
+                self._scope_valued[k] = True
+                self.values.update(s.retry.value(self._scope_attempt[k], self.values))
         try:
             self.attempts[i] = attempt = self.attempts[i] + 1
             self._set_task(i, _R)
@@ -482,6 +487,7 @@ class FlowRun:
                 if s is not scope:
                     self._scope_attempt[s.index] = 1
         self._scope_attempt[scope.index] = attempt
+        self._scope_valued[scope.index] = True
         self.values.update(scope.retry.value(attempt, self.values))
         tstate = self.tstate
         for m in members:
@@ -648,7 +654,6 @@ class FlowRun:
         reverting = r.state is FlowState.REVERTING or r.state.finished
         for k, s in enumerate(self.plan.scopes):
             self._scope_attempt[k] = max(1, r.retries.get(s.key, 1))
-            self.values.update(s.retry.value(self._scope_attempt[k], self.values))
         for i in self.plan.order:
             node = nodes[i]
             if node.task is None:
