@@ -163,7 +163,7 @@ def test_adding_a_non_task_is_a_clear_error() -> None:
     async def plain() -> None:
         return None
 
-    with pytest.raises(fc.FlowDefinitionError, match="@flowcoord.task"):
+    with pytest.raises(fc.FlowDefinitionError, match=r"@flowcoord\.task"):
         fc.Linear("f", plain)  # type: ignore[arg-type]
 
 

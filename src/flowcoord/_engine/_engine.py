@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -230,10 +231,8 @@ class Engine:
         return replay(flow_id, entries, self.codec)
 
     async def _drive_quietly(self, run: FlowRun, handle: FlowHandle) -> None:
-        try:
+        with contextlib.suppress(Exception):  # delivered through handle.wait()
             await self._drive(run, handle)
-        except Exception:
-            pass  # delivered through handle.wait()
 
     async def _drive(self, run: FlowRun, handle: FlowHandle) -> FlowOutcome:
         self._handles[run.flow_id] = handle
@@ -306,10 +305,6 @@ class Engine:
             listeners=self._listeners,
             replay=rep,
         )
-
-    @asynccontextmanager
-    async def _noop(self) -> AsyncIterator[None]:
-        yield
 
 
 def _check_same_flow(flow: Flow, plan: Plan, rep: FlowReplay) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -629,7 +630,8 @@ class FlowRun:
             exc = originals[0]
             ((i, _),) = self.failures.items()
             exc.add_note(
-                f"flowcoord: task {nodes[i].name!r} of flow {self.flow_id} failed; the flow was reverted"
+                f"flowcoord: task {nodes[i].name!r} of flow {self.flow_id} failed; "
+                "the flow was reverted"
             )
             return exc
         if not originals:
@@ -671,10 +673,8 @@ class FlowRun:
                 self._done += 1
                 self.results[i] = rec.result
                 if node.task.provides_kind != "none":
-                    try:
+                    with contextlib.suppress(TypeError):
                         self.values.update(task_outputs(node.task, rec.result))
-                    except TypeError:
-                        pass
                 if rec.failure is not None and st is TaskState.REVERTING:
                     self.tstate[i] = _F
                     self._done -= 1
