@@ -41,7 +41,7 @@ async def _journaled_successes(journal: Path, flow_id: str) -> set[str]:
     return {n for n, r in rep.tasks.items() if r.state is fc.TaskState.SUCCESS}
 
 
-@pytest.mark.parametrize("kill_after", [3, 9, 14])
+@pytest.mark.parametrize("kill_after", [2, 6, 14])
 def test_kill_9_then_resume_never_reruns_journaled_tasks(tmp_path: Path, kill_after: int) -> None:
     journal, effects = tmp_path / "j.sqlite", tmp_path / "effects"
     proc = _spawn(journal, effects, "crash-1")
@@ -57,7 +57,10 @@ def test_kill_9_then_resume_never_reruns_journaled_tasks(tmp_path: Path, kill_af
     assert proc.returncode == -signal.SIGKILL
     done = anyio.run(_journaled_successes, journal, "crash-1")
     before = collections.Counter(_lines(effects))
-    assert 0 < len(done) < STAGES * WIDTH
+    assert len(done) < STAGES * WIDTH
+    if kill_after > WIDTH:
+        # stage 1 started, so stage 0's successes were durable before it did
+        assert {f"s0t{i}" for i in range(WIDTH)} <= done
 
     resumed = _spawn(journal, effects, "crash-1")
     out, err = resumed.communicate(timeout=60)
