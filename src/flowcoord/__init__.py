@@ -22,6 +22,7 @@ from ._journal._events import EventKind as EventKind
 from ._journal._events import FlowRecord as FlowRecord
 from ._journal._memory import MemoryJournal as MemoryJournal
 from ._journal._replay import FlowReplay as FlowReplay
+from ._journal._sqlite import SQLiteJournal as SQLiteJournal
 from ._journal._replay import TaskRecord as TaskRecord
 from ._journal._replay import replay as replay
 from ._registry import FlowRegistry as FlowRegistry
@@ -69,6 +70,7 @@ __all__ = sorted(
         "Plan",
         "Retry",
         "RetryHistory",
+        "SQLiteJournal",
         "StateChange",
         "StateListener",
         "Task",
