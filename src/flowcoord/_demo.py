@@ -103,8 +103,22 @@ async def _scenarios(journal_path: Path) -> None:
         except ConnectionError as exc:
             _say(f"  raised to the caller: {type(exc).__name__}: {exc}")
 
+
+async def _resume(journal_path: Path, flow_id: str) -> None:
+    async with fc.Engine(SQLiteJournal(journal_path)) as engine:
+        rep = await engine.status(flow_id)
+        for name in ("allocate", "start_vm", "attach_disk", "publish_address"):
+            rec = rep.tasks.get(name)
+            _say(f"    {name:<16} {rec.state if rec else 'not started'}")
+    _say("  a new engine resumes it: done tasks are skipped, in-flight ones re-run:")
+    async with fc.Engine(SQLiteJournal(journal_path), listeners=[_listener]) as engine:
+        out = await engine.run(build_provision(), flow_id=flow_id)
+        _say(f"  result: {out['address']}")
+    _say(f"\nJournal file: {journal_path} (pass a path to 'flowcoord demo' to keep it)")
+
+
+def _crash(journal_path: Path, flow_id: str) -> None:
     _say("\n3. Crash and resume: a worker process is killed (kill -9) mid-flow …")
-    flow_id = "demo-crash"
     child = subprocess.Popen(
         [sys.executable, "-m", "flowcoord._demo", "--child", str(journal_path), flow_id],
         stdout=subprocess.PIPE,
@@ -120,16 +134,6 @@ async def _scenarios(journal_path: Path) -> None:
     os.kill(child.pid, signal.SIGKILL)
     child.communicate()
     _say(f"  worker killed (exit {child.returncode}); the journal on disk says:")
-    async with fc.Engine(SQLiteJournal(journal_path)) as engine:
-        rep = await engine.status(flow_id)
-        for name in ("allocate", "start_vm", "attach_disk", "publish_address"):
-            rec = rep.tasks.get(name)
-            _say(f"    {name:<16} {rec.state if rec else 'not started'}")
-    _say("  a new engine resumes it: done tasks are skipped, in-flight ones re-run:")
-    async with fc.Engine(SQLiteJournal(journal_path), listeners=[_listener]) as engine:
-        out = await engine.run(build_provision(), flow_id=flow_id)
-        _say(f"  result: {out['address']}")
-    _say(f"\nJournal file: {journal_path} (pass a path to 'flowcoord demo' to keep it)")
 
 
 async def _child(journal_path: str, flow_id: str) -> None:
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="flowcoord-demo-") as tmp:
         path = Path(args[0]) if args else Path(tmp) / "journal.sqlite"
         anyio.run(_scenarios, path)
+        _crash(path, "demo-crash")
+        anyio.run(_resume, path, "demo-crash")
     return 0
 
 
