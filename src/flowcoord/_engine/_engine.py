@@ -77,6 +77,11 @@ class FlowHandle:
     def resume(self) -> None:
         self._run.resume()
 
+    def abort(self, reason: str = "ownership lost") -> None:
+        """Ownership of the flow is gone: cancel its running tasks and write nothing more.
+        The run raises :class:`~flowcoord.OwnershipLost`; the flow's new owner carries on."""
+        self._run.abort(reason)
+
     def stop(self) -> None:
         """Start no new task, let running ones finish, then end without reverting (the flow
         stays SUSPENDED in the journal and can be resumed by any engine)."""

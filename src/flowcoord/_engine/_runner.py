@@ -140,6 +140,16 @@ class FlowRun:
         if self._tg is not None:
             self._pump()
 
+    def abort(self, reason: str) -> None:
+        """Ownership is gone: cancel running tasks and write nothing more, not even reverts."""
+        exc = OwnershipLost(
+            f"flow {self.flow_id}: {reason}; this engine stopped working on it",
+            flow_id=self.flow_id,
+        )
+        self.writer.revoke(exc)
+        self._fatal_error(exc)
+        self._resumed.set()
+
     def stop(self) -> None:
         """Start nothing new, let running tasks finish, end the run without reverting."""
         self._stop = True
@@ -547,8 +557,14 @@ class FlowRun:
         flow_failures = {nodes[i].name: f for i, f in self.failures.items()}
 
         async def revert_one(i: int, tg: TaskGroup) -> None:
+            if self._fatal is not None:
+                return
             async with limiter:
-                await self._revert_node(i, flow_failures)
+                try:
+                    await self._revert_node(i, flow_failures)
+                except (OwnershipLost, JournalError) as exc:
+                    self._fatal_error(exc)
+                    return
             for p in nodes[i].preds:
                 if p in pending:
                     pending[p] -= 1
@@ -559,6 +575,8 @@ class FlowRun:
             for i in subset:
                 if pending[i] == 0:
                     tg.start_soon(revert_one, i, tg)
+        if self._fatal is not None:
+            raise self._fatal
 
     async def _revert_node(self, i: int, flow_failures: dict[str, Failure]) -> None:
         node = self.plan.nodes[i]

@@ -150,6 +150,11 @@ class FlowWriter:
             await batch.done.wait()
         self._check(batch)
 
+    def revoke(self, exc: BaseException) -> None:
+        """Refuse every later write with ``exc`` (ownership was lost elsewhere)."""
+        if self._lost is None:
+            self._lost = exc
+
     def _check(self, batch: _Batch) -> None:
         if batch.error is not None:
             raise batch.error
