@@ -1,0 +1,466 @@
+"""The JSON API: submit, list, inspect, cancel and resume flows."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import math
+import re
+from typing import Any
+
+import anyio
+from aiohttp import web
+
+from .._engine._engine import Engine, FlowHandle
+from .._graph_export import to_dot
+from .._journal._events import FlowRecord
+from .._states import FlowState
+from ._app import AppState, _state, get_engine
+from ._errors import ApiError, dumps
+from ._layout import render_svg
+from ._views import entry_view, record_view, status_view, task_states
+
+__all__ = ["add_api_routes"]
+
+_FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_FLOW_ID_HINT = "a flow id is 1-128 letters, digits and . _ : @ - (starting alphanumeric)"
+_SUBMIT_KEYS = frozenset({"flow", "inputs", "flow_id"})
+_MAX_WAIT = 300.0
+_STATES = ", ".join(s.value for s in FlowState)
+
+
+def add_api_routes(app: web.Application, prefix: str) -> None:
+    p = prefix
+    app.router.add_get(f"{p}/health", health)
+    app.router.add_get(f"{p}/registry", registry_names)
+    app.router.add_get(f"{p}/flows", list_flows)
+    app.router.add_post(f"{p}/flows", submit)
+    app.router.add_get(f"{p}/flows/{{flow_id}}", flow_status)
+    app.router.add_get(f"{p}/flows/{{flow_id}}/journal", journal)
+    app.router.add_get(f"{p}/flows/{{flow_id}}/graph.svg", graph_svg)
+    app.router.add_get(f"{p}/flows/{{flow_id}}/graph.dot", graph_dot)
+    app.router.add_post(f"{p}/flows/{{flow_id}}/cancel", cancel)
+    app.router.add_post(f"{p}/flows/{{flow_id}}/resume", resume)
+    app.router.add_post(f"{p}/flows/{{flow_id}}/suspend", suspend)
+    app.router.add_post(f"{p}/flows/{{flow_id}}/stop", stop)
+    app.router.add_post(f"{p}/flows/{{flow_id}}/retry", retry)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    resp = web.json_response(data, status=status, dumps=dumps, headers=headers)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _authorize(request: web.Request) -> None:
+    """Check ``Authorization: Bearer <token>`` (constant-time). 401 missing, 403 wrong."""
+    token = _state(request).token
+    if token is None:
+        return
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise ApiError(
+            401,
+            "authentication required",
+            "send the header 'Authorization: Bearer <token>' with the server's token",
+            headers={"WWW-Authenticate": 'Bearer realm="flowcoord"'},
+        )
+    if not hmac.compare_digest(value.encode("utf-8"), token.encode("utf-8")):
+        raise ApiError(
+            403,
+            "invalid token",
+            "use the token the server was started with",
+            headers={"WWW-Authenticate": 'Bearer realm="flowcoord", error="invalid_token"'},
+        )
+
+
+def _flow_id(request: web.Request) -> str:
+    flow_id = request.match_info["flow_id"]
+    if not _FLOW_ID.match(flow_id):
+        raise ApiError(400, f"invalid flow id {flow_id!r}", _FLOW_ID_HINT)
+    return flow_id
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name}={raw!r} is not an integer", f"use {lo}..{hi}") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{name}={value} is out of range", f"use {lo}..{hi}")
+    return value
+
+
+def _wait_query(request: web.Request) -> float:
+    raw = request.query.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= _MAX_WAIT:
+        raise ApiError(400, f"wait={raw!r} is not a number of seconds", f"use 0..{_MAX_WAIT:g}")
+    return value
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json(loads=json.loads)
+    except ValueError as exc:
+        raise ApiError(
+            400, f"the request body is not valid JSON: {exc}", "send a JSON object"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError(
+            400,
+            f"the request body must be a JSON object, got {type(data).__name__}",
+            "send a JSON object",
+        )
+    return data
+
+
+async def _record(engine: Engine, flow_id: str) -> FlowRecord:
+    rec = await engine.backend.get_flow(flow_id)
+    if rec is None:
+        raise ApiError(404, f"no flow {flow_id!r} in the journal", "list flows with GET .../flows")
+    return rec
+
+
+def _finished(state: str) -> bool:
+    try:
+        return FlowState(state).finished
+    except ValueError:
+        return False
+
+
+def _find_handle(st: AppState, engine: Engine, flow_id: str) -> FlowHandle | None:
+    """The handle of a flow running here. Also knows flows started a moment ago, which the
+    engine registers only once their run begins."""
+    handle = engine.handle(flow_id)
+    if handle is None:
+        handle = st.handles.get(flow_id)
+        if handle is not None and handle.done:
+            del st.handles[flow_id]
+            handle = None
+    return handle
+
+
+def _track(st: AppState, handle: FlowHandle) -> FlowHandle:
+    for fid in [fid for fid, h in st.handles.items() if h.done]:
+        del st.handles[fid]
+    st.handles[handle.flow_id] = handle
+    return handle
+
+
+def _accepted(st: AppState, handle: FlowHandle, action: str, status: int = 202) -> web.Response:
+    url = f"{st.prefix}/flows/{handle.flow_id}"
+    body = {
+        "flow_id": handle.flow_id,
+        "name": handle.name,
+        "state": handle.state.value,
+        "action": action,
+        "url": url,
+    }
+    return _json(body, status, headers={"Location": url})
+
+
+async def _take_over(st: AppState, engine: Engine, rec: FlowRecord, action: str) -> FlowHandle:
+    """Run a journaled, unfinished flow that no engine here runs, with the registered flow of
+    its name. Fences the journal (token + 1) so a stale writer elsewhere is shut out."""
+    if _finished(rec.state):
+        raise ApiError(
+            409,
+            f"flow {rec.flow_id} has finished ({rec.state}); there is nothing to {action}",
+            "submit the flow again with POST .../flows",
+        )
+    if rec.flow_id in st.starting:
+        raise ApiError(409, f"flow {rec.flow_id} is being started", "retry in a moment")
+    flow = st.registry.build(rec.name)
+    st.starting.add(rec.flow_id)
+    try:
+        handle = await engine.start(flow, None, flow_id=rec.flow_id, token=rec.token + 1)
+        return _track(st, handle)
+    finally:
+        st.starting.discard(rec.flow_id)
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = get_engine(request)
+    return _json({"status": "ok", "running": len(engine.running)})
+
+
+async def registry_names(request: web.Request) -> web.Response:
+    return _json({"flows": list(_state(request).registry)})
+
+
+async def list_flows(request: web.Request) -> web.Response:
+    engine = get_engine(request)
+    state = request.query.get("state") or None
+    if state is not None:
+        state = state.upper()
+        if state not in FlowState.__members__:
+            raise ApiError(
+                400, f"unknown state {request.query['state']!r}", f"use one of {_STATES}"
+            )
+    limit = _int_query(request, "limit", 50, 1, 1000)
+    after = request.query.get("after") or None
+    if after is not None and len(after) > 256:
+        raise ApiError(400, "after= is too long", "pass the 'next' value of the previous page")
+    recs = await engine.backend.list_flows(state=state, limit=limit + 1, after=after)
+    more = len(recs) > limit
+    recs = recs[:limit]
+    flows = []
+    for rec in recs:
+        view = record_view(rec)
+        view["running_here"] = engine.handle(rec.flow_id) is not None
+        flows.append(view)
+    return _json(
+        {
+            "flows": flows,
+            "next": recs[-1].flow_id if more and recs else None,
+            "limit": limit,
+            "state": state,
+        }
+    )
+
+
+async def flow_status(request: web.Request) -> web.Response:
+    flow_id = _flow_id(request)
+    engine = get_engine(request)
+    rep = await engine.status(flow_id)
+    rec = await engine.backend.get_flow(flow_id)
+    handle = _find_handle(_state(request), engine, flow_id)
+    view = status_view(
+        rep,
+        rec,
+        running_here=handle is not None,
+        live_state=handle.state.value if handle is not None else None,
+    )
+    return _json(view)
+
+
+async def journal(request: web.Request) -> web.Response:
+    flow_id = _flow_id(request)
+    engine = get_engine(request)
+    after = _int_query(request, "after_seq", -1, -1, 2**62)
+    limit = _int_query(request, "limit", 1000, 1, 10000)
+    entries = await engine.backend.read(flow_id, after_seq=after)
+    if not entries and after < 0:
+        await _record(engine, flow_id)  # 404 if there is no such flow
+    page = entries[:limit]
+    return _json(
+        {
+            "flow_id": flow_id,
+            "entries": [entry_view(e) for e in page],
+            "next_seq": page[-1].seq if len(entries) > limit else None,
+        }
+    )
+
+
+async def graph_svg(request: web.Request) -> web.Response:
+    flow_id = _flow_id(request)
+    st = _state(request)
+    engine = get_engine(request)
+    rep = await engine.status(flow_id)
+    plan = st.plan(rep.name)
+    nodes = list(rep.task_names)
+    edges: list[tuple[str, str]] = []
+    if plan is not None:
+        from .._graph_export import task_edges
+
+        edges = list(task_edges(plan))
+        nodes += [n for n in plan.task_names if n not in nodes]
+    svg = render_svg(nodes, edges, states=task_states(rep), title=f"{rep.name} ({flow_id})")
+    return web.Response(
+        text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def graph_dot(request: web.Request) -> web.Response:
+    flow_id = _flow_id(request)
+    st = _state(request)
+    engine = get_engine(request)
+    rep = await engine.status(flow_id)
+    plan = st.plan(rep.name)
+    if plan is None:
+        raise ApiError(
+            422,
+            f"flow {rep.name!r} is not registered on this server; its edges are unknown",
+            "register the flow in the server's registry, or use graph.svg (nodes only)",
+        )
+    dot = to_dot(plan, states=task_states(rep))
+    return web.Response(
+        text=dot, content_type="text/vnd.graphviz", headers={"Cache-Control": "no-store"}
+    )
+
+
+# -- mutations --------------------------------------------------------------------------------
+
+
+async def submit(request: web.Request) -> web.Response:
+    """``POST /flows {flow, inputs, flow_id?}`` → 202 (or 200 when it finished within
+    ``?wait=`` seconds, or when ``flow_id`` names a flow that has already finished)."""
+    _authorize(request)
+    st = _state(request)
+    body = await _body(request)
+    unknown = sorted(set(body) - _SUBMIT_KEYS)
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {unknown}", "send {flow, inputs, flow_id?}")
+    name = body.get("flow")
+    if not isinstance(name, str) or not name:
+        raise ApiError(
+            400,
+            "field 'flow' must be the name of a registered flow",
+            'send {"flow": "<name>", "inputs": {...}}',
+            registered=list(st.registry),
+        )
+    inputs = body.get("inputs", {})
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        raise ApiError(400, "field 'inputs' must be a JSON object", "send inputs as {name: value}")
+    flow_id = body.get("flow_id")
+    if flow_id is not None and (not isinstance(flow_id, str) or not _FLOW_ID.match(flow_id)):
+        raise ApiError(400, f"invalid flow_id {flow_id!r}", _FLOW_ID_HINT)
+    wait = _wait_query(request)
+    engine = get_engine(request)
+    flow = st.registry.build(name)
+    token = 0
+    if flow_id is not None:
+        if _find_handle(st, engine, flow_id) is not None or flow_id in st.starting:
+            raise ApiError(
+                409, f"flow {flow_id} is already running here", "watch it with GET .../flows/{id}"
+            )
+        rec = await engine.backend.get_flow(flow_id)
+        if rec is not None:
+            if rec.name != name:
+                raise ApiError(
+                    409,
+                    f"flow id {flow_id} is taken by a {rec.name!r} flow",
+                    "use another flow_id, or omit it to get a fresh one",
+                )
+            if _finished(rec.state):
+                view = record_view(rec)
+                view["url"] = f"{st.prefix}/flows/{flow_id}"
+                return _json(view, 200)
+            token = rec.token + 1
+        st.starting.add(flow_id)
+    try:
+        handle = _track(st, await engine.start(flow, inputs, flow_id=flow_id, token=token))
+    finally:
+        if flow_id is not None:
+            st.starting.discard(flow_id)
+    if wait > 0:
+        with anyio.move_on_after(wait):
+            with contextlib.suppress(Exception):  # a failure is reported by the status below
+                await handle.wait()
+        if handle.done:
+            rep = await engine.status(handle.flow_id)
+            rec = await engine.backend.get_flow(handle.flow_id)
+            view = status_view(rep, rec, running_here=False, live_state=None)
+            view["url"] = f"{st.prefix}/flows/{handle.flow_id}"
+            return _json(view, 200)
+    return _accepted(st, handle, "started")
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel: running tasks are cancelled and completed ones reverted. A journaled flow that
+    no engine here runs is taken over (with its registered flow) to revert it."""
+    _authorize(request)
+    flow_id = _flow_id(request)
+    st = _state(request)
+    engine = get_engine(request)
+    handle = _find_handle(st, engine, flow_id)
+    if handle is None:
+        rec = await _record(engine, flow_id)
+        handle = await _take_over(st, engine, rec, "cancel")
+    handle.cancel()
+    return _accepted(st, handle, "cancelling")
+
+
+async def resume(request: web.Request) -> web.Response:
+    """Resume a suspended flow running here, or a stopped/suspended/crashed flow from its
+    journal with the registered flow of its name."""
+    _authorize(request)
+    flow_id = _flow_id(request)
+    st = _state(request)
+    engine = get_engine(request)
+    handle = _find_handle(st, engine, flow_id)
+    if handle is not None:
+        handle.resume()
+        return _accepted(st, handle, "resumed")
+    rec = await _record(engine, flow_id)
+    handle = await _take_over(st, engine, rec, "resume")
+    return _accepted(st, handle, "resumed")
+
+
+def _running_handle(request: web.Request, flow_id: str) -> FlowHandle:
+    handle = _find_handle(_state(request), get_engine(request), flow_id)
+    if handle is None:
+        raise ApiError(
+            409,
+            f"flow {flow_id} is not running on this server",
+            "only flows running here can be suspended or stopped; see GET .../flows/{id}",
+        )
+    return handle
+
+
+async def suspend(request: web.Request) -> web.Response:
+    """Start no new task; the flow waits in SUSPENDED until resumed."""
+    _authorize(request)
+    flow_id = _flow_id(request)
+    handle = _running_handle(request, flow_id)
+    handle.suspend()
+    return _accepted(_state(request), handle, "suspending")
+
+
+async def stop(request: web.Request) -> web.Response:
+    """Let running tasks finish, then leave the flow SUSPENDED in the journal (resumable)."""
+    _authorize(request)
+    flow_id = _flow_id(request)
+    handle = _running_handle(request, flow_id)
+    handle.stop()
+    return _accepted(_state(request), handle, "stopping")
+
+
+async def retry(request: web.Request) -> web.Response:
+    """``POST /flows/{id}/retry {from_task}``: not supported yet (501) — the engine has no
+    API to re-run part of a journaled flow, and this layer will not write journal entries."""
+    _authorize(request)
+    flow_id = _flow_id(request)
+    engine = get_engine(request)
+    body = await _body(request)
+    task = body.get("from_task")
+    if not isinstance(task, str) or not task:
+        raise ApiError(
+            400, "field 'from_task' must name a task of the flow", 'send {"from_task": "<task>"}'
+        )
+    rep = await engine.status(flow_id)
+    if task not in rep.task_names:
+        raise ApiError(
+            422, f"flow {flow_id} has no task {task!r}", f"tasks: {', '.join(rep.task_names)}"
+        )
+    raise ApiError(
+        501,
+        "retrying a flow from a task is not supported yet: the engine has no API to re-run "
+        "part of a journaled flow",
+        "resume an unfinished flow with POST .../resume, or submit the flow again with "
+        "POST .../flows",
+        flow_id=flow_id,
+    )

@@ -1,0 +1,194 @@
+"""Wiring an engine into an aiohttp application: its lifetime, and how handlers reach it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+from aiohttp import web
+
+from .._compile import Plan, compile_flow
+from .._engine._engine import Engine, FlowHandle
+from .._registry import FlowRegistry
+from ..errors import ConfigurationError, FlowcoordError, JournalUnavailable
+
+__all__ = ["STATE_KEY", "AppState", "create_app", "get_engine", "get_registry", "setup"]
+
+log = structlog.get_logger("flowcoord.aiohttp")
+
+
+@dataclass(slots=True)
+class AppState:
+    """What :func:`setup` keeps on the application (under :data:`STATE_KEY`)."""
+
+    make_engine: Callable[[], Engine]
+    registry: FlowRegistry
+    token: str | None
+    prefix: str
+    shutdown_timeout: float
+    engine: Engine | None = None
+    starting: set[str] = field(default_factory=set)
+    handles: dict[str, FlowHandle] = field(default_factory=dict)
+    plans: dict[str, Plan] = field(default_factory=dict)
+
+    def plan(self, name: str) -> Plan | None:
+        """The compiled plan of the registered flow ``name`` (cached), or ``None``."""
+        plan = self.plans.get(name)
+        if plan is None and name in self.registry:
+            try:
+                plan = self.plans[name] = compile_flow(self.registry.build(name))
+            except FlowcoordError:
+                return None
+        return plan
+
+
+STATE_KEY = web.AppKey("flowcoord", AppState)
+
+
+def setup(
+    app: web.Application,
+    *,
+    registry: FlowRegistry,
+    token: str | None,
+    engine: Engine | None = None,
+    engine_factory: Callable[[], Engine] | None = None,
+    prefix: str = "/api",
+    dashboard: bool = True,
+    shutdown_timeout: float = 10.0,
+) -> None:
+    """Serve flowcoord's JSON API under ``prefix`` (and the dashboard at ``/``) from ``app``.
+
+    Give either ``engine`` or ``engine_factory``: the engine is started with the app (a
+    ``cleanup_ctx``) and stopped with it; flows still running at shutdown are stopped — they
+    stay resumable in the journal — and after ``shutdown_timeout`` seconds the tasks still
+    running are cancelled. Handlers reach the engine with :func:`get_engine`. Mutating
+    requests need ``Authorization: Bearer <token>``; ``token=None`` turns that check off.
+    """
+    from ._api import add_api_routes
+    from ._dashboard import add_dashboard_routes
+    from ._errors import error_middleware
+
+    if (engine is None) == (engine_factory is None):
+        raise ConfigurationError("setup() needs exactly one of engine= and engine_factory=")
+    if not isinstance(registry, FlowRegistry):
+        raise ConfigurationError(f"registry must be a flowcoord.FlowRegistry, got {registry!r}")
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ConfigurationError(
+            "token must be a non-empty string or None", hint="pass token=None to turn auth off"
+        )
+    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix.rstrip("/") == "":
+        raise ConfigurationError(
+            f"prefix must be a path like '/api', got {prefix!r}",
+            hint="the dashboard owns '/', so the API needs a prefix of its own",
+        )
+    if not shutdown_timeout >= 0:
+        raise ConfigurationError(f"shutdown_timeout must be >= 0, got {shutdown_timeout!r}")
+    if STATE_KEY in app:
+        raise ConfigurationError("flowcoord.aiohttp.setup() was already called on this app")
+    if engine is not None:
+        given = engine
+        make: Callable[[], Engine] = lambda: given  # noqa: E731
+    else:
+        assert engine_factory is not None
+        make = engine_factory
+    prefix = prefix.rstrip("/")
+    if token is None:
+        log.warning("api_auth_disabled", hint="anyone who can reach the server can start flows")
+    app[STATE_KEY] = AppState(make, registry, token, prefix, float(shutdown_timeout))
+    app.middlewares.append(error_middleware(prefix))
+    app.cleanup_ctx.append(_engine_lifetime)
+    add_api_routes(app, prefix)
+    if dashboard:
+        add_dashboard_routes(app, prefix)
+
+
+def create_app(
+    *,
+    registry: FlowRegistry,
+    token: str | None,
+    engine: Engine | None = None,
+    engine_factory: Callable[[], Engine] | None = None,
+    prefix: str = "/api",
+    dashboard: bool = True,
+    shutdown_timeout: float = 10.0,
+) -> web.Application:
+    """A new application with :func:`setup` applied (what ``flowcoord serve`` runs)."""
+    app = web.Application()
+    setup(
+        app,
+        registry=registry,
+        token=token,
+        engine=engine,
+        engine_factory=engine_factory,
+        prefix=prefix,
+        dashboard=dashboard,
+        shutdown_timeout=shutdown_timeout,
+    )
+    return app
+
+
+def _state(app: web.Application | web.Request) -> AppState:
+    try:
+        if isinstance(app, web.Request):
+            return app.config_dict[STATE_KEY]
+        return app[STATE_KEY]
+    except KeyError:
+        raise ConfigurationError(
+            "flowcoord.aiohttp.setup() was not called on this application"
+        ) from None
+
+
+def get_engine(app: web.Application | web.Request) -> Engine:
+    """The running engine of an app set up with :func:`setup` (pass the app or a request)."""
+    engine = _state(app).engine
+    if engine is None:
+        raise JournalUnavailable(
+            "the flowcoord engine is not running",
+            hint="it runs between the application's startup and cleanup",
+        )
+    return engine
+
+
+def get_registry(app: web.Application | web.Request) -> FlowRegistry:
+    """The flow registry given to :func:`setup`."""
+    return _state(app).registry
+
+
+async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
+    st = app[STATE_KEY]
+    engine = st.make_engine()
+    if not isinstance(engine, Engine):
+        raise ConfigurationError(f"engine_factory returned {engine!r}, not a flowcoord.Engine")
+    with anyio.CancelScope() as hard:
+        async with engine:
+            st.engine = engine
+            try:
+                yield
+            finally:
+                st.engine = None
+                if not await _stop_running(engine, st.shutdown_timeout):
+                    hard.cancel()
+
+
+async def _stop_running(engine: Engine, grace: float) -> bool:
+    """Stop every running flow (resumable later) and wait up to ``grace`` s for them."""
+    handles = engine.running
+    if not handles:
+        return True
+    log.info("stopping_flows", count=len(handles), grace=grace)
+    for h in handles:
+        h.stop()
+    with anyio.move_on_after(grace):
+        for h in handles:
+            with contextlib.suppress(Exception):
+                await h.wait()
+        return True
+    log.warning(
+        "flows_cancelled_at_shutdown",
+        flows=[h.flow_id for h in handles if not h.done],
+        hint="their running tasks were cancelled; resume the flows from the journal",
+    )
+    return False

@@ -1,0 +1,131 @@
+"""One boundary for errors: flowcoord errors and bad input become JSON ``{error, hint}``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from .._registry import UnknownFlow
+from ..errors import (
+    ConfigurationError,
+    CoordinationError,
+    EncodingError,
+    FlowcoordError,
+    FlowDefinitionError,
+    FlowExists,
+    FlowNotFound,
+    InvalidStateTransition,
+    JournalError,
+    OwnershipLost,
+)
+
+__all__ = ["ApiError", "dumps", "error_middleware", "json_error", "status_for"]
+
+log = structlog.get_logger("flowcoord.aiohttp")
+
+# Most specific first: the first match wins.
+_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (UnknownFlow, 422, "GET the registry endpoint for the registered flow names"),
+    (FlowDefinitionError, 422, "fix the flow's inputs or definition"),
+    (ConfigurationError, 400, "fix the option's value"),
+    (EncodingError, 422, "send JSON-compatible values"),
+    (FlowNotFound, 404, "list flows with GET /flows"),
+    (FlowExists, 409, "use another flow_id, or omit it to get a fresh one"),
+    (InvalidStateTransition, 409, "reload the flow's status and try again"),
+    (OwnershipLost, 409, "another engine owns the flow now"),
+    (JournalError, 503, "the journal store is unavailable; retry later"),
+    (CoordinationError, 503, "the coordination service is unavailable; retry later"),
+    (FlowcoordError, 400, "see the error message"),
+    (ValueError, 400, "check the request"),
+)
+
+
+class ApiError(Exception):
+    """An HTTP error with a JSON body, raised by handlers for bad requests."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        hint: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.hint = hint
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def _fallback(value: object) -> str:
+    return repr(value)
+
+
+def dumps(value: Any) -> str:
+    """JSON text; values JSON cannot carry are shown by their ``repr``."""
+    return json.dumps(value, default=_fallback, ensure_ascii=False, allow_nan=False)
+
+
+def json_error(status: int, error: str, hint: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": error, "hint": hint}
+    body.update(extra)
+    return web.json_response(body, status=status, dumps=dumps)
+
+
+def status_for(exc: Exception) -> tuple[int, str]:
+    for kind, status, hint in _STATUS:
+        if isinstance(exc, kind):
+            return status, hint
+    return 500, "see the server log"
+
+
+def error_middleware(prefix: str) -> Middleware:
+    """Turn errors raised under ``prefix`` into JSON; other paths are left alone."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if not (path == prefix or path.startswith(prefix + "/")):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            resp = json_error(exc.status, exc.error, exc.hint, **exc.extra)
+            resp.headers.update(exc.headers)
+            return resp
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            hint = None
+            if exc.status == 404:
+                hint = f"the API lives under {prefix}/flows"
+            elif exc.status == 405:
+                hint = f"allowed: {', '.join(sorted(getattr(exc, 'allowed_methods', ())))}"
+            resp = json_error(exc.status, exc.reason, hint)
+            for name in ("Allow", "WWW-Authenticate"):
+                if name in exc.headers:
+                    resp.headers[name] = exc.headers[name]
+            return resp
+        except (FlowcoordError, ValueError) as exc:
+            status, default_hint = status_for(exc)
+            hint = getattr(exc, "hint", None) or default_hint
+            extra: dict[str, Any] = {"type": type(exc).__name__}
+            flow_id = getattr(exc, "flow_id", None)
+            if flow_id:
+                extra["flow_id"] = flow_id
+            message = getattr(exc, "message", None) or str(exc)
+            if status >= 500:
+                log.warning("api_unavailable", path=path, error=str(exc))
+            return json_error(status, message, hint, **extra)
+        except Exception:  # a bug: log it, show no traceback
+            log.exception("api_internal_error", path=path, method=request.method)
+            return json_error(500, "internal error", "see the server log for details")
+
+    return middleware
