@@ -266,7 +266,11 @@ class FlowRun:
         tg = self._tg
         if tg is None or self._halt is not None or self._suspend:
             return
-        while self._workers < self._bound and len(self._ready) > self._workers - self._busy:
+        # Adaptive pool: keep as many idle workers as there are busy ones (at least one), so
+        # tasks that never suspend run back to back on one worker, while tasks that do
+        # suspend double the pool each loop iteration, up to the concurrency bound.
+        want = min(len(self._ready), max(1, self._busy))
+        while self._workers < self._bound and self._workers - self._busy < want:
             self._workers += 1
             tg.start_soon(self._worker)
 
@@ -278,15 +282,15 @@ class FlowRun:
                 if not self._admit(i):
                     continue
                 self._busy += 1
+                if ready:
+                    self._pump()
                 try:
                     await self._execute(i)
                 finally:
                     self._busy -= 1
-                if ready:
-                    self._pump()
         finally:
             self._workers -= 1
-            if not self._busy or self._done == len(self.plan.nodes):
+            if not self._workers or (not self._busy and (self._halt is not None or self._suspend)):
                 self._changed.set()
 
     def _admit(self, i: int) -> bool:
@@ -314,8 +318,12 @@ class FlowRun:
                         self._ready.append(k)
 
     def _drain_virtual(self) -> None:
-        for i in [i for i in self._ready if self.plan.nodes[i].task is None]:
-            self._ready.remove(i)
+        nodes = self.plan.nodes
+        virtual = [i for i in self._ready if nodes[i].task is None]
+        if not virtual:
+            return
+        self._ready = deque(i for i in self._ready if nodes[i].task is not None)
+        for i in virtual:
             self._set_task(i, _R)
             self._set_task(i, _S)
             self._complete(i)
@@ -354,9 +362,12 @@ class FlowRun:
                     with anyio.fail_after(t.timeout):
                         result = await fn(**self._inputs(t))
                 outputs = task_outputs(t, result)
-                data = w.encode(
-                    {"result": result, "attempt": attempt}, what=f"result of {t.name!r}"
-                )
+                if result is None:
+                    data = f'{{"result":null,"attempt":{attempt}}}'
+                else:
+                    data = w.encode(
+                        {"result": result, "attempt": attempt}, what=f"result of {t.name!r}"
+                    )
             except anyio.get_cancelled_exc_class():
                 self._set_task(i, _P)  # interrupted: at-least-once, it runs again on resume
                 raise

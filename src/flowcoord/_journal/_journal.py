@@ -115,7 +115,7 @@ class FlowWriter:
     :class:`OwnershipLost` and nothing more is sent.
     """
 
-    __slots__ = ("_immediate", "_journal", "_lost", "codec", "flow_id", "seq", "token")
+    __slots__ = ("_append_now", "_journal", "_lost", "codec", "flow_id", "seq", "token")
 
     def __init__(self, journal: Journal, flow_id: str, *, token: int, next_seq: int) -> None:
         self._journal = journal
@@ -124,7 +124,8 @@ class FlowWriter:
         self.token = token
         self.seq = next_seq
         self._lost: BaseException | None = None
-        self._immediate = journal.backend.immediate
+        backend = journal.backend
+        self._append_now = backend.append_now if backend.immediate else None  # type: ignore[attr-defined]
 
     def _entry(self, kind: EventKind, task: str | None, data: str, state: str | None) -> Entry:
         if self._lost is not None:
@@ -137,17 +138,24 @@ class FlowWriter:
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
     ) -> None:
         """Queue an entry without waiting for it to be durable."""
-        batch = self._journal.submit(self._entry(kind, task, data, state))
-        if self._immediate:
-            self._check(batch)
+        entry = self._entry(kind, task, data, state)
+        if self._append_now is not None:
+            if self._append_now((entry,)):
+                self._refused()
+            return
+        self._journal.submit(entry)
 
     async def write(
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
     ) -> None:
         """Append an entry and wait until it is durable."""
-        batch = self._journal.submit(self._entry(kind, task, data, state))
-        if not self._immediate:
-            await batch.done.wait()
+        entry = self._entry(kind, task, data, state)
+        if self._append_now is not None:
+            if self._append_now((entry,)):
+                self._refused()
+            return
+        batch = self._journal.submit(entry)
+        await batch.done.wait()
         self._check(batch)
 
     def revoke(self, exc: BaseException) -> None:
@@ -159,13 +167,16 @@ class FlowWriter:
         if batch.error is not None:
             raise batch.error
         if self.flow_id in batch.refused:
-            self._lost = OwnershipLost(
-                f"flow {self.flow_id}: the journal refused this engine's writes; a newer owner "
-                f"holds the flow (this engine's token: {self.token})",
-                flow_id=self.flow_id,
-                hint="this engine stopped working on the flow; its new owner carries on",
-            )
-            raise self._lost
+            self._refused()
+
+    def _refused(self) -> None:
+        self._lost = OwnershipLost(
+            f"flow {self.flow_id}: the journal refused this engine's writes; a newer owner "
+            f"holds the flow (this engine's token: {self.token})",
+            flow_id=self.flow_id,
+            hint="this engine stopped working on the flow; its new owner carries on",
+        )
+        raise self._lost
 
     def encode(self, value: Any, *, what: str) -> str:
         return self.codec.encode(value, what=what)

@@ -11,14 +11,26 @@ from ._events import Entry, EventKind, FlowRecord
 
 __all__ = ["MemoryJournal"]
 
+_NONE: frozenset[str] = frozenset()
+
 
 class _Flow:
-    __slots__ = ("entries", "record", "seqs")
+    __slots__ = ("created_at", "entries", "flow_id", "name", "seqs", "state", "token", "updated_at")
 
-    def __init__(self, record: FlowRecord) -> None:
-        self.record = record
+    def __init__(self, record: FlowRecord, now: float) -> None:
+        self.flow_id = record.flow_id
+        self.name = record.name
+        self.state = record.state
+        self.token = record.token
+        self.created_at = record.created_at or now
+        self.updated_at = now
         self.entries: list[Entry] = []
         self.seqs: set[int] = set()
+
+    def record(self) -> FlowRecord:
+        return FlowRecord(
+            self.flow_id, self.name, self.state, self.token, self.created_at, self.updated_at
+        )
 
 
 class MemoryJournal(JournalBackend):
@@ -32,8 +44,7 @@ class MemoryJournal(JournalBackend):
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
         if record.flow_id in self._flows:
             return False
-        now = time.time()
-        flow = _Flow(_replace(record, created_at=record.created_at or now, updated_at=now))
+        flow = _Flow(record, time.time())
         self._flows[record.flow_id] = flow
         self._write(flow, entries)
         return True
@@ -43,13 +54,20 @@ class MemoryJournal(JournalBackend):
 
     def append_now(self, entries: Sequence[Entry]) -> frozenset[str]:
         """Synchronous append (the memory backend never waits)."""
+        if len(entries) == 1:
+            e = entries[0]
+            flow = self._flows.get(e.flow_id)
+            if flow is None or e.token < flow.token:
+                return frozenset((e.flow_id,))
+            self._write(flow, entries)
+            return _NONE
         by_flow: dict[str, list[Entry]] = {}
         for e in entries:
             by_flow.setdefault(e.flow_id, []).append(e)
         refused: set[str] = set()
         for flow_id, batch in by_flow.items():
             flow = self._flows.get(flow_id)
-            if flow is None or any(e.token < flow.record.token for e in batch):
+            if flow is None or any(e.token < flow.token for e in batch):
                 refused.add(flow_id)
                 continue
             self._write(flow, batch)
@@ -68,20 +86,22 @@ class MemoryJournal(JournalBackend):
                 flow.entries.append(e)
             if e.kind is EventKind.FLOW_STATE and e.state is not None:
                 state = e.state
-        rec = flow.record
-        flow.record = _replace(rec, state=state or rec.state, updated_at=time.time())
+        if state is not None:
+            flow.state = state
+        if batch:
+            flow.updated_at = max(flow.updated_at, batch[-1].at)
 
     async def fence(self, flow_id: str, token: int) -> int:
         flow = self._flows.get(flow_id)
         if flow is None:
             raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
-        current = flow.record.token
+        current = flow.token
         if current > token:
             raise OwnershipLost(
                 f"flow {flow_id!r} is owned with a newer token ({current} > {token})",
                 flow_id=flow_id,
             )
-        flow.record = _replace(flow.record, token=token)
+        flow.token = token
         return current
 
     async def read(self, flow_id: str, *, after_seq: int = -1) -> list[Entry]:
@@ -92,7 +112,7 @@ class MemoryJournal(JournalBackend):
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
         flow = self._flows.get(flow_id)
-        return flow.record if flow else None
+        return flow.record() if flow else None
 
     async def list_flows(
         self, *, state: str | None = None, limit: int = 100, after: str | None = None
@@ -101,16 +121,10 @@ class MemoryJournal(JournalBackend):
         for fid in sorted(self._flows):
             if after is not None and fid <= after:
                 continue
-            rec = self._flows[fid].record
+            rec = self._flows[fid].record()
             if state is not None and rec.state != state:
                 continue
             out.append(rec)
             if len(out) >= limit:
                 break
         return out
-
-
-def _replace(rec: FlowRecord, **changes: object) -> FlowRecord:
-    from dataclasses import replace
-
-    return replace(rec, **changes)  # type: ignore[arg-type]
