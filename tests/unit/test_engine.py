@@ -524,3 +524,43 @@ async def test_failure_record_is_json_and_keeps_the_cause() -> None:
     assert back.cause.matches("KeyError")
     assert "outer" in back.traceback
     assert back.exception is None
+
+
+async def test_fork_reruns_from_a_task_reusing_standing_results() -> None:
+    runs: list[str] = []
+
+    @fc.task(provides="a")
+    async def fa() -> int:
+        runs.append("a")
+        return 1
+
+    @fc.task(provides="b")
+    async def fb(a: int) -> int:
+        runs.append("b")
+        return a + 1
+
+    fail = True
+
+    @fc.task(provides="c")
+    async def fc_(b: int) -> int:
+        runs.append("c")
+        if fail:
+            raise RuntimeError("c failed")
+        return b + 1
+
+    def build() -> fc.Flow:
+        return fc.Linear("f", fa, fb, fc_)
+
+    async with fc.Engine() as engine:
+        with pytest.raises(RuntimeError):
+            await engine.run(build(), flow_id="src")
+        fail = False
+        # a and b have no revert function: their results still stand after the rollback
+        handle = await engine.fork(build(), "src", from_task="fc_", flow_id="forked")
+        out = await handle.wait()
+        rep = await engine.status("forked")
+        with pytest.raises(fc.FlowDefinitionError, match="no task 'zz'"):
+            await engine.fork(build(), "src", from_task="zz")
+    assert runs == ["a", "b", "c", "c"]
+    assert out["c"] == 3
+    assert rep.state is fc.FlowState.SUCCESS

@@ -22,8 +22,14 @@ from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._journal import Journal
 from .._journal._memory import MemoryJournal
 from .._journal._replay import FlowReplay, replay
-from .._states import FlowState, StateListener
-from ..errors import ConfigurationError, FlowDefinitionError, FlowNotFound, JournalUnavailable
+from .._states import FlowState, StateListener, TaskState
+from ..errors import (
+    ConfigurationError,
+    FlowDefinitionError,
+    FlowExists,
+    FlowNotFound,
+    JournalUnavailable,
+)
 from ._runner import FlowRun
 
 __all__ = ["Engine", "FlowHandle", "FlowOutcome"]
@@ -234,6 +240,79 @@ class Engine:
         if not entries:
             raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
         return replay(flow_id, entries, self.codec)
+
+    async def fork(
+        self,
+        flow: Flow,
+        source_flow_id: str,
+        *,
+        from_task: str | None = None,
+        flow_id: str | None = None,
+        token: int = 0,
+    ) -> FlowHandle:
+        """Start a new flow that re-runs ``source_flow_id`` from ``from_task`` on.
+
+        The new flow gets the source's inputs, and the journaled results of every task that
+        is neither ``from_task`` nor downstream of it, provided that result still stands: the
+        task succeeded and was not reverted (or was "reverted" without a revert function).
+        Everything else runs again. Without ``from_task`` every task runs again.
+        """
+        plan = self.compile(flow)
+        src = await self.status(source_flow_id)
+        _check_same_flow(flow, plan, src)
+        if from_task is not None and from_task not in plan.by_name:
+            raise FlowDefinitionError(
+                f"flow {source_flow_id} has no task {from_task!r}",
+                flow=flow.name,
+                tasks=[from_task],
+                flow_id=source_flow_id,
+            )
+        rerun: set[int] = set(range(len(plan.nodes)))
+        if from_task is not None:
+            rerun = set()
+            stack = [plan.by_name[from_task]]
+            while stack:
+                i = stack.pop()
+                if i not in rerun:
+                    rerun.add(i)
+                    stack.extend(plan.nodes[i].succs)
+        new_id = flow_id or uuid.uuid4().hex
+        entries: list[Entry] = []
+        seq = 1
+        for node in plan.nodes:
+            rec = src.tasks.get(node.name)
+            if node.task is None or node.index in rerun or rec is None:
+                continue
+            stands = rec.state is TaskState.SUCCESS or (
+                rec.state is TaskState.REVERTED and not node.task.has_revert
+            )
+            if rec.result is None and rec.state is not TaskState.SUCCESS:
+                stands = False
+            if not stands:
+                continue
+            data = self.codec.encode(
+                {"result": rec.result, "attempt": rec.attempt, "forked": source_flow_id},
+                what=f"result of {node.name!r}",
+            )
+            entries.append(
+                Entry(new_id, seq, EventKind.TASK_SUCCEEDED, node.name, data, None, token)
+            )
+            seq += 1
+        head = self.codec.encode(
+            {
+                "name": flow.name,
+                "inputs": src.inputs,
+                "tasks": plan.task_names,
+                "forked_from": source_flow_id,
+                "from_task": from_task,
+            },
+            what="fork",
+        )
+        record = FlowRecord(new_id, flow.name, FlowState.PENDING.value, token)
+        first = Entry(new_id, 0, EventKind.FLOW_CREATED, None, head, None, token)
+        if not await self.journal.create_flow(record, [first, *entries]):
+            raise FlowExists(f"flow {new_id} exists already", flow_id=new_id)
+        return await self.start(flow, flow_id=new_id, token=token)
 
     async def _drive_quietly(self, run: FlowRun, handle: FlowHandle) -> None:
         with contextlib.suppress(Exception):  # delivered through handle.wait()
