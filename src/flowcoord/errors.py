@@ -27,6 +27,12 @@ The tree::
         ├── CoordinationTimeout                 a call exceeded its deadline
         ├── SessionLost                         the session expired or was presumed lost
         ├── AuthFailed                          credentials refused
+        ├── NodeError                           a call on one node failed (``path``)
+        │   ├── NodeMissing                     no node at that path
+        │   ├── NodeExists                      a node already exists at that path
+        │   ├── VersionConflict                 the node's version is not the expected one
+        │   ├── NodeNotEmpty                    the node still has children
+        │   └── AccessDenied                    the node's ACL refuses this session
         ├── JobNotFound
         └── JobAlreadyClaimed
 
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
     from ._failure import Failure
 
 __all__ = [
+    "AccessDenied",
     "AmbiguousProviderError",
     "AuthFailed",
     "ConfigurationError",
@@ -66,10 +73,15 @@ __all__ = [
     "JournalSchemaError",
     "JournalUnavailable",
     "MissingInputError",
+    "NodeError",
+    "NodeExists",
+    "NodeMissing",
+    "NodeNotEmpty",
     "OwnershipLost",
     "RevertFailed",
     "SessionLost",
     "TaskFailed",
+    "VersionConflict",
 ]
 
 
@@ -278,6 +290,34 @@ class SessionLost(CoordinationError):
 
 class AuthFailed(CoordinationError):
     """The coordination service refused the credentials."""
+
+
+class NodeError(CoordinationError):
+    """A call on one coordination node failed; ``path`` names the node (in the namespace)."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        self.path = path
+        super().__init__(message, hint=hint)
+
+
+class NodeMissing(NodeError):
+    """No node exists at ``path`` (or its parent is missing, for a create)."""
+
+
+class NodeExists(NodeError):
+    """A node already exists at ``path``."""
+
+
+class VersionConflict(NodeError):
+    """The node at ``path`` changed since its version was read; re-read it and decide again."""
+
+
+class NodeNotEmpty(NodeError):
+    """The node at ``path`` still has children, so it cannot be deleted."""
+
+
+class AccessDenied(NodeError):
+    """The ACL of the node at ``path`` does not let this session's identity do that."""
 
 
 class JobNotFound(CoordinationError):
