@@ -1,0 +1,480 @@
+"""The PostgreSQL journal backend (asyncpg): one round trip per append batch, fencing in SQL."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import asyncpg
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+
+from ..errors import (
+    ConfigurationError,
+    FlowcoordError,
+    FlowNotFound,
+    JournalError,
+    JournalSchemaError,
+    JournalUnavailable,
+    OwnershipLost,
+)
+from ._contract import JournalBackend
+from ._events import Entry, EventKind, FlowRecord
+from ._postgres_sql import SCHEMA_VERSION, Statements
+
+__all__ = ["PostgresJournal"]
+
+log = structlog.get_logger("flowcoord.journal.postgres")
+
+_T = TypeVar("_T")
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+    _Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    _Op: TypeAlias = Callable[[_Conn], Awaitable[_T]]
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_DSN_FORM = "postgresql://user[:password]@host[:port]/database"
+_CLOSE_TIMEOUT = 5.0
+_MIN_ATTEMPT = 0.5  # the last attempt before the deadline still gets this long
+
+# Errors after which the same statement may succeed on another try (a fresh connection, the
+# server back up, the lock conflict gone). Appends are idempotent, so an unknown commit
+# outcome is one of these too.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionRefusedError, ConnectionResetError, ...
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE 08xxx, incl. ConnectionDoesNotExistError
+    asyncpg.InterfaceError,  # "connection is closed", ...
+    asyncpg.exceptions.OperatorInterventionError,  # 57xxx: admin/crash shutdown, starting up
+    asyncpg.TransactionRollbackError,  # 40xxx: serialization failure, deadlock
+    asyncpg.TooManyConnectionsError,
+)
+_NOT_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.ClientConfigurationError,
+    asyncpg.DataError,
+    asyncpg.exceptions.UnsupportedClientFeatureError,
+    asyncpg.exceptions.UnsupportedServerFeatureError,
+)
+_DRIVER: tuple[type[BaseException], ...] = (
+    *_TRANSIENT,
+    asyncpg.PostgresError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT) and not isinstance(exc, _NOT_TRANSIENT)
+
+
+async def _keep_session(conn: object) -> None:
+    """Pool reset hook: nothing to undo (no session state is ever set), so no round trip."""
+
+
+class PostgresJournal(JournalBackend):
+    """Keeps the journal in PostgreSQL tables ``flows`` and ``entries`` of one schema.
+
+    ``open()`` connects a pool and creates or migrates the schema (versioned in its ``meta``
+    table). Every call runs on a pooled connection; when the connection or the server goes
+    away it is retried with exponential backoff and jitter until ``retry_deadline`` seconds
+    have passed, then :class:`~flowcoord.JournalUnavailable` is raised. Each attempt is
+    bounded by ``attempt_timeout`` (a black-holed connection is abandoned for a new one).
+    Appends are idempotent by ``(flow_id, seq)``, so repeating one whose commit outcome was
+    lost is safe.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "flowcoord",
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        retry_deadline: float = 30.0,
+        attempt_timeout: float = 10.0,
+    ) -> None:
+        if not _SCHEMA_RE.match(schema) or len(schema) > 63:
+            raise ConfigurationError(
+                f"invalid PostgreSQL schema name {schema!r}",
+                hint="use lowercase letters, digits and '_', not starting with a digit",
+            )
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ConfigurationError(
+                f"invalid pool size min_size={min_size} max_size={max_size}",
+                hint="need 0 <= min_size <= max_size and max_size >= 1",
+            )
+        for name, value, least in [
+            ("connect_timeout", connect_timeout, 0.001),
+            ("attempt_timeout", attempt_timeout, 0.001),
+            ("retry_deadline", retry_deadline, 0.0),
+        ]:
+            if not value >= least:
+                raise ConfigurationError(f"{name} must be at least {least:g}, got {value!r}")
+        self._dsn = dsn
+        self._where, self._user, self._database = _describe(dsn)
+        self.schema = schema
+        self._sql = Statements(schema)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._retry_deadline = retry_deadline
+        self._attempt_timeout = attempt_timeout
+        self._pool: _Pool | None = None
+
+    def __repr__(self) -> str:
+        return f"<PostgresJournal {self._where} schema={self.schema}>"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool = await self._retrying("connecting", self._connect)
+        try:
+            await self._retrying("opening the schema", self._attempt, pool, self._migrate)
+        except BaseException:
+            pool.terminate()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            with anyio.fail_after(_CLOSE_TIMEOUT):
+                await pool.close()
+        except (Exception, TimeoutError):
+            pool.terminate()
+
+    async def _connect(self, deadline: float) -> _Pool:
+        pool: _Pool = asyncpg.create_pool(
+            self._dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            timeout=self._connect_timeout,
+            reset=_keep_session,
+            server_settings={"application_name": "flowcoord"},
+        )
+        try:
+            with anyio.fail_after(self._connect_timeout + 1):
+                await pool
+        except BaseException as exc:
+            pool.terminate()
+            if isinstance(exc, ValueError):  # incl. asyncpg.ClientConfigurationError
+                raise ConfigurationError(
+                    f"invalid PostgreSQL connection settings: {exc}", hint=f"expected {_DSN_FORM}"
+                ) from exc
+            raise
+        return pool
+
+    async def _migrate(self, conn: _Conn) -> None:
+        sql = self._sql
+        async with conn.transaction():
+            # Concurrent open() calls: one creates, the others wait and find it done.
+            await conn.execute(sql.lock, zlib.crc32(self.schema.encode()))
+            version = 0
+            if await conn.fetchval(sql.meta_exists, f"{sql.s}.meta") is not None:
+                found = await conn.fetchval(sql.get_version)
+                if found is not None and not str(found).isdigit():
+                    raise JournalSchemaError(
+                        f"the journal schema {self.schema!r} in {self._where} has an "
+                        f"unreadable version {found!r}; nothing was changed",
+                        hint="is this schema used by something other than flowcoord?",
+                    )
+                version = int(found or 0)
+            if version > SCHEMA_VERSION:
+                raise JournalSchemaError(
+                    f"the journal schema {self.schema!r} in {self._where} is at version "
+                    f"{version}, newer than this flowcoord knows ({SCHEMA_VERSION}); "
+                    "nothing was changed",
+                    hint="upgrade flowcoord, or point this engine at another schema",
+                )
+            for target, statements in sql.migrations(version):
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute(sql.set_version, str(target))
+                log.info("journal schema migrated", schema=self.schema, version=target)
+
+    # -- the contract -----------------------------------------------------------------------
+
+    async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
+        now = time.time()
+        created = record.created_at or now
+        unique = _dedupe(entries)
+        state = _final_state(unique, record.state)
+        columns = _columns(unique)
+        attempts = 0
+
+        async def op(conn: _Conn) -> bool:
+            nonlocal attempts
+            attempts += 1
+            created_id = await conn.fetchval(
+                self._sql.create_flow,
+                *columns, record.flow_id, record.name, state, record.token, created, now,
+            )  # fmt: skip
+            # A retry may find the flow that its own lost commit created.
+            return created_id is not None or (
+                attempts > 1 and await self._is_ours(conn, record, created)
+            )
+
+        return await self._run("creating a flow", op)
+
+    async def _is_ours(self, conn: _Conn, record: FlowRecord, created: float) -> bool:
+        row = await conn.fetchrow(self._sql.get_flow, record.flow_id)
+        return row is not None and (row["name"], row["token"], row["created_at"]) == (
+            record.name,
+            record.token,
+            created,
+        )
+
+    async def append(self, entries: Sequence[Entry]) -> frozenset[str]:
+        if not entries:
+            return frozenset()
+        min_token: dict[str, int] = {}
+        for e in entries:
+            min_token[e.flow_id] = min(e.token, min_token.get(e.flow_id, e.token))
+        args = (*_columns(entries), list(min_token), list(min_token.values()))
+
+        async def op(conn: _Conn) -> frozenset[str]:
+            rows = await conn.fetch(self._sql.append, *args, time.time())
+            return frozenset(min_token).difference(r[0] for r in rows)
+
+        return await self._run("appending", op)
+
+    async def fence(self, flow_id: str, token: int) -> int:
+        async def op(conn: _Conn) -> int:
+            row = await conn.fetchrow(self._sql.fence, flow_id, token)
+            if row is None:
+                raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+            current: int = row["token"]
+            if current > token:
+                raise OwnershipLost(
+                    f"flow {flow_id!r} is owned with a newer token ({current} > {token})",
+                    flow_id=flow_id,
+                )
+            return current
+
+        return await self._run("fencing a flow", op)
+
+    async def read(self, flow_id: str, *, after_seq: int = -1) -> list[Entry]:
+        async def op(conn: _Conn) -> list[Entry]:
+            rows = await conn.fetch(self._sql.read, flow_id, after_seq)
+            return [_entry(flow_id, r) for r in rows]
+
+        return await self._run("reading a flow", op)
+
+    async def get_flow(self, flow_id: str) -> FlowRecord | None:
+        async def op(conn: _Conn) -> FlowRecord | None:
+            row = await conn.fetchrow(self._sql.get_flow, flow_id)
+            return None if row is None else _record(row)
+
+        return await self._run("reading a flow summary", op)
+
+    async def list_flows(
+        self, *, state: str | None = None, limit: int = 100, after: str | None = None
+    ) -> list[FlowRecord]:
+        query, args = self._sql.list_flows(state, after)
+
+        async def op(conn: _Conn) -> list[FlowRecord]:
+            return [_record(r) for r in await conn.fetch(query, *args, limit)]
+
+        return await self._run("listing flows", op)
+
+    # -- the one boundary for driver errors and retries -------------------------------------
+
+    async def _run(self, what: str, op: _Op[_T]) -> _T:
+        pool = self._pool
+        if pool is None:
+            raise JournalUnavailable(
+                f"the PostgreSQL journal ({self._where}) is not open", hint="open() it first"
+            )
+        return await self._retrying(what, self._attempt, pool, op)
+
+    async def _retrying(self, what: str, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
+        """Call ``fn(*args, deadline)`` until it succeeds, fails for good, or time runs out."""
+        deadline = time.monotonic() + self._retry_deadline
+        base_wait = wait_random_exponential(multiplier=0.05, max=2.0)
+
+        def wait(state: RetryCallState) -> float:
+            return max(0.0, min(base_wait(state), deadline - time.monotonic()))
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "journal call failed; retrying",
+                what=what,
+                attempt=state.attempt_number,
+                error=repr(exc),
+                where=self._where,
+            )
+
+        retrying = AsyncRetrying(
+            sleep=anyio.sleep,
+            stop=lambda state: time.monotonic() >= deadline,
+            wait=wait,
+            retry=retry_if_exception(_is_transient),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return cast(_T, await retrying(fn, *args, deadline))
+        except FlowcoordError:
+            raise
+        except _DRIVER as exc:
+            raise self._translate(exc, what) from exc
+
+    async def _attempt(self, pool: _Pool, op: _Op[_T], deadline: float) -> _T:
+        budget = min(self._attempt_timeout, max(deadline - time.monotonic(), _MIN_ATTEMPT))
+        conn: _Conn | None = None
+        try:
+            with anyio.fail_after(budget):
+                conn = await pool.acquire()
+                result = await op(conn)
+        except BaseException as exc:
+            if conn is not None:
+                # Mid-protocol (cancelled, timed out, broken): the connection cannot be reused.
+                server_said = isinstance(exc, asyncpg.PostgresError | FlowcoordError)
+                if not server_said or isinstance(exc, asyncpg.PostgresConnectionError):
+                    # InterfaceError: already closed and handed back by the pool itself.
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
+                with anyio.CancelScope(shield=True):
+                    await pool.release(conn)
+            raise
+        await pool.release(conn)
+        return result
+
+    def _translate(self, exc: BaseException, what: str) -> JournalError:
+        where, user, db = self._where, self._user, self._database
+        if isinstance(exc, asyncpg.InvalidPasswordError):
+            return JournalUnavailable(
+                f"{where} refused the password for user {user!r}",
+                hint="fix the password in the DSN (or PGPASSWORD / ~/.pgpass)",
+            )
+        if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+            return JournalUnavailable(
+                f"{where} refused user {user!r}: {exc}",
+                hint="create the role, or allow it in pg_hba.conf",
+            )
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):
+            return JournalUnavailable(
+                f"database {db!r} does not exist on {where}",
+                hint=f"create it (CREATE DATABASE {db}) or fix the database name in the DSN",
+            )
+        if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+            return JournalUnavailable(
+                f"user {user!r} lacks a privilege on {where} while {what}: {exc}",
+                hint=f"grant it CREATE on the database or USAGE on schema {self.schema!r}",
+            )
+        gave_up = f"(gave up after {self._retry_deadline:g}s): {type(exc).__name__}: {exc}"
+        unreachable = not isinstance(exc, asyncpg.PostgresError) or isinstance(
+            exc, asyncpg.PostgresConnectionError
+        )
+        if _is_transient(exc) and unreachable:
+            return JournalUnavailable(
+                f"cannot reach {where} while {what} {gave_up}",
+                hint="is the server running and accepting TCP connections there? "
+                "Check host and port in the DSN",
+            )
+        if _is_transient(exc):
+            return JournalUnavailable(
+                f"{where} kept failing while {what} {gave_up}",
+                hint="the server is shutting down, starting up, out of connections, "
+                "or contended; retry later",
+            )
+        return JournalError(f"{where} failed while {what}: {type(exc).__name__}: {exc}")
+
+
+# -- rows <-> records -------------------------------------------------------------------------
+
+
+def _describe(dsn: str) -> tuple[str, str | None, str | None]:
+    """``("PostgreSQL at host:port", user, database)``; :class:`ConfigurationError` if malformed."""
+    try:
+        url = urlsplit(dsn)
+        port = url.port
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"malformed PostgreSQL DSN: {exc}", hint=f"expected {_DSN_FORM}"
+        ) from exc
+    if url.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"malformed PostgreSQL DSN: scheme {url.scheme!r}, not 'postgresql'",
+            hint=f"expected {_DSN_FORM}",
+        )
+    user = unquote(url.username) if url.username else None
+    database = unquote(url.path.lstrip("/")) or user
+    host = url.hostname or "the default host"
+    return f"PostgreSQL at {host}:{port or 5432}", user, database
+
+
+def _dedupe(entries: Sequence[Entry]) -> list[Entry]:
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for e in entries:
+        if (e.flow_id, e.seq) not in seen:
+            seen.add((e.flow_id, e.seq))
+            out.append(e)
+    return out
+
+
+def _final_state(entries: Sequence[Entry], state: str) -> str:
+    last: Entry | None = None
+    for e in entries:
+        if e.kind is EventKind.FLOW_STATE and e.state and (last is None or e.seq > last.seq):
+            last = e
+    return last.state if last is not None and last.state is not None else state
+
+
+def _columns(entries: Sequence[Entry]) -> tuple[list[object], ...]:
+    return (
+        [e.flow_id for e in entries],
+        [e.seq for e in entries],
+        [e.kind.value for e in entries],
+        [e.task for e in entries],
+        [e.data for e in entries],
+        [e.state for e in entries],
+        [e.token for e in entries],
+        [e.at for e in entries],
+    )
+
+
+def _entry(flow_id: str, row: asyncpg.Record) -> Entry:
+    try:
+        kind = EventKind(row["kind"])
+    except ValueError as exc:
+        raise JournalSchemaError(
+            f"flow {flow_id!r} has an entry of unknown kind {row['kind']!r}",
+            flow_id=flow_id,
+            hint="it was written by a newer flowcoord; upgrade this one",
+        ) from exc
+    return Entry(
+        flow_id=flow_id,
+        seq=row["seq"],
+        kind=kind,
+        task=row["task"],
+        data=row["data"],
+        state=row["state"],
+        token=row["token"],
+        at=row["at"],
+    )
+
+
+def _record(row: asyncpg.Record) -> FlowRecord:
+    return FlowRecord(
+        flow_id=row["flow_id"],
+        name=row["name"],
+        state=row["state"],
+        token=row["token"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

@@ -1,0 +1,144 @@
+"""SQL of the PostgreSQL journal: schema migrations and the statements, for one schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+__all__ = ["SCHEMA_VERSION", "Statements"]
+
+#: The schema version this code writes. Bump it with a new entry in ``_MIGRATIONS``.
+SCHEMA_VERSION = 1
+
+# version -> statements taking the schema from version-1 to version. ``{s}`` is the quoted
+# schema. Never edit a released entry; add a new one.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS {s}.flows ("
+        " flow_id text PRIMARY KEY,"
+        " name text NOT NULL,"
+        " state text NOT NULL,"
+        " token bigint NOT NULL DEFAULT 0,"
+        " created_at double precision NOT NULL,"
+        " updated_at double precision NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS flows_state_idx ON {s}.flows (state, flow_id)",
+        "CREATE TABLE IF NOT EXISTS {s}.entries ("
+        " flow_id text NOT NULL,"
+        " seq bigint NOT NULL,"
+        " kind text NOT NULL,"
+        " task text,"
+        " data text NOT NULL,"
+        " state text,"
+        " token bigint NOT NULL,"
+        " at double precision NOT NULL,"
+        " PRIMARY KEY (flow_id, seq))",
+    ),
+}
+
+_ENTRY_COLUMNS = "flow_id, seq, kind, task, data, state, token, at"
+_UNNEST_ENTRIES = (
+    "unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],"
+    " $7::bigint[], $8::float8[]) AS b(" + _ENTRY_COLUMNS + ")"
+)
+_FLOW_COLUMNS = "flow_id, name, state, token, created_at, updated_at"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Statements:
+    """Every statement, with the schema name quoted in. Arguments are always parameters."""
+
+    def __init__(self, schema: str) -> None:
+        s = self.s = quote_ident(schema)
+        self.lock = "SELECT pg_advisory_xact_lock($1::bigint)"
+        self.meta_exists = "SELECT to_regclass($1)"
+        self.get_version = f"SELECT value FROM {s}.meta WHERE key = 'schema_version'"
+        self.set_version = (
+            f"INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        # The summary row and the first entries in one statement (one round trip, atomic);
+        # nothing is written when the flow id is taken. Returns one row when created.
+        self.create_flow = (
+            f"WITH flow AS (INSERT INTO {s}.flows ({_FLOW_COLUMNS})"
+            "  VALUES ($9, $10, $11, $12, $13, $14)"
+            "  ON CONFLICT (flow_id) DO NOTHING RETURNING flow_id),"
+            f" inserted AS (INSERT INTO {s}.entries ({_ENTRY_COLUMNS})"
+            f"  SELECT b.* FROM {_UNNEST_ENTRIES} WHERE EXISTS (SELECT FROM flow)"
+            "  ON CONFLICT (flow_id, seq) DO NOTHING)"
+            " SELECT flow_id FROM flow"
+        )
+        # One statement, so one implicit transaction and one round trip per batch.
+        # ``locked`` takes the flows' row locks in flow_id order (no deadlock between two
+        # appends) and, under READ COMMITTED, re-reads each row's newest committed version
+        # after waiting for its lock: a fence() that committed first is seen. A fence()
+        # arriving later blocks on these locks until this append commits. The locks are
+        # FOR NO KEY UPDATE, not FOR SHARE, because the statement updates the same rows
+        # (state, updated_at): a shared lock would have to be upgraded, and two appends
+        # of one flow would deadlock doing so.
+        self.append = (
+            f"WITH locked AS MATERIALIZED ("
+            f" SELECT f.flow_id, f.token FROM {s}.flows f WHERE f.flow_id = ANY($9::text[])"
+            "  ORDER BY f.flow_id FOR NO KEY UPDATE),"
+            " accepted AS MATERIALIZED ("
+            "  SELECT l.flow_id FROM locked l"
+            "  JOIN unnest($9::text[], $10::bigint[]) AS m(flow_id, min_token) USING (flow_id)"
+            "  WHERE m.min_token >= l.token),"
+            f" inserted AS ("
+            f"  INSERT INTO {s}.entries ({_ENTRY_COLUMNS})"
+            f"  SELECT b.* FROM {_UNNEST_ENTRIES} JOIN accepted a USING (flow_id)"
+            "   ON CONFLICT (flow_id, seq) DO NOTHING"
+            "  RETURNING flow_id, seq, kind, state),"
+            " new_state AS ("
+            "  SELECT DISTINCT ON (flow_id) flow_id, state FROM inserted"
+            "  WHERE kind = 'flow.state' AND state IS NOT NULL ORDER BY flow_id, seq DESC),"
+            f" touched AS ("
+            f"  UPDATE {s}.flows f SET updated_at = $11, state = COALESCE(n.state, f.state)"
+            "  FROM accepted a LEFT JOIN new_state n USING (flow_id)"
+            "  WHERE f.flow_id = a.flow_id)"
+            " SELECT flow_id FROM accepted"
+        )
+        # Lock, compare and raise in one statement; returns the previous token (NULL row
+        # when the flow is missing). The caller raises OwnershipLost when it is newer.
+        self.fence = (
+            f"WITH old AS MATERIALIZED ("
+            f" SELECT flow_id, token FROM {s}.flows WHERE flow_id = $1 FOR NO KEY UPDATE),"
+            f" raised AS (UPDATE {s}.flows f SET token = $2 FROM old"
+            "  WHERE f.flow_id = old.flow_id AND old.token <= $2)"
+            " SELECT token FROM old"
+        )
+        self.read = (
+            f"SELECT seq, kind, task, data, state, token, at FROM {s}.entries"
+            " WHERE flow_id = $1 AND seq > $2 ORDER BY seq"
+        )
+        self.get_flow = f"SELECT {_FLOW_COLUMNS} FROM {s}.flows WHERE flow_id = $1"
+
+    def list_flows(self, state: str | None, after: str | None) -> tuple[str, list[object]]:
+        """The query and its arguments; the caller appends ``limit`` as the last one."""
+        where, args = [], []
+        if state is not None:
+            args.append(state)
+            where.append(f"state = ${len(args)}")
+        if after is not None:
+            args.append(after)
+            where.append(f"flow_id > ${len(args)}")
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        query = (
+            f"SELECT {_FLOW_COLUMNS} FROM {self.s}.flows{cond}"
+            f" ORDER BY flow_id LIMIT ${len(args) + 1}"
+        )
+        return query, list(args)
+
+    def migrations(self, version: int) -> Iterator[tuple[int, list[str]]]:
+        """``(target version, statements)`` for each step above ``version``."""
+        steps = sorted(v for v in _MIGRATIONS if v > version)
+        for target in steps:
+            statements = [stmt.format(s=self.s) for stmt in _MIGRATIONS[target]]
+            if version == 0 and target == steps[0]:
+                statements[:0] = [
+                    f"CREATE SCHEMA IF NOT EXISTS {self.s}",
+                    f"CREATE TABLE IF NOT EXISTS {self.s}.meta"
+                    " (key text PRIMARY KEY, value text NOT NULL)",
+                ]
+            yield target, statements
