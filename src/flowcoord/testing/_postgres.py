@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -49,6 +51,20 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")  # zombie or dead
 
 
 class TemporaryPostgres:
@@ -123,6 +139,11 @@ class TemporaryPostgres:
             return
         if self._dir is None:
             self._init()
+        assert self._dir is not None
+        pid = self._postmaster_pid()
+        if pid is not None and not _alive(pid):  # left by a postmaster that was killed
+            for stale in [self._data / "postmaster.pid", *self._dir.glob(".s.PGSQL.*.lock")]:
+                stale.unlink(missing_ok=True)
         if self._port is None:
             self._start_on_a_free_port()
         else:
@@ -133,7 +154,16 @@ class TemporaryPostgres:
         """Stop the server; ``immediate`` aborts it like a crash (no shutdown checkpoint)."""
         if not self._running or self._dir is None:
             return
-        self._run([self._tool("pg_ctl"), "-D", str(self._data), "-m", mode, "-w", "stop"])
+        pid = self._postmaster_pid()
+        if pid is None or not _alive(pid):  # it died on its own (or was killed)
+            self._running = False
+            return
+        try:
+            self._run([self._tool("pg_ctl"), "-D", str(self._data), "-m", mode, "-w",
+                       "-t", str(int(self._timeout)), "stop"])  # fmt: skip
+        except PostgresCommandError:
+            if self._postmaster_pid() is not None:
+                raise
         self._running = False
 
     def restart(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
@@ -144,7 +174,14 @@ class TemporaryPostgres:
         """Stop the server (immediately) and delete its directory. Idempotent."""
         try:
             if self._running:
-                self.stop("immediate")
+                try:
+                    self.stop("immediate")
+                except PostgresCommandError:
+                    pid = self._postmaster_pid()
+                    if pid is not None:  # never leave a server running on a deleted directory
+                        with contextlib.suppress(OSError):
+                            os.kill(pid, signal.SIGKILL)
+                    raise
         finally:
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
@@ -227,6 +264,15 @@ class TemporaryPostgres:
             [self._tool("pg_ctl"), "-D", str(self._data), "-l", str(self._dir / "server.log"),
              "-o", " ".join(opts), "-w", "-t", str(int(self._timeout)), "start"]
         )  # fmt: skip
+
+    def _postmaster_pid(self) -> int | None:
+        if self._dir is None:
+            return None
+        try:
+            first = (self._data / "postmaster.pid").read_text().split("\n", 1)[0]
+        except OSError:
+            return None
+        return int(first) if first.strip().isdigit() else None
 
     def _tool(self, name: str) -> str:
         return str(self._bin / name)
