@@ -154,6 +154,8 @@ class SessionCore:
 
     def _set_state(self, new: SessionState, reason: str) -> None:
         old = self.state
+        if old is SessionState.CLOSED:
+            return  # closing raced with a late transition: closed stays closed
         if new not in _ALLOWED[old]:
             raise AssertionError(f"session state {old.value} -> {new.value} is not allowed")
         if new is SessionState.LOST:
