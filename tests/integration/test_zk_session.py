@@ -10,6 +10,7 @@ Sessions are 2 s (4 s where a fail-over must fit inside them); every wait is bou
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,10 +45,25 @@ pytestmark = [pytest.mark.anyio, pytest.mark.zookeeper]
 FAST = 2.0  # session timeout (s): the smallest tickTime=1000 allows
 
 
-def session(hosts: str, namespace: str, **kwargs: object) -> ZooKeeperSession:
-    options: dict[str, object] = {"session_timeout": FAST, "call_timeout": 5.0}
-    options.update(kwargs)
-    return ZooKeeperSession(hosts, namespace=namespace, **options)  # type: ignore[arg-type]
+def session(
+    hosts: str,
+    namespace: str,
+    *,
+    session_timeout: float = FAST,
+    call_timeout: float = 5.0,
+    connect_timeout: float | None = None,
+    auth: tuple[str, str] | None = None,
+    randomize_hosts: bool = True,
+) -> ZooKeeperSession:
+    return ZooKeeperSession(
+        hosts,
+        namespace=namespace,
+        session_timeout=session_timeout,
+        call_timeout=call_timeout,
+        connect_timeout=connect_timeout,
+        auth=auth,
+        randomize_hosts=randomize_hosts,
+    )
 
 
 async def next_change(changes: anyio.abc.ObjectReceiveStream[StateChange]) -> StateChange:
@@ -66,6 +82,7 @@ class ReplyEater:
 
     def __init__(self, port: int) -> None:
         self._target = port
+        self._ids = itertools.count()
         self._eating: set[int] = set()
         self._live: set[int] = set()
         self.port = 0
@@ -83,7 +100,7 @@ class ReplyEater:
             tg.cancel_scope.cancel()
 
     async def _serve(self, client: SocketStream) -> None:
-        conn = id(client)
+        conn = next(self._ids)
         async with client, await anyio.connect_tcp("127.0.0.1", self._target) as upstream:
             self._live.add(conn)
             try:
@@ -102,6 +119,7 @@ class ReplyEater:
                     tg.start_soon(pump, upstream, client, True)
             finally:
                 self._live.discard(conn)
+                self._eating.discard(conn)
 
 
 # -- operations -----------------------------------------------------------------------------
@@ -155,11 +173,30 @@ async def test_failed_transaction_check_raises(zk_hosts: str, zk_namespace: str)
             await zk.transaction([CheckVersion("/job", job.version), CreateNode("/job-lock")])
 
 
+async def collect_states(
+    zk: ZooKeeperSession,
+    seen: list[SessionState],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    with zk.subscribe() as changes:
+        task_status.started()
+        async for change in changes:  # ends when the session closes
+            seen.append(change.state)
+
+
 async def test_close_removes_ephemeral_nodes_at_once(zk_hosts: str, zk_namespace: str) -> None:
+    seen: list[SessionState] = []
     async with session(zk_hosts, zk_namespace) as observer:
-        async with session(zk_hosts, zk_namespace) as owner:
-            await owner.create("/claim", ephemeral=True)
+        with anyio.fail_after(10):
+            async with (
+                anyio.create_task_group() as tg,
+                session(zk_hosts, zk_namespace) as owner,
+            ):
+                await owner.create("/claim", ephemeral=True)
+                await tg.start(collect_states, owner, seen)
         assert owner.state is SessionState.CLOSED
+        assert seen == [SessionState.CLOSED]  # and the subscription ended with it
         assert await observer.exists("/claim") is None
 
 
