@@ -1,0 +1,312 @@
+"""The conductor: claims jobs from a board and runs them on an engine, one owner at a time."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from .._engine._engine import Engine, FlowHandle
+from .._registry import FlowRegistry
+from .._states import FlowState
+from ..errors import (
+    CoordinationError,
+    FlowDefinitionError,
+    JobAlreadyClaimed,
+    JobNotFound,
+    JournalError,
+    OwnershipLost,
+)
+from ._contract import Claim, Job, JobBoard, SessionState, StateChange
+
+__all__ = ["Conductor", "ConductorStats"]
+
+log = structlog.get_logger("flowcoord.conductor")
+
+_FINAL = (FlowState.SUCCESS, FlowState.REVERTED, FlowState.FAILED, FlowState.CANCELLED)
+
+
+@dataclass
+class ConductorStats:
+    claimed: int = 0
+    consumed: int = 0  # finished: succeeded, or failed and reverted
+    failed: int = 0  # of the consumed, those whose flow failed
+    abandoned: int = 0
+    trashed: int = 0
+    lost: int = 0  # taken away (session lost or fenced)
+
+
+@dataclass
+class _Running:
+    claim: Claim
+    handle: FlowHandle | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Conductor:
+    """Claims up to ``capacity`` jobs from ``board`` and runs each with ``engine``.
+
+    ``async with Conductor(board, engine, registry) as conductor:`` — it registers as a live
+    member, watches the board, claims jobs (highest priority first), runs their flows with the
+    claim's fencing token (resuming from the journal when the flow has entries), and consumes
+    a job once its flow has finished, succeeded or failed-and-reverted. When its session is
+    suspended no running flow starts new tasks; when the session is lost every owned flow is
+    aborted at once, writing nothing more. A job claimed ``max_claims`` times, or given up
+    after errors ``max_failures`` times, goes to the trash with the reason instead of cycling.
+    Leaving the block stops the running flows gracefully and abandons their jobs.
+    """
+
+    def __init__(
+        self,
+        board: JobBoard,
+        engine: Engine,
+        registry: FlowRegistry,
+        *,
+        name: str | None = None,
+        capacity: int = 10,
+        max_claims: int = 5,
+        max_failures: int = 3,
+        rescan_interval: float = 5.0,
+        shutdown_timeout: float = 30.0,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.board = board
+        self.engine = engine
+        self.registry = registry
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.capacity = capacity
+        self.max_claims = max_claims
+        self.max_failures = max_failures
+        self.rescan_interval = rescan_interval
+        self.shutdown_timeout = shutdown_timeout
+        self.info = dict(info or {})
+        self.stats = ConductorStats()
+        self.running: dict[str, _Running] = {}
+        self._tg: TaskGroup | None = None
+        self._wake = anyio.Event()
+        self._closing = False
+        self._registered_generation = -1
+        self._unlisten: Any = None
+        self._log = log.bind(conductor=self.name)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Conductor:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._unlisten = self.board.session.add_listener(self._on_session)
+        self._tg.start_soon(self._main)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._closing = True
+        self._wake.set()
+        with anyio.CancelScope(shield=True):
+            for r in list(self.running.values()):
+                if r.handle is not None:
+                    r.handle.stop()
+            with anyio.move_on_after(self.shutdown_timeout):
+                for r in list(self.running.values()):
+                    await r.done.wait()
+            for r in list(self.running.values()):
+                if r.handle is not None:
+                    r.handle.abort("the conductor shut down")
+            with anyio.move_on_after(5):
+                for r in list(self.running.values()):
+                    await r.done.wait()
+        if self._unlisten is not None:
+            self._unlisten()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(exc_type, exc, tb)
+
+    async def wait_idle(self) -> None:
+        """Wait until the board has no job left and nothing runs here (bound it with
+        ``anyio.fail_after``; handy in tests and batch runs)."""
+        while True:
+            if not self.running:
+                try:
+                    if not await self.board.jobs():
+                        return
+                except CoordinationError:
+                    pass
+            with anyio.move_on_after(0.2):
+                await self.board.wait_changed()
+
+    # -- session -------------------------------------------------------------------------------
+
+    def _on_session(self, change: StateChange) -> None:
+        self._log.info("session", state=change.state.value, generation=change.generation)
+        if change.state is SessionState.SUSPENDED:
+            for r in self.running.values():
+                if r.handle is not None:
+                    r.handle.suspend()
+        elif change.state in (SessionState.LOST, SessionState.CLOSED):
+            for r in self.running.values():
+                if r.handle is not None:
+                    r.handle.abort(f"coordination session {change.state.value}")
+        elif change.state is SessionState.CONNECTED and self._tg is not None:
+            for job_id, r in list(self.running.items()):
+                self._tg.start_soon(self._recheck, job_id, r)
+        self._wake.set()
+
+    async def _recheck(self, job_id: str, r: _Running) -> None:
+        """After a reconnect: resume flows whose claim still holds, abort the others."""
+        try:
+            held = await self.board.holds(r.claim)
+        except CoordinationError:
+            return  # the next transition decides
+        if r.handle is None:
+            return
+        if held and r.claim.generation == self.board.session.generation:
+            r.handle.resume()
+        else:
+            r.handle.abort("the job's claim vanished while disconnected")
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        while not self._closing:
+            self._wake = anyio.Event()
+            if self.board.session.state is SessionState.CONNECTED:
+                try:
+                    await self._register()
+                    await self._claim_some()
+                except CoordinationError as exc:
+                    self._log.warning("board_unavailable", error=str(exc))
+            async with anyio.create_task_group() as tg:
+
+                async def board_changed() -> None:
+                    with anyio.move_on_after(self.rescan_interval):
+                        await self.board.wait_changed()
+                    tg.cancel_scope.cancel()
+
+                async def woken() -> None:
+                    await self._wake.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(board_changed)
+                tg.start_soon(woken)
+
+    async def _register(self) -> None:
+        gen = self.board.session.generation
+        if gen != self._registered_generation:
+            await self.board.register(self.name, {**self.info, "capacity": self.capacity})
+            self._registered_generation = gen
+
+    async def _claim_some(self) -> None:
+        for job in await self.board.jobs():
+            if len(self.running) >= self.capacity or self._closing:
+                return
+            if job.owner is not None or job.job_id in self.running:
+                continue
+            try:
+                claim = await self.board.claim(job, self.name)
+            except (JobAlreadyClaimed, JobNotFound):
+                continue
+            self.stats.claimed += 1
+            reason = self._trash_reason(claim.job)
+            if reason is not None:
+                await self._trash(claim, reason)
+                continue
+            self.running[job.job_id] = r = _Running(claim)
+            assert self._tg is not None
+            self._tg.start_soon(self._run_job, r)
+
+    def _trash_reason(self, job: Job) -> str | None:
+        if job.claims > self.max_claims:
+            return (
+                f"claimed {job.claims - 1} times without finishing (max_claims="
+                f"{self.max_claims}): its owners keep crashing or losing their sessions"
+            )
+        if job.failures >= self.max_failures:
+            return f"given up after errors {job.failures} times (max_failures={self.max_failures})"
+        return None
+
+    async def _trash(self, claim: Claim, reason: str) -> None:
+        self._log.warning("job_trashed", job=claim.job.job_id, reason=reason)
+        try:
+            await self.board.trash(claim, reason)
+            self.stats.trashed += 1
+        except (CoordinationError, OwnershipLost) as exc:
+            self._log.warning("trash_failed", job=claim.job.job_id, error=str(exc))
+
+    # -- running one job -----------------------------------------------------------------------
+
+    async def _run_job(self, r: _Running) -> None:
+        claim = r.claim
+        job = claim.job
+        jlog = self._log.bind(job=job.job_id, flow_id=job.flow_id, token=claim.token)
+        try:
+            try:
+                flow = self.registry.build(job.flow)
+                r.handle = await self.engine.start(
+                    flow, job.inputs, flow_id=job.flow_id, token=claim.token
+                )
+            except FlowDefinitionError as exc:
+                await self._trash(claim, f"cannot run: {exc}")
+                return
+            except OwnershipLost:
+                self.stats.lost += 1
+                return
+            except JournalError as exc:
+                jlog.warning("journal_unavailable", error=str(exc))
+                await self._give_up(claim, failed=True)
+                return
+            if self.board.session.state is not SessionState.CONNECTED:
+                r.handle.suspend()
+            jlog.info("job_started")
+            try:
+                await r.handle.wait()
+            except OwnershipLost as exc:
+                if self._closing and r.claim.generation == self.board.session.generation:
+                    await self._give_up(claim, failed=False)  # aborted by our own shutdown
+                    return
+                jlog.warning("job_lost", error=str(exc))
+                self.stats.lost += 1
+                return
+            except JournalError as exc:
+                jlog.warning("journal_unavailable", error=str(exc))
+                await self._give_up(claim, failed=True)
+                return
+            except Exception:
+                if r.handle.state not in _FINAL:
+                    await self._give_up(claim, failed=False)  # stopped: hand it over
+                    return
+                self.stats.failed += 1
+            await self._consume(claim)
+            jlog.info("job_finished", state=r.handle.state.value)
+        finally:
+            self.running.pop(job.job_id, None)
+            r.done.set()
+            self._wake.set()
+
+    async def _consume(self, claim: Claim) -> None:
+        try:
+            await self.board.consume(claim)
+            self.stats.consumed += 1
+        except OwnershipLost:
+            self.stats.lost += 1
+        except CoordinationError as exc:
+            # The job stays; whoever claims it next finds the flow finished in the journal.
+            self._log.warning("consume_failed", job=claim.job.job_id, error=str(exc))
+
+    async def _give_up(self, claim: Claim, *, failed: bool) -> None:
+        try:
+            await self.board.abandon(claim, failed=failed)
+            self.stats.abandoned += 1
+        except (CoordinationError, OwnershipLost) as exc:
+            self._log.warning("abandon_failed", job=claim.job.job_id, error=str(exc))

@@ -1,0 +1,148 @@
+"""The coordination contract: a session with explicit state, and a job board with claims.
+
+Every board passes ``tests/contract/test_jobboard_contract.py``: the in-memory twin and the
+ZooKeeper board alike. The conductor knows only this module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._zk_types import SessionState, StateChange, StateListener
+
+__all__ = [
+    "Claim",
+    "CoordinationSession",
+    "Job",
+    "JobBoard",
+    "Member",
+    "SessionState",
+    "StateChange",
+    "StateListener",
+    "TrashedJob",
+]
+
+
+class CoordinationSession(Protocol):
+    """What the conductor needs of a session: its state, and every change of it."""
+
+    @property
+    def state(self) -> SessionState: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    async def wait_for(self, state: SessionState) -> None: ...
+
+    def add_listener(self, listener: StateListener) -> Callable[[], None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A posted flow waiting for (or held by) a conductor."""
+
+    job_id: str
+    flow: str  # registered flow name
+    flow_id: str
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    priority: int = 0  # higher runs first
+    claims: int = 0  # times it was claimed so far
+    failures: int = 0  # times a conductor gave it up after an error
+    created_at: float = 0.0
+    owner: str | None = None  # the member holding its claim, if any
+    version: int = 0  # opaque; for compare-and-set
+
+    def sort_key(self) -> tuple[int, str]:
+        return (-self.priority, self.job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Ownership of a job. ``token`` is its fencing token: it grows with every claim of any
+    job, so a newer owner's token is always larger. Valid only in ``generation``."""
+
+    job: Job
+    owner: str
+    token: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrashedJob:
+    job: Job
+    reason: str
+    trashed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A live conductor and the jobs it holds."""
+
+    name: str
+    info: Mapping[str, Any]
+    claims: tuple[str, ...] = ()
+
+
+class JobBoard(ABC):
+    """Where producers post flows and conductors claim them.
+
+    * ``post`` stores a job durably; ``jobs`` lists them by priority (highest first) then age.
+    * ``claim`` is atomic: of two concurrent claims of one job exactly one wins, the other
+      raises :class:`~flowcoord.JobAlreadyClaimed`. A claim also counts the job's ``claims``.
+      Claims are tied to the session: when it is lost, its claims vanish.
+    * ``consume`` removes a claimed job, ``abandon`` releases the claim (the job stays and
+      may count a failure), ``trash`` moves it aside with a reason. Each refuses a claim the
+      caller no longer holds (:class:`~flowcoord.OwnershipLost`).
+    * ``wait_changed`` returns when the board may have changed (a watch, never a poll loop in
+      the caller); bound it with ``anyio.move_on_after``.
+    """
+
+    session: CoordinationSession
+
+    @abstractmethod
+    async def post(
+        self,
+        flow: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        flow_id: str | None = None,
+        priority: int = 0,
+    ) -> Job: ...
+
+    @abstractmethod
+    async def jobs(self) -> list[Job]: ...
+
+    @abstractmethod
+    async def get(self, job_id: str) -> Job: ...
+
+    @abstractmethod
+    async def claim(self, job: Job, owner: str) -> Claim: ...
+
+    @abstractmethod
+    async def holds(self, claim: Claim) -> bool:
+        """True if ``claim`` is still held (re-read from the server, not cached)."""
+
+    @abstractmethod
+    async def consume(self, claim: Claim) -> None: ...
+
+    @abstractmethod
+    async def abandon(self, claim: Claim, *, failed: bool = False) -> None: ...
+
+    @abstractmethod
+    async def trash(self, claim: Claim, reason: str) -> None: ...
+
+    @abstractmethod
+    async def trashed(self) -> list[TrashedJob]: ...
+
+    @abstractmethod
+    async def wait_changed(self) -> None: ...
+
+    @abstractmethod
+    async def register(self, name: str, info: Mapping[str, Any]) -> None:
+        """Announce a live member (ephemeral: it vanishes with the session)."""
+
+    @abstractmethod
+    async def members(self) -> list[Member]: ...

@@ -1,0 +1,124 @@
+"""The job board contract (see ``flowcoord._coord._contract``), for every board."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from flowcoord._coord._contract import JobBoard
+from flowcoord._coord._memory import MemoryCoordinator
+from flowcoord.errors import JobAlreadyClaimed, JobNotFound, OwnershipLost
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["memory"])
+async def boards(request: pytest.FixtureRequest) -> AsyncIterator[tuple[JobBoard, JobBoard]]:
+    """Two boards on one coordination service, each with its own session."""
+    if request.param == "memory":
+        coord = MemoryCoordinator()
+        yield coord.board(), coord.board()
+    else:  # pragma: no cover - other boards plug in here
+        raise AssertionError(request.param)
+
+
+async def test_post_and_list_by_priority_then_age(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, b = boards
+    j1 = await a.post("provision", {"size": 1})
+    j2 = await a.post("provision", {"size": 2}, priority=5, flow_id="f-2")
+    j3 = await b.post("teardown", {"vm": "x"})
+    listed = await b.jobs()
+    assert [j.job_id for j in listed] == [j2.job_id, j1.job_id, j3.job_id]
+    got = await b.get(j2.job_id)
+    assert (got.flow, got.flow_id, dict(got.inputs), got.priority) == (
+        "provision",
+        "f-2",
+        {"size": 2},
+        5,
+    )
+    assert got.owner is None
+    assert len({j.flow_id for j in listed}) == 3
+    with pytest.raises(JobNotFound):
+        await a.get("job-9999999999")
+
+
+async def test_one_claim_wins(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, b = boards
+    job = await a.post("provision")
+    results: list[str] = []
+
+    async def claim(board: JobBoard, who: str) -> None:
+        try:
+            await board.claim(job, who)
+            results.append(who)
+        except JobAlreadyClaimed:
+            results.append("refused")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claim, a, "a")
+        tg.start_soon(claim, b, "b")
+    assert sorted(results) in (["a", "refused"], ["b", "refused"])
+    winner = results[0] if results[0] != "refused" else results[1]
+    seen = await a.get(job.job_id)
+    assert seen.owner == winner
+    assert seen.claims == 1
+
+
+async def test_tokens_grow_and_claims_are_counted(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, b = boards
+    job = await a.post("provision")
+    c1 = await a.claim(job, "a")
+    assert await a.holds(c1)
+    await a.abandon(c1)
+    assert not await a.holds(c1)
+    c2 = await b.claim(await b.get(job.job_id), "b")
+    assert c2.token > c1.token
+    assert c2.job.claims == 2
+    with pytest.raises(OwnershipLost):
+        await a.consume(c1)  # a stale claim cannot consume
+    await b.consume(c2)
+    assert await a.jobs() == []
+    with pytest.raises(JobNotFound):
+        await a.claim(job, "a")
+
+
+async def test_abandon_counts_failures(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, _ = boards
+    job = await a.post("provision")
+    await a.abandon(await a.claim(job, "a"), failed=True)
+    await a.abandon(await a.claim(job, "a"), failed=False)
+    seen = await a.get(job.job_id)
+    assert (seen.claims, seen.failures, seen.owner) == (2, 1, None)
+
+
+async def test_trash_keeps_the_reason(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, b = boards
+    job = await a.post("provision", {"k": 1})
+    await a.trash(await a.claim(job, "a"), "bad inputs")
+    assert await b.jobs() == []
+    trashed = await b.trashed()
+    assert [(t.job.job_id, t.reason) for t in trashed] == [(job.job_id, "bad inputs")]
+    assert dict(trashed[0].job.inputs) == {"k": 1}
+
+
+async def test_members_list_who_owns_what(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, b = boards
+    await a.register("engine-a", {"host": "h1"})
+    await b.register("engine-b", {"host": "h2"})
+    job = await a.post("provision")
+    await b.claim(job, "engine-b")
+    members = {m.name: m for m in await a.members()}
+    assert set(members) == {"engine-a", "engine-b"}
+    assert members["engine-b"].claims == (job.job_id,)
+    assert members["engine-a"].info["host"] == "h1"
+
+
+async def test_wait_changed_wakes_on_a_post(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, b = boards
+    await a.jobs()  # arm
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.post, "provision")
+            await a.wait_changed()
