@@ -6,6 +6,17 @@ from __future__ import annotations
 from ._codec import Codec as Codec
 from ._compile import Plan as Plan
 from ._compile import compile_flow as compile_flow
+from ._coord._conductor import Conductor as Conductor
+from ._coord._conductor import ConductorStats as ConductorStats
+from ._coord._contract import Claim as Claim
+from ._coord._contract import Job as Job
+from ._coord._contract import JobBoard as JobBoard
+from ._coord._contract import Member as Member
+from ._coord._contract import TrashedJob as TrashedJob
+from ._coord._memory import MemoryCoordinator as MemoryCoordinator
+from ._coord._zk_session import ZooKeeperSession as ZooKeeperSession
+from ._coord._zk_types import ACL as ACL
+from ._coord._zk_types import SessionState as SessionState
 from ._engine._engine import Engine as Engine
 from ._engine._engine import FlowHandle as FlowHandle
 from ._engine._engine import FlowOutcome as FlowOutcome
@@ -21,10 +32,11 @@ from ._journal._events import Entry as Entry
 from ._journal._events import EventKind as EventKind
 from ._journal._events import FlowRecord as FlowRecord
 from ._journal._memory import MemoryJournal as MemoryJournal
+from ._journal._postgres import PostgresJournal as PostgresJournal
 from ._journal._replay import FlowReplay as FlowReplay
-from ._journal._sqlite import SQLiteJournal as SQLiteJournal
 from ._journal._replay import TaskRecord as TaskRecord
 from ._journal._replay import replay as replay
+from ._journal._sqlite import SQLiteJournal as SQLiteJournal
 from ._registry import FlowRegistry as FlowRegistry
 from ._registry import UnknownFlow as UnknownFlow
 from ._retry import Decision as Decision
@@ -48,6 +60,18 @@ __version__ = "0.1.0.dev0"
 __all__ = sorted(
     [
         "Codec",
+        "Conductor",
+        "ConductorStats",
+        "Claim",
+        "Job",
+        "JobBoard",
+        "Member",
+        "TrashedJob",
+        "MemoryCoordinator",
+        "ZooKeeperSession",
+        "ACL",
+        "SessionState",
+        "PostgresJournal",
         "Decision",
         "Engine",
         "Entry",
