@@ -185,7 +185,10 @@ class FlowRun:
         data = "{}" if reason is None else self.writer.encode({"reason": reason}, what="reason")
         await self.writer.write(EventKind.FLOW_STATE, None, data, new.value)
         self.state = new
-        self._log.info("flow_state", old=old.value, new=new.value, reason=reason)
+        quiet = new in (FlowState.RUNNING, FlowState.SUCCESS, FlowState.SUSPENDED)
+        (self._log.debug if quiet else self._log.info)(
+            "flow_state", old=old.value, new=new.value, reason=reason
+        )
         if self._listeners:
             self._notify(None, old.value, new.value)
 
