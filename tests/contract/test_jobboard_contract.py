@@ -7,21 +7,29 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from flowcoord._coord._contract import JobBoard
+from flowcoord._coord._contract import Claim, JobBoard
 from flowcoord._coord._memory import MemoryCoordinator
+from flowcoord._coord._zk_board import ZooKeeperJobBoard
+from flowcoord._coord._zk_session import ZooKeeperSession
 from flowcoord.errors import JobAlreadyClaimed, JobNotFound, OwnershipLost
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("zookeeper", marks=pytest.mark.zookeeper)])
 async def boards(request: pytest.FixtureRequest) -> AsyncIterator[tuple[JobBoard, JobBoard]]:
     """Two boards on one coordination service, each with its own session."""
     if request.param == "memory":
         coord = MemoryCoordinator()
         yield coord.board(), coord.board()
-    else:  # pragma: no cover - other boards plug in here
-        raise AssertionError(request.param)
+    else:
+        hosts: str = request.getfixturevalue("zk_hosts")
+        namespace: str = request.getfixturevalue("zk_namespace")
+        async with (
+            ZooKeeperSession(hosts, namespace=namespace, session_timeout=4.0) as s1,
+            ZooKeeperSession(hosts, namespace=namespace, session_timeout=4.0) as s2,
+        ):
+            yield ZooKeeperJobBoard(s1), ZooKeeperJobBoard(s2)
 
 
 async def test_post_and_list_by_priority_then_age(boards: tuple[JobBoard, JobBoard]) -> None:
@@ -122,3 +130,45 @@ async def test_wait_changed_wakes_on_a_post(boards: tuple[JobBoard, JobBoard]) -
         async with anyio.create_task_group() as tg:
             tg.start_soon(b.post, "provision")
             await a.wait_changed()
+
+
+async def test_wait_changed_wakes_on_a_claim_and_a_release(
+    boards: tuple[JobBoard, JobBoard],
+) -> None:
+    a, b = boards
+    job = await b.post("provision")
+    claims: list[Claim] = []
+
+    async def claim() -> None:
+        claims.append(await b.claim(job, "b"))
+
+    await a.jobs()
+    with anyio.move_on_after(0.3) as idle:
+        await a.wait_changed()  # nothing changed: it must not return
+    assert idle.cancelled_caught
+    for change in (claim, lambda: b.abandon(claims[0])):
+        await a.jobs()  # what a has seen; any change after this wakes it
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(change)
+                await a.wait_changed()
+    (seen,) = await a.jobs()
+    assert seen.owner is None
+    assert seen.claims == 1
+
+
+async def test_a_stale_claim_cannot_release(boards: tuple[JobBoard, JobBoard]) -> None:
+    a, b = boards
+    job = await a.post("provision")
+    old = await a.claim(job, "a")
+    await a.abandon(old, failed=True)
+    new = await b.claim(await b.get(job.job_id), "b")
+    for release in (a.consume(old), a.abandon(old), a.trash(old, "stale")):
+        with pytest.raises(OwnershipLost):
+            await release
+    assert await b.holds(new)
+    assert not await a.holds(old)
+    seen = await a.get(job.job_id)
+    assert (seen.owner, seen.claims, seen.failures) == ("b", 2, 1)
+    await b.trash(new, "done with it")
+    assert [t.job.claims for t in await a.trashed()] == [2]

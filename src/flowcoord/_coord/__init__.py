@@ -1,5 +1,6 @@
 """Coordination: sessions with the coordination service (ZooKeeper) and what is built on them."""
 
+from ._zk_board import ZooKeeperJobBoard as ZooKeeperJobBoard
 from ._zk_session import Watcher as Watcher
 from ._zk_session import ZooKeeperSession as ZooKeeperSession
 from ._zk_types import ACL as ACL
@@ -27,5 +28,6 @@ __all__ = [
     "StateChange",
     "StateListener",
     "Watcher",
+    "ZooKeeperJobBoard",
     "ZooKeeperSession",
 ]
