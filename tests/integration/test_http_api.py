@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import flowcoord as fc
 import flowcoord.aiohttp as fcweb
+from flowcoord.aiohttp._layout import layout
 from flowcoord.errors import ConfigurationError
 
 pytestmark = pytest.mark.anyio
@@ -617,3 +618,51 @@ async def test_custom_prefix_and_no_dashboard(gate: Gate, journal: fc.MemoryJour
         body = await _json(resp, 200)
         assert body["url"].startswith("/flowcoord/v1/flows/")
         assert (await c.get("/")).status == 404
+
+
+async def test_resubmitting_an_unfinished_flow_id_resumes_it(client: Client, gate: Gate) -> None:
+    await _start_gated(client, "u-1")
+    await _json(await client.post("/api/flows/u-1/stop", headers=AUTH), 202)
+    gate.release.set()
+    await _until(client, "u-1", lambda s: s["state"] == "SUSPENDED" and not s["running_here"])
+    req = {"flow": "gated", "inputs": {"size": 99}, "flow_id": "u-1"}
+    body = await _json(await client.post("/api/flows", json=req, headers=AUTH), 202)
+    assert body["action"] == "resumed"
+    status = await _until(client, "u-1", lambda s: s["finished"])
+    assert status["state"] == "SUCCESS"
+    assert status["inputs"] == {"size": 3}  # the journaled inputs
+
+
+# -- the layout and the package's face ---------------------------------------------------------
+
+
+def test_layers_are_longest_paths_from_the_sources() -> None:
+    lay = layout(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("a", "c"), ("d", "c")])
+    assert {n: b.layer for n, b in lay.boxes.items()} == {"a": 0, "d": 0, "b": 1, "c": 2}
+    assert lay.boxes["a"].x < lay.boxes["b"].x < lay.boxes["c"].x
+    assert lay.boxes["d"].x == lay.boxes["a"].x
+    assert lay.width > lay.boxes["c"].x + lay.boxes["c"].w
+    empty = layout([], [])
+    assert empty.boxes == {}
+    assert empty.width > 0
+
+
+def test_svg_escapes_names_and_draws_unknown_states_as_pending() -> None:
+    name = '<img src=x onerror="alert(1)">&'
+    svg = fcweb.render_svg([name, "b"], [(name, "b")], states={name: "WEIRD"}, title="t<")
+    assert "<img" not in svg
+    root = ET.fromstring(svg)  # well-formed XML
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    nodes = [g for g in root.iterfind(".//s:g", ns) if g.get("data-task")]
+    assert [g.get("data-task") for g in nodes] == [name, "b"]
+    rect = nodes[0].find("s:rect", ns)
+    assert rect is not None
+    assert rect.get("fill") == "#ffffff"
+
+
+def test_exported_members() -> None:
+    assert fcweb.__all__ == sorted(fcweb.__all__, key=lambda n: (not n.isupper(), n))
+    for name in fcweb.__all__:
+        assert getattr(fcweb, name) is not None
+    public = {n for n in vars(fcweb) if not n.startswith("_") and n != "annotations"}
+    assert public == set(fcweb.__all__)

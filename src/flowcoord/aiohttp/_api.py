@@ -13,7 +13,7 @@ import anyio
 from aiohttp import web
 
 from .._engine._engine import Engine, FlowHandle
-from .._graph_export import to_dot
+from .._graph_export import task_edges, to_dot
 from .._journal._events import FlowRecord
 from .._states import FlowState
 from ._app import AppState, _state, get_engine
@@ -282,8 +282,6 @@ async def graph_svg(request: web.Request) -> web.Response:
     nodes = list(rep.task_names)
     edges: list[tuple[str, str]] = []
     if plan is not None:
-        from .._graph_export import task_edges
-
         edges = list(task_edges(plan))
         nodes += [n for n in plan.task_names if n not in nodes]
     svg = render_svg(nodes, edges, states=task_states(rep), title=f"{rep.name} ({flow_id})")
@@ -315,7 +313,8 @@ async def graph_dot(request: web.Request) -> web.Response:
 
 async def submit(request: web.Request) -> web.Response:
     """``POST /flows {flow, inputs, flow_id?}`` → 202 (or 200 when it finished within
-    ``?wait=`` seconds, or when ``flow_id`` names a flow that has already finished)."""
+    ``?wait=`` seconds, or when ``flow_id`` names a flow that has already finished). A
+    ``flow_id`` naming an unfinished journaled flow resumes it, with its journaled inputs."""
     _authorize(request)
     st = _state(request)
     body = await _body(request)
@@ -359,7 +358,7 @@ async def submit(request: web.Request) -> web.Response:
                 view = record_view(rec)
                 view["url"] = f"{st.prefix}/flows/{flow_id}"
                 return _json(view, 200)
-            token = rec.token + 1
+            token = rec.token + 1  # resuming: fence out any stale writer
         st.starting.add(flow_id)
     try:
         handle = _track(st, await engine.start(flow, inputs, flow_id=flow_id, token=token))
@@ -376,7 +375,7 @@ async def submit(request: web.Request) -> web.Response:
             view = status_view(rep, rec, running_here=False, live_state=None)
             view["url"] = f"{st.prefix}/flows/{handle.flow_id}"
             return _json(view, 200)
-    return _accepted(st, handle, "started")
+    return _accepted(st, handle, "resumed" if token else "started")
 
 
 async def cancel(request: web.Request) -> web.Response:
