@@ -289,6 +289,12 @@ def test_usage_errors_exit_2(work: Path) -> None:
         assert command in helptext.stdout
 
 
+def test_demo_delegates_to_the_demo_module(work: Path) -> None:
+    proc = cli(work, "demo", str(work / "demo.sqlite"))
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "demo.sqlite").exists()  # the demo got our argument
+
+
 def test_worker_is_a_clear_stub(work: Path) -> None:
     proc = cli(work, "worker", "--zk", "127.0.0.1:2181")
     assert proc.returncode == 2
