@@ -16,7 +16,7 @@ from .._engine._engine import Engine, FlowHandle
 from .._graph_export import task_edges, to_dot
 from .._journal._events import FlowRecord
 from .._states import FlowState
-from ._app import AppState, _state, get_engine
+from ._app import AppState, get_engine, state_of
 from ._errors import ApiError, dumps
 from ._layout import render_svg
 from ._views import entry_view, record_view, status_view, task_states
@@ -58,7 +58,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _authorize(request: web.Request) -> None:
     """Check ``Authorization: Bearer <token>`` (constant-time). 401 missing, 403 wrong."""
-    token = _state(request).token
+    token = state_of(request).token
     if token is None:
         return
     scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
@@ -206,7 +206,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def registry_names(request: web.Request) -> web.Response:
-    return _json({"flows": list(_state(request).registry)})
+    return _json({"flows": list(state_of(request).registry)})
 
 
 async def list_flows(request: web.Request) -> web.Response:
@@ -245,7 +245,7 @@ async def flow_status(request: web.Request) -> web.Response:
     engine = get_engine(request)
     rep = await engine.status(flow_id)
     rec = await engine.backend.get_flow(flow_id)
-    handle = _find_handle(_state(request), engine, flow_id)
+    handle = _find_handle(state_of(request), engine, flow_id)
     view = status_view(
         rep,
         rec,
@@ -275,7 +275,7 @@ async def journal(request: web.Request) -> web.Response:
 
 async def graph_svg(request: web.Request) -> web.Response:
     flow_id = _flow_id(request)
-    st = _state(request)
+    st = state_of(request)
     engine = get_engine(request)
     rep = await engine.status(flow_id)
     plan = st.plan(rep.name)
@@ -292,7 +292,7 @@ async def graph_svg(request: web.Request) -> web.Response:
 
 async def graph_dot(request: web.Request) -> web.Response:
     flow_id = _flow_id(request)
-    st = _state(request)
+    st = state_of(request)
     engine = get_engine(request)
     rep = await engine.status(flow_id)
     plan = st.plan(rep.name)
@@ -316,7 +316,7 @@ async def submit(request: web.Request) -> web.Response:
     ``?wait=`` seconds, or when ``flow_id`` names a flow that has already finished). A
     ``flow_id`` naming an unfinished journaled flow resumes it, with its journaled inputs."""
     _authorize(request)
-    st = _state(request)
+    st = state_of(request)
     body = await _body(request)
     unknown = sorted(set(body) - _SUBMIT_KEYS)
     if unknown:
@@ -383,7 +383,7 @@ async def cancel(request: web.Request) -> web.Response:
     no engine here runs is taken over (with its registered flow) to revert it."""
     _authorize(request)
     flow_id = _flow_id(request)
-    st = _state(request)
+    st = state_of(request)
     engine = get_engine(request)
     handle = _find_handle(st, engine, flow_id)
     if handle is None:
@@ -398,7 +398,7 @@ async def resume(request: web.Request) -> web.Response:
     journal with the registered flow of its name."""
     _authorize(request)
     flow_id = _flow_id(request)
-    st = _state(request)
+    st = state_of(request)
     engine = get_engine(request)
     handle = _find_handle(st, engine, flow_id)
     if handle is not None:
@@ -410,7 +410,7 @@ async def resume(request: web.Request) -> web.Response:
 
 
 def _running_handle(request: web.Request, flow_id: str) -> FlowHandle:
-    handle = _find_handle(_state(request), get_engine(request), flow_id)
+    handle = _find_handle(state_of(request), get_engine(request), flow_id)
     if handle is None:
         raise ApiError(
             409,
@@ -426,7 +426,7 @@ async def suspend(request: web.Request) -> web.Response:
     flow_id = _flow_id(request)
     handle = _running_handle(request, flow_id)
     handle.suspend()
-    return _accepted(_state(request), handle, "suspending")
+    return _accepted(state_of(request), handle, "suspending")
 
 
 async def stop(request: web.Request) -> web.Response:
@@ -435,7 +435,7 @@ async def stop(request: web.Request) -> web.Response:
     flow_id = _flow_id(request)
     handle = _running_handle(request, flow_id)
     handle.stop()
-    return _accepted(_state(request), handle, "stopping")
+    return _accepted(state_of(request), handle, "stopping")
 
 
 async def retry(request: web.Request) -> web.Response:

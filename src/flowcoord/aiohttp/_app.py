@@ -15,7 +15,7 @@ from .._engine._engine import Engine, FlowHandle
 from .._registry import FlowRegistry
 from ..errors import ConfigurationError, FlowcoordError, JournalUnavailable
 
-__all__ = ["STATE_KEY", "AppState", "create_app", "get_engine", "get_registry", "setup"]
+__all__ = ["STATE_KEY", "AppState", "create_app", "get_engine", "get_registry", "setup", "state_of"]
 
 log = structlog.get_logger("flowcoord.aiohttp")
 
@@ -130,7 +130,7 @@ def create_app(
     return app
 
 
-def _state(app: web.Application | web.Request) -> AppState:
+def state_of(app: web.Application | web.Request) -> AppState:
     try:
         if isinstance(app, web.Request):
             return app.config_dict[STATE_KEY]
@@ -143,7 +143,7 @@ def _state(app: web.Application | web.Request) -> AppState:
 
 def get_engine(app: web.Application | web.Request) -> Engine:
     """The running engine of an app set up with :func:`setup` (pass the app or a request)."""
-    engine = _state(app).engine
+    engine = state_of(app).engine
     if engine is None:
         raise JournalUnavailable(
             "the flowcoord engine is not running",
@@ -154,7 +154,7 @@ def get_engine(app: web.Application | web.Request) -> Engine:
 
 def get_registry(app: web.Application | web.Request) -> FlowRegistry:
     """The flow registry given to :func:`setup`."""
-    return _state(app).registry
+    return state_of(app).registry
 
 
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
