@@ -620,12 +620,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    print(
-        "flowcoord: 'worker' (a ZooKeeper conductor taking flows from a job board) is not "
-        "available yet; run flows with 'flowcoord run' or serve them with 'flowcoord serve'",
-        file=sys.stderr,
+    from ._worker import run_worker, worker_options
+
+    opts = worker_options(args.args)  # bad usage exits with status 2
+    registry = load_registry(opts.registry)
+    backend = open_journal(opts.journal)
+    anyio.run(
+        lambda: run_worker(
+            zk_hosts=opts.zk,
+            namespace=opts.namespace,
+            journal=backend,
+            registry=registry,
+            name=opts.name,
+            capacity=opts.capacity,
+            session_timeout=opts.session_timeout,
+            path=opts.board,
+            shutdown_timeout=opts.shutdown_timeout,
+        )
     )
-    return EXIT_USAGE
+    return EXIT_OK  # stopped by SIGTERM/SIGINT, its jobs handed over
 
 
 # -- the parser -------------------------------------------------------------------------------
