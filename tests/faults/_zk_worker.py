@@ -77,6 +77,12 @@ def registry(effects: Effects) -> fc.FlowRegistry:
     return reg
 
 
+def cli_registry() -> fc.FlowRegistry:
+    """For ``flowcoord worker --registry tests.faults._zk_worker:cli_registry``; the effects
+    file is named by ``$ZK_WORKER_EFFECTS``."""
+    return registry(Effects(os.environ["ZK_WORKER_EFFECTS"]))
+
+
 def configure_logging(effects: Effects) -> None:
     def record_lost(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if event.get("event") in _LOST_EVENTS:

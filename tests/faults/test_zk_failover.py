@@ -10,7 +10,9 @@ the first owner ran exactly once. Sessions are 2 s (4 s on the ensemble), tickTi
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 from flowcoord._worker import JobSpec, open_board, post_jobs
 from flowcoord.testing import FaultProxy, ZooKeeperEnsemble, ZooKeeperServer
 
-from ._zk_cluster import Cluster, assert_one_owner_at_a_time, successes
+from ._zk_cluster import ROOT, Cluster, assert_one_owner_at_a_time, successes
 from ._zk_worker import STAGES, WIDTH
 
 pytestmark = [pytest.mark.anyio, pytest.mark.zookeeper]
@@ -200,3 +202,33 @@ async def test_sigterm_abandons_jobs_and_the_other_conductor_resumes_at_once(
         assert "abandoned=1" in owner.stderr()  # handed over, not left to a session timeout
         await c.wait_for(started(other.pid, fid, 1), "the other resumed")
         await check_flows(c, [fid])
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+
+async def test_the_cli_worker_runs_jobs_and_stops_on_sigterm(cluster: Cluster) -> None:
+    c = cluster
+    env = {**os.environ, "ZK_WORKER_EFFECTS": str(c.effects)}
+    cmd = [sys.executable, "-m", "flowcoord", "-v", "worker", "--zk", c.hosts]
+    bad = await anyio.run_process(cmd, cwd=ROOT, env=env, check=False)
+    assert bad.returncode == 2
+    assert b"--journal" in bad.stderr
+    assert b"Traceback" not in bad.stderr
+    args = ["--namespace", c.namespace, "--journal", f"sqlite:///{c.journal}", "--name", "cli"]
+    args += ["--registry", "tests.faults._zk_worker:cli_registry", "--session-timeout", "2"]
+    err = c.workdir / "cli.stderr"
+    with err.open("wb") as out:
+        proc = await anyio.open_process([*cmd, *args], cwd=ROOT, env=env, stdout=out, stderr=out)
+    async with proc:
+        try:
+            await post(c, "chain", ["cli-0"], pause=0.01)
+            await c.wait_finished(["cli-0"], within=20)
+            await wait_board_empty(c)
+            proc.send_signal(signal.SIGTERM)
+            with anyio.fail_after(15):
+                assert await proc.wait() == 0, err.read_text()
+            assert "worker_stopped" in err.read_text()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
