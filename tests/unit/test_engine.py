@@ -564,3 +564,32 @@ async def test_fork_reruns_from_a_task_reusing_standing_results() -> None:
     assert runs == ["a", "b", "c", "c"]
     assert out["c"] == 3
     assert rep.state is fc.FlowState.SUCCESS
+
+
+async def test_errors_leave_the_engine_block_unwrapped() -> None:
+    @fc.task
+    async def boom() -> None:
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        async with fc.Engine() as engine:
+            await engine.run(fc.Linear("f", boom))
+    with pytest.raises(ValueError, match="body"):
+        async with fc.Engine():
+            raise ValueError("body")
+
+
+async def test_started_flow_is_visible_at_once_and_cannot_start_twice() -> None:
+    gate = anyio.Event()
+
+    @fc.task
+    async def wait() -> None:
+        await gate.wait()
+
+    async with fc.Engine() as engine:
+        handle = await engine.start(fc.Linear("f", wait), flow_id="once")
+        assert engine.handle("once") is handle
+        with pytest.raises(fc.FlowDefinitionError, match="already running"):
+            await engine.start(fc.Linear("f", wait), flow_id="once")
+        gate.set()
+        await handle.wait()

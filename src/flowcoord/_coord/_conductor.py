@@ -14,6 +14,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from .._aio import close_task_group
 from .._engine._engine import Engine, FlowHandle
 from .._registry import FlowRegistry
 from .._states import FlowState
@@ -131,7 +132,7 @@ class Conductor:
             self._unlisten()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        return await close_task_group(self._tg, exc_type, exc, tb)
 
     async def wait_idle(self) -> None:
         """Wait until the board has no job left and nothing runs here (bound it with

@@ -137,6 +137,7 @@ class Engine:
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._handles: dict[str, FlowHandle] = {}
+        self._reserved: set[str] = set()
         self._plans: dict[int, Plan] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -162,13 +163,18 @@ class Engine:
         tb: TracebackType | None,
     ) -> bool | None:
         stack, self._stack = self._stack, None
-        if self._tg is not None and exc is None:
-            pass  # background flows are awaited by the task group
-        self._tg = None
+        tg, self._tg = self._tg, None
         try:
-            if stack is not None:
-                return await stack.__aexit__(exc_type, exc, tb)
-            return None
+            if stack is None:
+                return None
+            if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                # The caller's own error: cancel background flows (they write nothing more)
+                # and let the error through as it is, not wrapped in an ExceptionGroup.
+                if tg is not None:
+                    tg.cancel_scope.cancel()
+                await stack.__aexit__(None, None, None)
+                return None
+            return await stack.__aexit__(exc_type, exc, tb)
         finally:
             self._journal = None
 
@@ -207,7 +213,9 @@ class Engine:
         failures). ``token`` is the ownership fencing token stamped on every entry.
         """
         run = await self._prepare(flow, store, flow_id, token, concurrency)
-        return await self._drive(run, FlowHandle(run))
+        handle = FlowHandle(run)
+        self._handles[run.flow_id] = handle
+        return await self._drive(run, handle)
 
     async def start(
         self,
@@ -223,6 +231,7 @@ class Engine:
             raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
         run = await self._prepare(flow, store, flow_id, token, concurrency)
         handle = FlowHandle(run)
+        self._handles[run.flow_id] = handle  # visible to handle() as soon as start() returns
         self._tg.start_soon(self._drive_quietly, run, handle)
         return handle
 
@@ -353,10 +362,26 @@ class Engine:
         plan = self.compile(flow)
         inputs = dict(store or {})
         flow_id = flow_id or uuid.uuid4().hex
-        if flow_id in self._handles:
+        if flow_id in self._handles or flow_id in self._reserved:
             raise FlowDefinitionError(
                 f"flow {flow_id} is already running on this engine", flow_id=flow_id
             )
+        self._reserved.add(flow_id)
+        try:
+            return await self._load(journal, flow, plan, inputs, flow_id, token, concurrency)
+        finally:
+            self._reserved.discard(flow_id)
+
+    async def _load(
+        self,
+        journal: Journal,
+        flow: Flow,
+        plan: Plan,
+        inputs: dict[str, Any],
+        flow_id: str,
+        token: int,
+        concurrency: int | None,
+    ) -> FlowRun:
         rep: FlowReplay | None = None
         existing = await self.backend.get_flow(flow_id)
         if existing is None:
