@@ -474,11 +474,26 @@ async def test_cancel_a_flow_no_engine_runs_takes_it_over(gate: Gate) -> None:
     assert gate.reverted == ["one"]
 
 
-async def test_retry_from_task_is_not_implemented_yet(client: Client) -> None:
+async def test_retry_from_a_task_forks_the_finished_flow(client: Client) -> None:
+    req = {"flow": "quick", "inputs": {"size": 2}, "flow_id": "r-0"}
+    await _json(await client.post("/api/flows?wait=10", json=req, headers=AUTH), 200)
+    resp = await client.post(
+        "/api/flows/r-0/retry", json={"from_task": "double", "flow_id": "r-0b"}, headers=AUTH
+    )
+    body = await _json(resp, 202)
+    assert body["flow_id"] == "r-0b"
+    status = await _until(client, "r-0b", lambda s: s["finished"])
+    assert status["state"] == "SUCCESS"
+    journal = await _json(await client.get("/api/flows/r-0b/journal"), 200)
+    started = [e["task"] for e in journal["entries"] if e["kind"] == "task.started"]
+    assert started == ["double"]  # 'add' kept its journaled result
+
+
+async def test_retry_refuses_unfinished_flows_and_bad_input(client: Client) -> None:
     await _start_gated(client, "r-1")
     resp = await client.post("/api/flows/r-1/retry", json={"from_task": "wait"}, headers=AUTH)
-    body = await _json(resp, 501)
-    assert "not supported" in body["error"]
+    body = await _json(resp, 409)
+    assert "has not finished" in body["error"]
     assert body["hint"]
     body = await _json(
         await client.post("/api/flows/r-1/retry", json={"from_task": "nope"}, headers=AUTH), 422

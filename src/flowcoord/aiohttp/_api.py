@@ -439,10 +439,12 @@ async def stop(request: web.Request) -> web.Response:
 
 
 async def retry(request: web.Request) -> web.Response:
-    """``POST /flows/{id}/retry {from_task}``: not supported yet (501) — the engine has no
-    API to re-run part of a journaled flow, and this layer will not write journal entries."""
+    """``POST /flows/{id}/retry {"from_task": name, "flow_id"?: new id}``: start a new flow
+    that re-runs the finished flow ``id`` from ``from_task`` on, reusing the journaled results
+    of the tasks before it that still stand (see :meth:`flowcoord.Engine.fork`)."""
     _authorize(request)
     flow_id = _flow_id(request)
+    st = state_of(request)
     engine = get_engine(request)
     body = await _body(request)
     task = body.get("from_task")
@@ -450,16 +452,19 @@ async def retry(request: web.Request) -> web.Response:
         raise ApiError(
             400, "field 'from_task' must name a task of the flow", 'send {"from_task": "<task>"}'
         )
+    new_id = body.get("flow_id")
+    if new_id is not None and (not isinstance(new_id, str) or not new_id or len(new_id) > 200):
+        raise ApiError(400, "field 'flow_id' must be a non-empty string of at most 200 chars")
     rep = await engine.status(flow_id)
     if task not in rep.task_names:
         raise ApiError(
             422, f"flow {flow_id} has no task {task!r}", f"tasks: {', '.join(rep.task_names)}"
         )
-    raise ApiError(
-        501,
-        "retrying a flow from a task is not supported yet: the engine has no API to re-run "
-        "part of a journaled flow",
-        "resume an unfinished flow with POST .../resume, or submit the flow again with "
-        "POST .../flows",
-        flow_id=flow_id,
-    )
+    if not _finished(rep.state.value) or _find_handle(st, engine, flow_id) is not None:
+        raise ApiError(
+            409,
+            f"flow {flow_id} has not finished ({rep.state.value})",
+            "resume an unfinished flow with POST .../resume; retry is for finished flows",
+        )
+    handle = await engine.fork(st.registry.build(rep.name), flow_id, from_task=task, flow_id=new_id)
+    return _accepted(st, _track(st, handle), "retrying")
