@@ -21,7 +21,9 @@ class EventKind(StrEnum):
     REVERT_STARTED = "revert.started"  # task
     REVERT_DONE = "revert.done"  # task
     REVERT_FAILED = "revert.failed"  # task; data: {"failure"}
-    RETRY = "retry.decision"  # task: the retry scope; data: {"decision", "attempt", "reset", "value"?}
+    RETRY = (
+        "retry.decision"  # task: the retry scope; data: {"decision", "attempt", "reset", "value"?}
+    )
 
 
 @dataclass(frozen=True, slots=True)

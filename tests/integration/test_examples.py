@@ -1,0 +1,97 @@
+"""Every example runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=EXAMPLES
+    )
+
+
+def test_saga_compensates_in_reverse_order() -> None:
+    failed = _run("saga.py")
+    assert failed.returncode == 1, failed.stderr
+    lines = [line.strip() for line in failed.stdout.splitlines()]
+    assert lines[0] == "saga failed: no cars left at the airport"
+    assert lines[-1] == "cancelled flight FL-LIS-2026"  # booked first, cancelled last
+    assert "cancelled hotel HT-LIS-2026-2" in lines
+    ok = _run("saga.py", "--car-ok")
+    assert ok.returncode == 0, ok.stderr
+    assert "trip booked: FL-LIS-2026, HT-LIS-2026-2, CAR-FL-LIS-2026" in ok.stdout
+
+
+def test_crash_resume_skips_done_steps(tmp_path: Path) -> None:
+    proc = _run("crash_resume.py", str(tmp_path / "j.sqlite"))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "worker 1 killed with SIGKILL" in out
+    resumed = out.split("worker 1 killed")[1]
+    assert "step 0 running" not in resumed
+    assert "step 1 running" not in resumed
+    assert "step 4 running" in resumed
+    assert "total = 10" in resumed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_aiohttp_service(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "aiohttp_service.py",
+            "--port",
+            str(port),
+            "--journal",
+            str(tmp_path / "svc.sqlite"),
+            "--token",
+            "t0k",
+        ],
+        cwd=EXAMPLES,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/health", timeout=2) as resp:
+                    assert json.load(resp)["status"] == "ok"
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "service did not start"
+                time.sleep(0.1)
+        req = urllib.request.Request(
+            f"{base}/provision",
+            data=b'{"size": 3}',
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = json.load(resp)
+        assert (body["vm_id"], body["ip"]) == ("vm-3", "10.0.0.7")
+        with urllib.request.urlopen(f"{base}/api/flows/{body['flow_id']}", timeout=5) as resp:
+            assert json.load(resp)["state"] == "SUCCESS"
+        with urllib.request.urlopen(f"{base}/", timeout=5) as resp:
+            assert b"<html" in resp.read().lower()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
