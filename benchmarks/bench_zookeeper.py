@@ -202,4 +202,5 @@ if __name__ == "__main__":
 
     from ._runner import main
 
-    raise SystemExit(main(["--only", NAME, *sys.argv[1:]]))
+    argv = sys.argv[1:]
+    raise SystemExit(main(argv if "--only" in argv else ["--only", NAME, *argv]))
