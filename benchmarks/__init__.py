@@ -12,5 +12,18 @@ from ._harness import Samples as Samples
 from ._harness import Skip as Skip
 from ._harness import Target as Target
 from ._harness import alternate as alternate
+from ._harness import contention_note as contention_note
+from ._harness import cpu_share as cpu_share
 
-__all__ = ["Case", "Context", "Phases", "Result", "Samples", "Skip", "Target", "alternate"]
+__all__ = [
+    "Case",
+    "Context",
+    "Phases",
+    "Result",
+    "Samples",
+    "Skip",
+    "Target",
+    "alternate",
+    "contention_note",
+    "cpu_share",
+]

@@ -7,6 +7,7 @@ import logging
 import os
 import statistics
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -23,6 +24,8 @@ __all__ = [
     "Skip",
     "Target",
     "alternate",
+    "contention_note",
+    "cpu_share",
     "quiet_logging",
 ]
 
@@ -185,7 +188,9 @@ async def alternate(
 
     Before each sample: ``gc.collect()`` then ``gc.freeze()``, so objects built during setup
     (e.g. a 100k-task flow definition) are not rescanned by collections inside the sample;
-    the garbage collector stays enabled for what the sample allocates.
+    the garbage collector stays enabled for what the sample allocates. Each case also gets
+    the phases ``case_wall`` and ``case_cpu`` (wall and process CPU time around the whole
+    call): see :func:`cpu_share`.
     """
     for _ in range(warmup):
         for case in cases.values():
@@ -207,9 +212,34 @@ async def _one(case: Case) -> Phases:
     gc.collect()
     gc.freeze()
     try:
-        return await case()
+        w0, c0 = time.perf_counter(), time.process_time()
+        phases = dict(await case())
+        phases["case_wall"] = time.perf_counter() - w0
+        phases["case_cpu"] = time.process_time() - c0
+        return phases
     finally:
         gc.unfreeze()
+
+
+def cpu_share(*cases: Mapping[str, Samples]) -> float:
+    """Process CPU time ÷ wall time over the given cases' samples (from :func:`alternate`).
+
+    Near 1.0 for the single-threaded asyncio benchmarks on an idle machine; clearly lower
+    means another process took the CPU during the samples, and wall-clock figures are high.
+    """
+    wall = sum(sum(c["case_wall"].values) for c in cases)
+    cpu = sum(sum(c["case_cpu"].values) for c in cases)
+    return cpu / wall if wall else 1.0
+
+
+def contention_note(share: float, threshold: float = 0.9) -> str:
+    """A warning for the table when :func:`cpu_share` is below ``threshold``."""
+    if share >= threshold:
+        return ""
+    return (
+        f"machine busy: this process got {share:.0%} of a CPU during these samples; "
+        "wall-clock figures are inflated (compare ratios, or re-run on an idle machine)"
+    )
 
 
 def quiet_logging() -> None:

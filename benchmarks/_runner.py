@@ -194,6 +194,12 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}"
 
 
+def _fmt_ratio(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}x" if x >= 100 else f"{x:.3g}x"
+
+
 def render_table(reports: Sequence[ModuleReport]) -> str:
     head = ("measure", "value", "unit", "stat", "baseline", "vs", "ratio", "target", "ok")
     rows: list[tuple[str, ...]] = []
@@ -215,7 +221,7 @@ def render_table(reports: Sequence[ModuleReport]) -> str:
                     r.stat,
                     _fmt(r.baseline),
                     r.baseline_name,
-                    "-" if ratio is None else f"{ratio:.3g}x",
+                    _fmt_ratio(ratio),
                     "" if r.target is None else str(r.target),
                     r.verdict,
                 )

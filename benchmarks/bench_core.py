@@ -14,8 +14,8 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -24,7 +24,17 @@ import flowcoord as fc
 from flowcoord._journal._contract import JournalBackend
 from flowcoord._journal._sqlite import SQLiteJournal
 
-from ._harness import Case, Context, Phases, Result, Samples, Target, alternate
+from ._harness import (
+    Case,
+    Context,
+    Phases,
+    Result,
+    Samples,
+    Target,
+    alternate,
+    contention_note,
+    cpu_share,
+)
 
 NAME = "core"
 
@@ -132,6 +142,15 @@ def engine_case(
     return case
 
 
+def _load(result: Result, got: Mapping[str, Mapping[str, Samples]]) -> Result:
+    """``result`` with the CPU share of the samples behind it, and a warning note when
+    another process competed for the CPU (this machine has 2 cores and may be shared)."""
+    share = cpu_share(*got.values())
+    warn = contention_note(share)
+    note = "; ".join(x for x in (result.note, warn) if x)
+    return replace(result, note=note, extra={**result.extra, "cpu_share": round(share, 3)})
+
+
 def rate(n: int, s: Samples) -> float:
     return n / s.median
 
@@ -211,13 +230,16 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
         )
         tg = rate(n, got["taskgroup"]["total"])
         ga = rate(n, got["gather"]["total"])
-        yield Result(
-            f"{key}.asyncio_taskgroup",
-            tg,
-            "tasks/s",
-            stat=stat,
-            samples=got["taskgroup"]["total"].rates(n),
-            note=f"baseline: {n} no-op coroutines in one asyncio.TaskGroup",
+        yield _load(
+            Result(
+                f"{key}.asyncio_taskgroup",
+                tg,
+                "tasks/s",
+                stat=stat,
+                samples=got["taskgroup"]["total"].rates(n),
+                note=f"baseline: {n} no-op coroutines in one asyncio.TaskGroup",
+            ),
+            got,
         )
         yield Result(
             f"{key}.asyncio_gather",
@@ -277,13 +299,16 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
             log=ctx.log,
         )
         tg = rate(n, got["taskgroup"]["total"])
-        yield Result(
-            f"{key}.asyncio_taskgroup",
-            tg,
-            "tasks/s",
-            stat=stat,
-            samples=got["taskgroup"]["total"].rates(n),
-            note="baseline: coroutines that await asyncio.sleep(0) once",
+        yield _load(
+            Result(
+                f"{key}.asyncio_taskgroup",
+                tg,
+                "tasks/s",
+                stat=stat,
+                samples=got["taskgroup"]["total"].rates(n),
+                note="baseline: coroutines that await asyncio.sleep(0) once",
+            ),
+            got,
         )
         for case, conc in (("c256", 256), ("cn", n)):
             yield Result(
@@ -304,7 +329,8 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
     key = f"linear_{_k(n)}"
     if ctx.selected(key):
         ctx.log(f"{key}: engine")
-        got = await alternate({"fc": engine_case(linear(n))}, repeat=rep, log=ctx.log)
+        lrep = rep * 3  # a 1k-task linear run is short: take more samples
+        got = await alternate({"fc": engine_case(linear(n))}, repeat=lrep, log=ctx.log)
         ours = rate(n, got["fc"]["total"])
         tf = await taskflow(ctx, "linear", "serial", (n,), sizes.taskflow_repeat)
         if "error" not in tf:
@@ -325,17 +351,20 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
                 f"TaskFlow not measured ({tf['error']}); baseline is the ANCHORS.md figure "
                 f"{ANCHOR_TASKFLOW_SERIAL:g} tasks/s (1,000 tasks), not measured in this run"
             )
-        yield Result(
-            f"{key}.flowcoord",
-            ours,
-            "tasks/s",
-            baseline=baseline,
-            baseline_name=baseline_name,
-            target=TARGET_VS_TASKFLOW,
-            stat=stat,
-            samples=got["fc"]["total"].rates(n),
-            extra={"best": n / got["fc"]["total"].best},
-            note=note,
+        yield _load(
+            Result(
+                f"{key}.flowcoord",
+                ours,
+                "tasks/s",
+                baseline=baseline,
+                baseline_name=baseline_name,
+                target=TARGET_VS_TASKFLOW,
+                stat=f"median of {lrep}",
+                samples=got["fc"]["total"].rates(n),
+                extra={"best": n / got["fc"]["total"].best},
+                note=note,
+            ),
+            got,
         )
 
     # 3. per-task cost as flows grow, compile reported apart.
@@ -352,17 +381,20 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
         )
         del flow
         costs[n] = per_task_us(n, got["fc"]["total"])
-        yield Result(
-            f"{key}.per_task",
-            costs[n],
-            "µs/task",
-            baseline=per_task_us(n, got["taskgroup"]["total"]),
-            baseline_name="asyncio.TaskGroup",
-            stat=f"median of {r}",
-            samples=tuple(v / n * 1e6 for v in got["fc"]["total"].values),
-            note="compile + run; ratio = how many times a TaskGroup's per-task cost"
-            if n == sizes.cost[0]
-            else "",
+        yield _load(
+            Result(
+                f"{key}.per_task",
+                costs[n],
+                "µs/task",
+                baseline=per_task_us(n, got["taskgroup"]["total"]),
+                baseline_name="asyncio.TaskGroup",
+                stat=f"median of {r}",
+                samples=tuple(v / n * 1e6 for v in got["fc"]["total"].values),
+                note="compile + run; ratio = how many times a TaskGroup's per-task cost"
+                if n == sizes.cost[0]
+                else "",
+            ),
+            got,
         )
         yield Result(
             f"{key}.compile",
