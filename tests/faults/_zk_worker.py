@@ -10,6 +10,7 @@ file, which therefore gives one order over all processes::
     ready <pid> <name>                   the conductor runs
     session <state> <pid>                every session transition (listener order: at once)
     task <flow_id> <task> <pid>          a task body started
+    done <flow_id> <task> <pid>          a task body finished (its result is not journaled yet)
     lost <flow_id> <pid> <event>         OwnershipLost seen (job_lost / flow_abandoned)
     stopped <pid>                        graceful shutdown finished
 
@@ -55,6 +56,7 @@ def registry(effects: Effects) -> fc.FlowRegistry:
         async def body(fid: str, pause: float) -> str:
             effects.write("task", fid, name, effects.pid)
             await anyio.sleep(pause)
+            effects.write("done", fid, name, effects.pid)
             return name
 
         return fc.FunctionTask(body, name)

@@ -107,28 +107,32 @@ async def test_a_paused_owner_is_fenced_when_it_wakes(cluster: Cluster) -> None:
     fid = "p0"
     with c.dump_on_failure():
         a = await c.start("a")
-        await post(c, "chain", [fid], pause=0.8)
+        pa = str(a.pid)
+        # Tasks of 0.5 s: on waking, a's task finishes (its timer is due first) and sends its
+        # result to the journal before a's watchdog (due 2T/3 after its last ping) aborts it.
+        await post(c, "chain", [fid], pause=0.5)
         await c.wait_for(started(a.pid, fid, 2), "a inside its second task")
         with anyio.fail_after(5):  # stop it between journal writes, never holding SQLite's lock
             while (await c.entries([fid]))[fid][-1].kind.value != "task.started":  # noqa: ASYNC110
                 await anyio.sleep(0.01)  # polling another process's journal file
         c.signal("a", signal.SIGSTOP)
+        in_flight = c.task_lines(fid, a.pid)[-1][2]
         b = await c.start("b")
         await c.wait_for(started(b.pid, fid, 2), "b took over and progressed", within=20)
         c.signal("a", signal.SIGCONT)
-        await c.wait_for(lambda ev: ["lost", fid, str(a.pid)] in [e[:3] for e in ev], "a lost")
+        await c.wait_for(lambda ev: ["lost", fid, pa] in [e[:3] for e in ev], "a lost")
         await check_flows(c, [fid])
         es = (await c.entries([fid]))[fid]
         old, new = min(e.token for e in es), max(e.token for e in es)
-        first_new = next(i for i, e in enumerate(es) if e.token == new)
-        assert all(e.token == new for e in es[first_new:])
         assert old < new
-        first_b = next(
-            i for i, e in enumerate(c.events()) if e[:2] == ["task", fid] and e[3] == str(b.pid)
-        )
-        assert not [
-            e for e in c.events()[first_b:] if e[:2] == ["task", fid] and e[3] == str(a.pid)
-        ]
+        first_new = next(i for i, e in enumerate(es) if e.token == new)
+        assert all(e.token == new for e in es[first_new:])  # nothing of a's after b's first
+        # a finished its task after waking, and the journal refused that result
+        assert ["done", fid, in_flight, pa] in c.events()
+        assert successes(es)[in_flight] == new
+        ev = c.events()
+        first_b = next(i for i, e in enumerate(ev) if e[:2] == ["task", fid] and e[3] == str(b.pid))
+        assert not [e for e in ev[first_b:] if e[:2] == ["task", fid] and e[3] == pa]
 
 
 # -- the ensemble's leader crashes ------------------------------------------------------------
