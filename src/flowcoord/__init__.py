@@ -14,6 +14,7 @@ from ._coord._contract import JobBoard as JobBoard
 from ._coord._contract import Member as Member
 from ._coord._contract import TrashedJob as TrashedJob
 from ._coord._memory import MemoryCoordinator as MemoryCoordinator
+from ._coord._zk_board import ZooKeeperJobBoard as ZooKeeperJobBoard
 from ._coord._zk_session import ZooKeeperSession as ZooKeeperSession
 from ._coord._zk_types import ACL as ACL
 from ._coord._zk_types import SessionState as SessionState
@@ -68,6 +69,7 @@ __all__ = sorted(
         "Member",
         "TrashedJob",
         "MemoryCoordinator",
+        "ZooKeeperJobBoard",
         "ZooKeeperSession",
         "ACL",
         "SessionState",

@@ -636,6 +636,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             session_timeout=opts.session_timeout,
             path=opts.board,
             shutdown_timeout=opts.shutdown_timeout,
+            auth=("digest", opts.zk_auth) if opts.zk_auth else None,
         )
     )
     return EXIT_OK  # stopped by SIGTERM/SIGINT, its jobs handed over
@@ -758,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext, func in (
         ("demo", "run the demo (success, rollback, crash and resume)", cmd_demo),
         ("bench", "run the benchmarks (python -m benchmarks)", cmd_bench),
-        ("worker", "take flows from a ZooKeeper job board (not available yet)", cmd_worker),
+        ("worker", "run a conductor: take flows from a ZooKeeper job board", cmd_worker),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

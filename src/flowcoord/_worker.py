@@ -195,6 +195,12 @@ def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
     )
     p.add_argument("--board", default=DEFAULT_BOARD_PATH, help="board path in the namespace")
     p.add_argument(
+        "--zk-auth",
+        metavar="USER:PASS",
+        default=os.environ.get("FLOWCOORD_ZK_AUTH"),
+        help="ZooKeeper digest credentials (or $FLOWCOORD_ZK_AUTH); nodes get a digest ACL",
+    )
+    p.add_argument(
         "--shutdown-timeout",
         type=_positive_float,
         default=30.0,

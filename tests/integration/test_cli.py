@@ -295,11 +295,11 @@ def test_demo_delegates_to_the_demo_module(work: Path) -> None:
     assert (work / "demo.sqlite").exists()  # the demo got our argument
 
 
-def test_worker_is_a_clear_stub(work: Path) -> None:
-    proc = cli(work, "worker", "--zk", "127.0.0.1:2181")
+def test_worker_with_bad_arguments_is_a_clear_error(work: Path) -> None:
+    proc = cli(work, "worker", "--zk", "127.0.0.1:2181")  # no --journal/--registry
     assert proc.returncode == 2
-    assert "not available yet" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "--registry" in proc.stderr or "--journal" in proc.stderr
 
 
 # -- interrupting, resuming, cancelling --------------------------------------------------------
