@@ -761,7 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("bench", "run the benchmarks (python -m benchmarks)", cmd_bench),
         ("worker", "run a conductor: take flows from a ZooKeeper job board", cmd_worker),
     ):
-        p = sub.add_parser(name, help=helptext)
+        # the command parses its own options (and --help)
+        p = sub.add_parser(name, help=helptext, add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         p.set_defaults(func=func)
     return parser

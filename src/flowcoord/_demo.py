@@ -150,6 +150,9 @@ def _quiet_logs() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _quiet_logs()
+    if args[:1] in (["-h"], ["--help"]):
+        print("usage: flowcoord demo [JOURNAL_PATH]\n\n" + (__doc__ or "").strip())
+        return 0
     if args[:1] == ["--child"]:
         anyio.run(_child, args[1], args[2])
         return 0
