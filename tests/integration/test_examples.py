@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -95,3 +97,14 @@ def test_aiohttp_service(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+@pytest.mark.zookeeper
+@pytest.mark.postgres
+def test_distributed_workers_survive_a_kill_9() -> None:
+    proc = _run("distributed_workers.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "worker-1" in proc.stdout
+    assert "killed with SIGKILL" in proc.stdout
+    assert proc.stdout.count("SUCCESS") == 6
+    assert "all flows succeeded: True" in proc.stdout
