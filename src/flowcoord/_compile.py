@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import graphlib
+import itertools
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -185,7 +186,7 @@ class _Builder:
         entries: list[int] = []
         exits: list[int] = []
         if isinstance(item, Linear):
-            for (_, x), (e, _) in zip(parts, parts[1:], strict=False):
+            for (_, x), (e, _) in itertools.pairwise(parts):
                 self.connect(x, e, scopes)
             if parts:
                 entries, exits = parts[0][0], parts[-1][1]

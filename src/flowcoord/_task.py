@@ -156,7 +156,8 @@ class Task:
         return clone
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} requires={self.requires} provides={self.provided}>"
+        kind = type(self).__name__
+        return f"<{kind} {self.name!r} requires={self.requires} provides={self.provided}>"
 
 
 class FunctionTask(Task):
