@@ -19,7 +19,7 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
-    session.run("mypy", "src")
+    session.run("mypy", "--strict", "src", "tests")
 
 
 @nox.session

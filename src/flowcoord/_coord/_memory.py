@@ -128,6 +128,8 @@ class MemoryCoordinator:
 class MemoryJobBoard(JobBoard):
     """A client of a :class:`MemoryCoordinator`, with its own session."""
 
+    session: MemorySession
+
     def __init__(self, coordinator: MemoryCoordinator, session: MemorySession) -> None:
         self.coordinator = coordinator
         self.session = session
