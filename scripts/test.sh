@@ -27,4 +27,9 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+if [ "${FLOWCOORD_SKIP_LINT:-0}" != 1 ]; then
+    .venv/bin/ruff check src tests benchmarks examples
+    .venv/bin/ruff format --check -q src tests benchmarks examples
+    .venv/bin/mypy --strict src tests
+fi
 exec .venv/bin/python -m pytest "$@"
