@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_logging()
     repeat = args.repeat or (3 if args.quick else 5)
     started = dt.datetime.now(dt.UTC)
+    git = _git()  # before the run: others may commit meanwhile
     reports: list[ModuleReport] = []
     for name, mod in modules.items():
         patterns = _patterns_for(name, args.only, modules)
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         reports.append(_run_module(name, mod, ctx))
     print(render_table(reports))
-    doc = _document(args, started, reports)
+    doc = _document(args, started, git, reports)
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     paths = [path] + ([args.json] if args.json else [])
@@ -260,7 +261,10 @@ def _git() -> dict[str, Any]:
 
 
 def _document(
-    args: argparse.Namespace, started: dt.datetime, reports: Sequence[ModuleReport]
+    args: argparse.Namespace,
+    started: dt.datetime,
+    git: dict[str, Any],
+    reports: Sequence[ModuleReport],
 ) -> dict[str, Any]:
     try:
         import flowcoord
@@ -284,7 +288,7 @@ def _document(
             "cpus": os.cpu_count(),
         },
         "flowcoord": fc_info,
-        "git": _git(),
+        "git": git,
         "logging": "structlog filtered at WARNING; stdlib root logger at WARNING",
         "modules": [
             {
