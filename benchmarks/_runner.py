@@ -16,13 +16,13 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
-from ._harness import Context, Result, Skip, quiet_logging
+from ._harness import Context, Result, RunFn, Skip, quiet_logging
 
 __all__ = ["discover", "main"]
 
@@ -91,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     modules = discover()
     if args.list:
         for name, mod in modules.items():
-            doc = (mod.__doc__ or "").strip().splitlines()
-            print(f"{name:<12} {doc[0] if doc else ''}")
+            lines = (mod.__doc__ or "").strip().splitlines()
+            print(f"{name:<12} {lines[0] if lines else ''}")
         return 0
     options: dict[str, str] = {}
     for item in args.option:
@@ -159,12 +159,15 @@ def _run_module(name: str, mod: ModuleType, ctx: Context) -> ModuleReport:
         ctx.log(f"{result.name} = {_fmt(result.value)} {result.unit}")
 
     async def collect() -> None:
-        out = mod.run(ctx)
-        if inspect.isasyncgen(out):
+        run: RunFn = mod.run
+        out = run(ctx)
+        if isinstance(out, AsyncIterator):
             async for result in out:
                 keep(result)
         else:
-            for result in (await out) or ():
+            assert inspect.iscoroutine(out), f"{name}: run(ctx) must be async"
+            results = cast("Sequence[Result] | None", await out)
+            for result in results or ():
                 keep(result)
 
     try:

@@ -459,7 +459,7 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
         if not ctx.selected(key):
             continue
         ctx.log(f"{key}: memory journal and SQLite journal")
-        flow = unordered(n) if kind == "unordered" else linear(n)
+        sflow: fc.Flow = unordered(n) if kind == "unordered" else linear(n)
         with tempfile.TemporaryDirectory(prefix="flowcoord-bench-") as tmp:
             files = iter(range(1_000_000))
             stats: list[dict[str, Any]] = []
@@ -469,8 +469,8 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
 
             got = await alternate(
                 {
-                    "memory": engine_case(flow),
-                    "sqlite": engine_case(flow, journal=sqlite, stats=stats),
+                    "memory": engine_case(sflow),
+                    "sqlite": engine_case(sflow, journal=sqlite, stats=stats),
                 },
                 repeat=rep,
                 log=ctx.log,
@@ -493,27 +493,27 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
     key = "taskflow_parallel"
     if ctx.selected(key):
         sz = sizes.taskflow_parallel
-        ours: dict[int, Samples] = {}
+        ours_by_n: dict[int, Samples] = {}
         for n in sz:
             ctx.log(f"{key}: engine on unordered {n}")
             got = await alternate({"fc": engine_case(unordered(n))}, repeat=rep, log=ctx.log)
-            ours[n] = got["fc"]["total"]
+            ours_by_n[n] = got["fc"]["total"]
         tf = await taskflow(ctx, "unordered", "parallel", sz, sizes.taskflow_repeat)
         for n in sz:
-            tf_samples = None if "error" in tf else Samples(tuple(tf["samples"][str(n)]))
+            tfp = None if "error" in tf else Samples(tuple(tf["samples"][str(n)]))
             yield Result(
                 f"{key}.unordered_{_k(n)}",
-                rate(n, ours[n]),
+                rate(n, ours_by_n[n]),
                 "tasks/s",
-                baseline=None if tf_samples is None else rate(n, tf_samples),
+                baseline=None if tfp is None else rate(n, tfp),
                 baseline_name="TaskFlow parallel (16 thr)",
                 stat=stat,
-                samples=ours[n].rates(n),
-                extra={} if tf_samples is None else {"taskflow_samples_s": tf_samples.values},
+                samples=ours_by_n[n].rates(n),
+                extra={} if tfp is None else {"taskflow_samples_s": tfp.values},
                 note=(
                     f"TaskFlow not measured: {tf['error']}"
-                    if tf_samples is None
-                    else f"TaskFlow {tf['taskflow']}, median of {len(tf_samples.values)}"
+                    if tfp is None
+                    else f"TaskFlow {tf['taskflow']}, median of {len(tfp.values)}"
                     if n == sz[0]
                     else ""
                 ),
