@@ -593,3 +593,48 @@ async def test_started_flow_is_visible_at_once_and_cannot_start_twice() -> None:
             await engine.start(fc.Linear("f", wait), flow_id="once")
         gate.set()
         await handle.wait()
+
+
+@pytest.mark.parametrize("cut_after", [fc.EventKind.TASK_FAILED, fc.EventKind.REVERT_STARTED])
+async def test_resume_undoes_an_unsettled_failed_attempt_before_rerunning(
+    cut_after: fc.EventKind,
+) -> None:
+    """Crash right after a failed attempt (or while reverting it), before any retry
+    decision was journaled: on resume the attempt is reverted, then the task runs again."""
+    calls: list[str] = []
+    fail_first = True
+
+    @fc.task(provides="a")
+    async def ta() -> int:
+        calls.append("run a")
+        return 1
+
+    @fc.task(provides="b", retry=fc.Times(3))
+    async def tb(a: int) -> int:
+        nonlocal fail_first
+        calls.append("run b")
+        if fail_first:
+            fail_first = False
+            raise ConnectionError("flaky")
+        return a + 1
+
+    @tb.on_revert
+    async def _undo_b(result: Any) -> None:
+        calls.append(f"revert b ({type(result).__name__})")
+
+    def build() -> fc.Flow:
+        return fc.Linear("f", ta, tb)
+
+    full = fc.MemoryJournal()
+    async with fc.Engine(full) as engine:
+        await engine.run(build(), flow_id="x")
+    entries = await full.read("x")
+    cut = next(k for k, e in enumerate(entries) if e.kind is cut_after and e.task == "tb")
+    crashed = fc.MemoryJournal()
+    record = fc.FlowRecord("x", "f", "RUNNING")
+    assert await crashed.create_flow(record, entries[: cut + 1])
+    calls.clear()
+    async with fc.Engine(crashed) as engine:
+        out = await engine.run(build(), flow_id="x")
+    assert out["b"] == 2
+    assert calls == ["revert b (Failure)", "run b"]

@@ -117,6 +117,7 @@ class FlowRun:
         self._tg: TaskGroup | None = None
         self._fwd: anyio.CancelScope | None = None
         self._replay = replay
+        self._undo_first: list[tuple[int, bool]] = []  # (node, succeeded) to revert on resume
 
     # -- control (from FlowHandle) -------------------------------------------------------------
 
@@ -203,6 +204,9 @@ class FlowRun:
             if r.state.finished:
                 return self._finished()
             if r.state is FlowState.REVERTING:
+                self._halt = "fail"
+                return await self._revert_phase()
+            if self._undo_first and not await self._undo_interrupted():
                 self._halt = "fail"
                 return await self._revert_phase()
         await self._set_flow(FlowState.RUNNING)
@@ -529,6 +533,28 @@ class FlowRun:
 
     # -- reverting -----------------------------------------------------------------------------
 
+    async def _undo_interrupted(self) -> bool:
+        """Revert the unsettled attempts found on resume (latest first), so the tasks can run
+        again from a clean slate. False if a revert failed (the flow must then be reverted)."""
+        nodes = self.plan.nodes
+        flow_failures = {nodes[i].name: f for i, f in self.failures.items()}
+        ok = True
+        with anyio.CancelScope(shield=True):
+            for i, succeeded in reversed(self._undo_first):
+                self.tstate[i] = _S if succeeded else _F
+                if succeeded:
+                    self._done += 1
+                await self._revert_node(i, flow_failures)
+                if self.tstate[i] is TaskState.REVERTED:
+                    self._set_task(i, _P)
+                    self.failures.pop(i, None)
+                    self.results[i] = None
+                else:
+                    ok = False
+        if self._fatal is not None:
+            raise self._fatal
+        return ok
+
     async def _record_interrupted(self) -> None:
         """After a cancel: journal the tasks that were interrupted as failed, to revert them."""
         for i, node in enumerate(self.plan.nodes):
@@ -716,6 +742,17 @@ class FlowRun:
                 self.failures[i] = rec.failure or Failure(
                     ("flowcoord.errors.TaskFailed",), "interrupted: the engine stopped mid-task"
                 )
+            elif not reverting and st in (TaskState.FAILURE, TaskState.REVERTING):
+                # A failed attempt, or a revert cut short, whose outcome was never settled
+                # (no retry decision journaled): undo it before the task runs again.
+                failed = st is TaskState.FAILURE or rec.failure is not None
+                if failed:
+                    self.failures[i] = rec.failure or Failure(
+                        ("flowcoord.errors.TaskFailed",), "interrupted: the engine stopped"
+                    )
+                else:
+                    self.results[i] = rec.result
+                self._undo_first.append((i, not failed))
             elif st in (TaskState.REVERTED, TaskState.REVERT_FAILURE) and reverting:
                 self.tstate[i] = st
                 if rec.revert_failure is not None:
