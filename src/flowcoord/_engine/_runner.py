@@ -36,6 +36,10 @@ log = structlog.get_logger("flowcoord.engine")
 
 _P, _R, _S, _F = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILURE
 _REVERTABLE = (TaskState.SUCCESS, TaskState.FAILURE)
+_STARTED, _SUCCEEDED = EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED
+# Journal data of the commonest entries, made once: 138 bytes a task less, no formatting.
+_STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
+_NONE_RESULT_DATA = tuple(f'{{"result":null,"attempt":{a}}}' for a in range(17))
 
 
 def task_outputs(t: Task, result: Any) -> dict[str, Any]:
@@ -94,6 +98,11 @@ class FlowRun:
         self._remaining = [len(node.preds) for node in plan.nodes]
         self._fns: list[Callable[..., Any] | None] = [
             (t.fn if isinstance(t, FunctionTask) else t.execute) if t is not None else None
+            for t in (node.task for node in plan.nodes)
+        ]
+        #: tasks called with no arguments (nothing required, optional or injected)
+        self._bare = [
+            t is not None and not (t.required_args or t.optional_args or t.inject)
             for t in (node.task for node in plan.nodes)
         ]
         self._ready: deque[int] = deque()
@@ -289,7 +298,7 @@ class FlowRun:
                 if not self._admit(i):
                     continue
                 self._busy += 1
-                if ready:
+                if ready and self._workers - self._busy < self._busy:
                     self._pump()
                 try:
                     await self._execute(i)
@@ -303,8 +312,11 @@ class FlowRun:
     def _admit(self, i: int) -> bool:
         if self.tstate[i] is not _P or self._remaining[i]:
             return False
+        scopes = self.plan.nodes[i].scopes
+        if not scopes:
+            return True
         halted = self._scope_halted
-        return not any(halted[s.index] for s in self.plan.nodes[i].scopes)
+        return not any(halted[s.index] for s in scopes)
 
     def _complete(self, i: int) -> None:
         """Mark node ``i`` done and make its dependents ready; barriers complete at once."""
@@ -359,18 +371,29 @@ class FlowRun:
                 self.values.update(s.retry.value(self._scope_attempt[k], self.values))
         try:
             self.attempts[i] = attempt = self.attempts[i] + 1
-            self._set_task(i, _R)
+            if self._listeners:
+                self._set_task(i, _R)
+            else:  # admitted: PENDING -> RUNNING is always allowed
+                self.tstate[i] = _R
             w = self.writer
-            w.emit(EventKind.TASK_STARTED, node.name, f'{{"attempt":{attempt}}}')
+            w.emit(
+                _STARTED,
+                node.name,
+                _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}',
+            )
             try:
                 if t.timeout is None:
-                    result = await fn(**self._inputs(t))
+                    result = await (fn() if self._bare[i] else fn(**self._inputs(t)))
                 else:
                     with anyio.fail_after(t.timeout):
                         result = await fn(**self._inputs(t))
                 outputs = task_outputs(t, result)
                 if result is None:
-                    data = f'{{"result":null,"attempt":{attempt}}}'
+                    data = (
+                        _NONE_RESULT_DATA[attempt]
+                        if attempt < 17
+                        else f'{{"result":null,"attempt":{attempt}}}'
+                    )
                 else:
                     data = w.encode(
                         {"result": result, "attempt": attempt}, what=f"result of {t.name!r}"
@@ -383,11 +406,15 @@ class FlowRun:
                     exc.flow_id, exc.task = self.flow_id, t.name
                 await self._failed(i, exc)
                 return
-            await w.write(EventKind.TASK_SUCCEEDED, node.name, data)
+            await w.write(_SUCCEEDED, node.name, data)
             self.results[i] = result
             if outputs:
                 self.values.update(outputs)
-            self._set_task(i, _S)
+            if self._listeners or self.tstate[i] is not _R:
+                self._set_task(i, _S)
+            else:
+                self.tstate[i] = _S
+                self._done += 1
             self._complete(i)
         except (OwnershipLost, JournalError) as exc:
             self._fatal_error(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Sequence
 
@@ -12,10 +13,24 @@ from ._events import Entry, EventKind, FlowRecord
 __all__ = ["MemoryJournal"]
 
 _NONE: frozenset[str] = frozenset()
+_STATE = EventKind.FLOW_STATE
+
+
+def _seq(e: Entry) -> int:
+    return e.seq
 
 
 class _Flow:
-    __slots__ = ("created_at", "entries", "flow_id", "name", "seqs", "state", "token", "updated_at")
+    __slots__ = (
+        "created_at",
+        "entries",
+        "flow_id",
+        "last_seq",
+        "name",
+        "state",
+        "token",
+        "updated_at",
+    )
 
     def __init__(self, record: FlowRecord, now: float) -> None:
         self.flow_id = record.flow_id
@@ -25,7 +40,7 @@ class _Flow:
         self.created_at = record.created_at or now
         self.updated_at = now
         self.entries: list[Entry] = []
-        self.seqs: set[int] = set()
+        self.last_seq = -1
 
     def record(self) -> FlowRecord:
         return FlowRecord(
@@ -59,6 +74,15 @@ class MemoryJournal(JournalBackend):
             flow = self._flows.get(e.flow_id)
             if flow is None or e.token < flow.token:
                 return frozenset((e.flow_id,))
+            seq = e.seq
+            if seq > flow.last_seq:  # the usual case: one writer, in order
+                flow.last_seq = seq
+                flow.entries.append(e)
+                if e.kind is _STATE and e.state is not None:
+                    flow.state = e.state
+                if e.at > flow.updated_at:
+                    flow.updated_at = e.at
+                return _NONE
             self._write(flow, entries)
             return _NONE
         by_flow: dict[str, list[Entry]] = {}
@@ -74,22 +98,21 @@ class MemoryJournal(JournalBackend):
         return frozenset(refused)
 
     def _write(self, flow: _Flow, batch: Sequence[Entry]) -> None:
-        state = None
+        entries = flow.entries
         for e in batch:
-            if e.seq in flow.seqs:
-                continue
-            flow.seqs.add(e.seq)
-            if flow.entries and flow.entries[-1].seq > e.seq:
-                flow.entries.append(e)
-                flow.entries.sort(key=lambda x: x.seq)
-            else:
-                flow.entries.append(e)
-            if e.kind is EventKind.FLOW_STATE and e.state is not None:
-                state = e.state
-        if state is not None:
-            flow.state = state
-        if batch:
-            flow.updated_at = max(flow.updated_at, batch[-1].at)
+            seq = e.seq
+            if seq > flow.last_seq:
+                flow.last_seq = seq
+                entries.append(e)
+            else:  # out of order or a repeat: idempotent by seq, entries stay sorted
+                k = bisect.bisect_left(entries, seq, key=_seq)
+                if k < len(entries) and entries[k].seq == seq:
+                    continue
+                entries.insert(k, e)
+            if e.kind is _STATE and e.state is not None:
+                flow.state = e.state
+            if e.at > flow.updated_at:
+                flow.updated_at = e.at
 
     async def fence(self, flow_id: str, token: int) -> int:
         flow = self._flows.get(flow_id)
