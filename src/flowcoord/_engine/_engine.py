@@ -383,9 +383,15 @@ class Engine:
         concurrency: int | None,
     ) -> FlowRun:
         rep: FlowReplay | None = None
-        existing = await self.backend.get_flow(flow_id)
-        if existing is None:
+        existing = None
+        try:
             plan.check_inputs(inputs)
+        except FlowDefinitionError:
+            # resuming a journaled flow needs no inputs; a new flow does
+            existing = await self.backend.get_flow(flow_id)
+            if existing is None:
+                raise
+        if existing is None:  # create first: one round trip for a new flow
             data = self.codec.encode(
                 {"name": flow.name, "inputs": inputs, "tasks": plan.task_names},
                 what=f"inputs of flow {flow.name!r}",

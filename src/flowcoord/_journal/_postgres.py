@@ -302,6 +302,15 @@ class PostgresJournal(JournalBackend):
     async def _retrying(self, what: str, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
         """Call ``fn(*args, deadline)`` until it succeeds, fails for good, or time runs out."""
         deadline = time.monotonic() + self._retry_deadline
+        try:  # the first attempt without tenacity's machinery (the common, healthy case)
+            return await fn(*args, deadline)
+        except FlowcoordError:
+            raise
+        except BaseException as exc:
+            if not _is_transient(exc) or time.monotonic() >= deadline:
+                if isinstance(exc, _DRIVER):
+                    raise self._translate(exc, what) from exc
+                raise
         base_wait = wait_random_exponential(multiplier=0.05, max=2.0)
 
         def wait(state: RetryCallState) -> float:
