@@ -32,6 +32,8 @@ class JournalBackend(ABC):
 
     #: Set by backends whose appends complete without I/O (the in-memory one).
     immediate: bool = False
+    #: Set by backends that implement :meth:`create_flows` (many creations in one call).
+    batch_creates: bool = False
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect / create the schema. Called once before use."""
@@ -53,6 +55,18 @@ class JournalBackend(ABC):
 
     @abstractmethod
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool: ...
+
+    async def create_flows(
+        self, batch: Sequence[tuple[FlowRecord, Sequence[Entry]]]
+    ) -> frozenset[str]:
+        """Create many flows at once, each as :meth:`create_flow` would; return the ids of
+        those created (an id already taken is skipped, nothing written for it). Optional:
+        set ``batch_creates`` when implemented."""
+        created = set()
+        for record, entries in batch:
+            if await self.create_flow(record, entries):
+                created.add(record.flow_id)
+        return frozenset(created)
 
     @abstractmethod
     async def append(self, entries: Sequence[Entry]) -> frozenset[str]: ...

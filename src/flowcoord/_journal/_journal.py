@@ -30,6 +30,16 @@ class _Batch:
         self.error: BaseException | None = None
 
 
+class _Creates:
+    __slots__ = ("created", "done", "error", "items")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[FlowRecord, Sequence[Entry]]] = []
+        self.done = anyio.Event()
+        self.created: frozenset[str] = frozenset()
+        self.error: BaseException | None = None
+
+
 class Journal:
     """Coalesces concurrent appends into one backend call per flush (group commit).
 
@@ -42,6 +52,7 @@ class Journal:
         self.backend = backend
         self.codec = codec or Codec()
         self._pending = _Batch()
+        self._creates = _Creates()
         self._wake = anyio.Event()
         self._tg: TaskGroup | None = None
         self._closed = False
@@ -65,6 +76,18 @@ class Journal:
 
     async def _flusher(self) -> None:
         while True:
+            if self._creates.items:
+                creates, self._creates = self._creates, _Creates()
+                try:
+                    with anyio.CancelScope(shield=self._closed):
+                        creates.created = await self.backend.create_flows(creates.items)
+                except FlowcoordError as exc:
+                    creates.error = exc
+                except Exception as exc:
+                    creates.error = JournalError(f"journal backend failed: {exc!r}")
+                self.flushes += 1
+                creates.done.set()
+                continue
             if not self._pending.entries:
                 if self._closed:
                     return
@@ -99,7 +122,17 @@ class Journal:
         return self._pending
 
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
-        return await self.backend.create_flow(record, entries)
+        if not self.backend.batch_creates:
+            return await self.backend.create_flow(record, entries)
+        if self._tg is None or self._closed:
+            raise JournalUnavailable("the journal is not running (use it inside 'async with')")
+        batch = self._creates
+        batch.items.append((record, entries))
+        self._wake.set()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return record.flow_id in batch.created
 
     async def read(self, flow_id: str) -> list[Entry]:
         return await self.backend.read(flow_id)

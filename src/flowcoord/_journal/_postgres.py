@@ -90,6 +90,8 @@ class PostgresJournal(JournalBackend):
     lost is safe.
     """
 
+    batch_creates = True
+
     def __init__(
         self,
         dsn: str,
@@ -227,6 +229,25 @@ class PostgresJournal(JournalBackend):
             )
 
         return await self._run("creating a flow", op)
+
+    async def create_flows(
+        self, batch: Sequence[tuple[FlowRecord, Sequence[Entry]]]
+    ) -> frozenset[str]:
+        now = time.time()
+        records = [r for r, _ in batch]
+        entries = [e for _, es in batch for e in _dedupe(es)]
+        args = (
+            *_columns(entries),
+            [r.flow_id for r in records], [r.name for r in records],
+            [_final_state(_dedupe(es), r.state) for r, es in batch], [r.token for r in records],
+            [r.created_at or now for r in records], [now] * len(records),
+        )  # fmt: skip
+
+        async def op(conn: _Conn) -> frozenset[str]:
+            rows = await conn.fetch(self._sql.create_flows, *args)
+            return frozenset(r[0] for r in rows)
+
+        return await self._run("creating flows", op)
 
     async def _is_ours(self, conn: _Conn, record: FlowRecord, created: float) -> bool:
         row = await conn.fetchrow(self._sql.get_flow, record.flow_id)
@@ -457,7 +478,14 @@ def _columns(entries: Sequence[Entry]) -> tuple[list[object], ...]:
     )
 
 
+_KINDS = {k.value: k for k in EventKind}
+
+
 def _entry(flow_id: str, row: asyncpg.Record) -> Entry:
+    seq, kind_s, task, data, state, token, at = row
+    kind = _KINDS.get(kind_s)
+    if kind is not None:
+        return Entry(flow_id, seq, kind, task, data, state, token, at)
     try:
         kind = EventKind(row["kind"])
     except ValueError as exc:

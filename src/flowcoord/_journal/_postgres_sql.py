@@ -69,6 +69,17 @@ class Statements:
             "  ON CONFLICT (flow_id, seq) DO NOTHING)"
             " SELECT flow_id FROM flow"
         )
+        # Many flows at once (group commit of creations); returns the ids created.
+        self.create_flows = (
+            f"WITH flow AS (INSERT INTO {s}.flows ({_FLOW_COLUMNS})"
+            "  SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::bigint[],"
+            "   $13::float8[], $14::float8[])"
+            "  ON CONFLICT (flow_id) DO NOTHING RETURNING flow_id),"
+            f" inserted AS (INSERT INTO {s}.entries ({_ENTRY_COLUMNS})"
+            f"  SELECT b.* FROM {_UNNEST_ENTRIES} JOIN flow USING (flow_id)"
+            "  ON CONFLICT (flow_id, seq) DO NOTHING)"
+            " SELECT flow_id FROM flow"
+        )
         # One statement, so one implicit transaction and one round trip per batch.
         # ``locked`` takes the flows' row locks in flow_id order (no deadlock between two
         # appends) and, under READ COMMITTED, re-reads each row's newest committed version
