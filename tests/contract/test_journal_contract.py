@@ -125,3 +125,18 @@ async def test_concurrent_appends_all_land(journal_backend: JournalBackend) -> N
             tg.start_soon(writer, f"f{i}")
     for i in range(5):
         assert [e.seq for e in await journal_backend.read(f"f{i}")] == list(range(1, 41))
+
+
+async def test_create_flows_creates_many_and_skips_taken_ids(
+    journal_backend: JournalBackend,
+) -> None:
+    assert await journal_backend.create_flow(_rec("taken"), [])
+    batch = [
+        (_rec(f"n{i}"), [Entry(f"n{i}", 0, EventKind.FLOW_CREATED, data=f'{{"i":{i}}}')])
+        for i in range(3)
+    ]
+    batch.append((_rec("taken"), [Entry("taken", 0, EventKind.FLOW_CREATED, data='{"x":1}')]))
+    created = await journal_backend.create_flows(batch)
+    assert created == frozenset({"n0", "n1", "n2"})
+    assert (await journal_backend.read("n2"))[0].data == '{"i":2}'
+    assert await journal_backend.read("taken") == []
