@@ -110,6 +110,10 @@ class FlowRun:
         self._workers = 0
         self._busy = 0
         self._handlers = 0
+        # Tasks done whose success is not durable yet (pipelined: their worker moved on;
+        # dependents start once the entry is durable). Only with journals that flush.
+        self._inflight = 0
+        self._pipeline = not writer.immediate
         self._scope_running = [0] * len(plan.scopes)
         self._scope_halted = [False] * len(plan.scopes)
         self._scope_idle = [anyio.Event() for _ in plan.scopes]
@@ -252,9 +256,9 @@ class FlowRun:
                     if self._done == n and not self._handlers:
                         break
                     if self._halt is not None or self._stop:
-                        if not self._busy and not self._handlers:
+                        if not self._busy and not self._handlers and not self._inflight:
                             break
-                    elif self._suspend and not self._busy:
+                    elif self._suspend and not self._busy and not self._inflight:
                         if self.state is FlowState.RUNNING:
                             await self._set_flow(FlowState.SUSPENDED)
                         await self._resumed.wait()
@@ -262,7 +266,7 @@ class FlowRun:
                             await self._set_flow(FlowState.RUNNING)
                             self._pump()
                         continue
-                    elif not self._busy and not self._handlers and not self._workers:
+                    elif not (self._busy or self._handlers or self._workers or self._inflight):
                         if not self._ready:
                             raise FlowcoordError(
                                 f"flow {self.flow_id}: scheduler stalled with "
@@ -275,6 +279,11 @@ class FlowRun:
                 tg.cancel_scope.cancel()
         self._tg = None
         self._fwd = None
+        if self._inflight:  # cancelled: let pipelined successes settle before reverting
+            with anyio.CancelScope(shield=True):
+                while self._inflight:
+                    await self._changed.wait()
+                    self._changed = anyio.Event()
         if fwd.cancelled_caught and self._halt == "cancel":
             await self._record_interrupted()
 
@@ -406,7 +415,17 @@ class FlowRun:
                     exc.flow_id, exc.task = self.flow_id, t.name
                 await self._failed(i, exc)
                 return
-            await w.write(_SUCCEEDED, node.name, data)
+            if self._pipeline and self._ready and not node.scopes and self._inflight < self._bound:
+                # More to run: move on now; dependents start once this entry is durable.
+                self._inflight += 1
+                w.write_then(
+                    _SUCCEEDED, node.name, data, lambda err: self._durable(i, result, outputs, err)
+                )
+                return
+            # Shielded: once submitted the entry becomes durable even if we are cancelled,
+            # and the task must then count as done (so that a cancel reverts it).
+            with anyio.CancelScope(shield=True):
+                await w.write(_SUCCEEDED, node.name, data)
             self.results[i] = result
             if outputs:
                 self.values.update(outputs)
@@ -427,6 +446,25 @@ class FlowRun:
                 if not self._scope_running[k]:
                     self._scope_idle[k].set()
 
+    def _durable(
+        self, i: int, result: Any, outputs: dict[str, Any], error: BaseException | None
+    ) -> None:
+        """A pipelined success became durable (or could not be written)."""
+        self._inflight -= 1
+        if error is not None:
+            self._fatal_error(error)
+            if self.tstate[i] is _R:
+                self._set_task(i, _P)
+        else:
+            self.results[i] = result
+            if outputs:
+                self.values.update(outputs)
+            self._set_task(i, _S)
+            self._complete(i)
+            self._pump()
+        if not self._inflight or self._done == len(self.tstate):
+            self._changed.set()
+
     def _fatal_error(self, exc: BaseException) -> None:
         if self._fatal is None:
             self._fatal = exc
@@ -445,7 +483,8 @@ class FlowRun:
         data = self.writer.encode(
             {"failure": failure.to_dict(), "attempt": self.attempts[i]}, what="failure"
         )
-        await self.writer.write(EventKind.TASK_FAILED, node.name, data)
+        with anyio.CancelScope(shield=True):  # see the success write in _execute
+            await self.writer.write(EventKind.TASK_FAILED, node.name, data)
         self.failures[i] = failure
         self._set_task(i, _F)
         self._on_failure(i, {node.name: failure})

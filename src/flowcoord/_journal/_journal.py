@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,9 +21,10 @@ log = structlog.get_logger("flowcoord.journal")
 
 
 class _Batch:
-    __slots__ = ("done", "entries", "error", "refused")
+    __slots__ = ("callbacks", "done", "entries", "error", "refused")
 
     def __init__(self) -> None:
+        self.callbacks: list[Callable[[_Batch], None]] = []
         self.entries: list[Entry] = []
         self.done = anyio.Event()
         self.refused: frozenset[str] = frozenset()
@@ -106,6 +107,11 @@ class Journal:
             self.flushes += 1
             self.appended += len(batch.entries)
             batch.done.set()
+            for callback in batch.callbacks:
+                try:
+                    callback(batch)
+                except Exception:
+                    log.exception("journal_callback_failed")
 
     def submit(self, entry: Entry) -> _Batch:
         """Queue ``entry``; the returned batch's ``done`` is set once it is durable."""
@@ -190,6 +196,41 @@ class FlowWriter:
         batch = self._journal.submit(entry)
         await batch.done.wait()
         self._check(batch)
+
+    @property
+    def immediate(self) -> bool:
+        """True if appends are durable at once (no flush to wait for)."""
+        return self._append_now is not None
+
+    def write_then(
+        self,
+        kind: EventKind,
+        task: str | None,
+        data: str,
+        callback: Callable[[BaseException | None], None],
+    ) -> None:
+        """Append an entry without waiting; ``callback(None)`` runs once it is durable, or
+        ``callback(error)`` if it could not be written (refused, journal unavailable)."""
+        entry = self._entry(kind, task, data, None)
+        if self._append_now is not None:
+            error: BaseException | None = None
+            if self._append_now((entry,)):
+                try:
+                    self._refused()
+                except OwnershipLost as exc:
+                    error = exc
+            callback(error)
+            return
+
+        def done(batch: _Batch) -> None:
+            try:
+                self._check(batch)
+            except (OwnershipLost, JournalError) as exc:
+                callback(exc)
+                return
+            callback(None)
+
+        self._journal.submit(entry).callbacks.append(done)
 
     def revoke(self, exc: BaseException) -> None:
         """Refuse every later write with ``exc`` (ownership was lost elsewhere)."""
