@@ -53,6 +53,10 @@ from ._states import TaskState as TaskState
 from ._task import FunctionTask as FunctionTask
 from ._task import Task as Task
 from ._task import task as task
+from ._worker import JobSpec as JobSpec
+from ._worker import open_board as open_board
+from ._worker import post_jobs as post_jobs
+from ._worker import run_worker as run_worker
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 
@@ -61,6 +65,10 @@ __version__ = "0.1.0.dev0"
 __all__ = sorted(
     [
         "Codec",
+        "run_worker",
+        "post_jobs",
+        "open_board",
+        "JobSpec",
         "Conductor",
         "ConductorStats",
         "Claim",
