@@ -113,6 +113,9 @@ class Engine:
     Without a journal the engine keeps one in memory. The engine opens the backend it is given
     and closes it on exit. ``concurrency`` bounds the tasks one flow runs at once;
     ``revert_timeout`` bounds each revert (reverts are shielded from cancellation).
+    Leaving the block waits for flows begun with :meth:`start`; stop or cancel them to leave
+    sooner. An error raised in the block cancels them (they write nothing more) and passes
+    through unwrapped.
     """
 
     def __init__(
