@@ -424,7 +424,10 @@ class FlowRun:
                 return
             # Shielded: once submitted the entry becomes durable even if we are cancelled,
             # and the task must then count as done (so that a cancel reverts it).
-            with anyio.CancelScope(shield=True):
+            if self._pipeline:
+                with anyio.CancelScope(shield=True):
+                    await w.write(_SUCCEEDED, node.name, data)
+            else:  # durable at once: nothing to wait for, nothing to shield
                 await w.write(_SUCCEEDED, node.name, data)
             self.results[i] = result
             if outputs:
