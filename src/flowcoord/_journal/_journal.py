@@ -21,9 +21,10 @@ log = structlog.get_logger("flowcoord.journal")
 
 
 class _Batch:
-    __slots__ = ("callbacks", "done", "entries", "error", "refused")
+    __slots__ = ("callbacks", "done", "entries", "error", "refused", "urgent")
 
     def __init__(self) -> None:
+        self.urgent = False  # someone waits for this batch to be durable
         self.callbacks: list[Callable[[_Batch], None]] = []
         self.entries: list[Entry] = []
         self.done = anyio.Event()
@@ -49,12 +50,16 @@ class Journal:
     were appended. Use as an async context manager (it owns the flusher task).
     """
 
+    #: How long an entry nobody waits for may wait for company (seconds).
+    lazy_delay = 0.005
+
     def __init__(self, backend: JournalBackend, *, codec: Codec | None = None) -> None:
         self.backend = backend
         self.codec = codec or Codec()
         self._pending = _Batch()
         self._creates = _Creates()
         self._wake = anyio.Event()
+        self._urgent = anyio.Event()
         self._tg: TaskGroup | None = None
         self._closed = False
         self.flushes = 0
@@ -95,6 +100,12 @@ class Journal:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 continue
+            if not self._pending.urgent and not self._closed:
+                # Only entries nobody waits for (a task started): give a write that is
+                # waited for a moment to join them, so one commit carries both.
+                self._urgent = anyio.Event()
+                with anyio.move_on_after(self.lazy_delay):
+                    await self._urgent.wait()
             batch, self._pending = self._pending, _Batch()
             try:
                 with anyio.CancelScope(shield=self._closed):
@@ -113,8 +124,11 @@ class Journal:
                 except Exception:
                     log.exception("journal_callback_failed")
 
-    def submit(self, entry: Entry) -> _Batch:
-        """Queue ``entry``; the returned batch's ``done`` is set once it is durable."""
+    def submit(self, entry: Entry, *, urgent: bool = True) -> _Batch:
+        """Queue ``entry``; the returned batch's ``done`` is set once it is durable.
+
+        ``urgent=False`` (nobody waits for it) lets the entry wait up to ``lazy_delay`` for a
+        write that is waited for, so that both share one commit."""
         if self.backend.immediate:
             batch = _Batch()
             batch.entries.append(entry)
@@ -123,9 +137,13 @@ class Journal:
             return batch
         if self._tg is None or self._closed:
             raise JournalUnavailable("the journal is not running (use it inside 'async with')")
-        self._pending.entries.append(entry)
+        pending = self._pending
+        pending.entries.append(entry)
+        if urgent and not pending.urgent:
+            pending.urgent = True
+            self._urgent.set()
         self._wake.set()
-        return self._pending
+        return pending
 
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
         if not self.backend.batch_creates:
@@ -182,7 +200,7 @@ class FlowWriter:
             if self._append_now((entry,)):
                 self._refused()
             return
-        self._journal.submit(entry)
+        self._journal.submit(entry, urgent=False)
 
     async def write(
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None

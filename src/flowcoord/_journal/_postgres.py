@@ -130,6 +130,8 @@ class PostgresJournal(JournalBackend):
         self._retry_deadline = retry_deadline
         self._attempt_timeout = attempt_timeout
         self._pool: _Pool | None = None
+        self._sticky: _Conn | None = None
+        self._sticky_busy = False
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self._where} schema={self.schema}>"
@@ -151,6 +153,10 @@ class PostgresJournal(JournalBackend):
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        sticky, self._sticky = self._sticky, None
+        if sticky is not None and not self._sticky_busy:
+            with contextlib.suppress(Exception):
+                await pool.release(sticky)
         try:
             with anyio.fail_after(_CLOSE_TIMEOUT):
                 await pool.close()
@@ -365,11 +371,18 @@ class PostgresJournal(JournalBackend):
     async def _attempt(self, pool: _Pool, op: _Op[_T], deadline: float) -> _T:
         budget = min(self._attempt_timeout, max(deadline - time.monotonic(), _MIN_ATTEMPT))
         conn: _Conn | None = None
+        sticky = False
         try:
             with anyio.fail_after(budget):
-                conn = await pool.acquire()
+                if self._sticky is not None and not self._sticky_busy:
+                    conn, sticky = self._sticky, True
+                    self._sticky_busy = True
+                else:
+                    conn = await pool.acquire()
                 result = await op(conn)
         except BaseException as exc:
+            if sticky:
+                self._sticky, self._sticky_busy = None, False
             if conn is not None:
                 # Mid-protocol (cancelled, timed out, broken): the connection cannot be reused.
                 server_said = isinstance(exc, asyncpg.PostgresError | FlowcoordError)
@@ -380,7 +393,12 @@ class PostgresJournal(JournalBackend):
                 with anyio.CancelScope(shield=True):
                     await pool.release(conn)
             raise
-        await pool.release(conn)
+        if sticky:
+            self._sticky_busy = False
+        elif self._sticky is None and self._pool is pool:
+            self._sticky = conn  # keep one connection checked out: no acquire/release
+        else:
+            await pool.release(conn)
         return result
 
     def _translate(self, exc: BaseException, what: str) -> JournalError:
