@@ -681,3 +681,29 @@ def test_exported_members() -> None:
         assert getattr(fcweb, name) is not None
     public = {n for n in vars(fcweb) if not n.startswith("_") and n != "annotations"}
     assert public == set(fcweb.__all__)
+
+
+async def test_protect_reads_asks_for_the_token_on_reads() -> None:
+    registry = make_registry(Gate())
+    app = web.Application()
+    fcweb.setup(
+        app,
+        engine_factory=lambda: fc.Engine(fc.MemoryJournal()),
+        registry=registry,
+        token=TOKEN,
+        protect_reads=True,
+    )
+    async with TestClient(TestServer(app)) as c:
+        await _json(await c.get("/api/flows"), 401)
+        await _json(await c.get("/api/flows", headers={"Authorization": "Bearer nope"}), 403)
+        body = await _json(await c.get("/api/flows", headers=AUTH), 200)
+        assert body["flows"] == []
+        assert (await c.get("/api/health")).status == 200
+    with pytest.raises(fc.ConfigurationError, match="needs a token"):
+        fcweb.setup(
+            web.Application(),
+            engine_factory=fc.Engine,
+            registry=registry,
+            token=None,
+            protect_reads=True,
+        )

@@ -79,6 +79,11 @@ def _authorize(request: web.Request) -> None:
         )
 
 
+def _authorize_read(request: web.Request) -> None:
+    if state_of(request).protect_reads:
+        _authorize(request)
+
+
 def _flow_id(request: web.Request) -> str:
     flow_id = request.match_info["flow_id"]
     if not _FLOW_ID.match(flow_id):
@@ -206,10 +211,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def registry_names(request: web.Request) -> web.Response:
+    _authorize_read(request)
     return _json({"flows": list(state_of(request).registry)})
 
 
 async def list_flows(request: web.Request) -> web.Response:
+    _authorize_read(request)
     engine = get_engine(request)
     state = request.query.get("state") or None
     if state is not None:
@@ -241,6 +248,7 @@ async def list_flows(request: web.Request) -> web.Response:
 
 
 async def flow_status(request: web.Request) -> web.Response:
+    _authorize_read(request)
     flow_id = _flow_id(request)
     engine = get_engine(request)
     rep = await engine.status(flow_id)
@@ -256,6 +264,7 @@ async def flow_status(request: web.Request) -> web.Response:
 
 
 async def journal(request: web.Request) -> web.Response:
+    _authorize_read(request)
     flow_id = _flow_id(request)
     engine = get_engine(request)
     after = _int_query(request, "after_seq", -1, -1, 2**62)
@@ -274,6 +283,7 @@ async def journal(request: web.Request) -> web.Response:
 
 
 async def graph_svg(request: web.Request) -> web.Response:
+    _authorize_read(request)
     flow_id = _flow_id(request)
     st = state_of(request)
     engine = get_engine(request)
@@ -291,6 +301,7 @@ async def graph_svg(request: web.Request) -> web.Response:
 
 
 async def graph_dot(request: web.Request) -> web.Response:
+    _authorize_read(request)
     flow_id = _flow_id(request)
     st = state_of(request)
     engine = get_engine(request)

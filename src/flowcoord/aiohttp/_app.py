@@ -29,6 +29,7 @@ class AppState:
     token: str | None
     prefix: str
     shutdown_timeout: float
+    protect_reads: bool = False
     engine: Engine | None = None
     starting: set[str] = field(default_factory=set)
     handles: dict[str, FlowHandle] = field(default_factory=dict)
@@ -58,6 +59,7 @@ def setup(
     prefix: str = "/api",
     dashboard: bool = True,
     shutdown_timeout: float = 10.0,
+    protect_reads: bool = False,
 ) -> None:
     """Serve flowcoord's JSON API under ``prefix`` (and the dashboard at ``/``) from ``app``.
 
@@ -66,6 +68,8 @@ def setup(
     stay resumable in the journal — and after ``shutdown_timeout`` seconds the tasks still
     running are cancelled. Handlers reach the engine with :func:`get_engine`. Mutating
     requests need ``Authorization: Bearer <token>``; ``token=None`` turns that check off.
+    ``protect_reads=True`` asks for the token on reads too (flow inputs, results and
+    tracebacks can be sensitive); the dashboard then sends the token typed into it.
     """
     from ._api import add_api_routes
     from ._dashboard import add_dashboard_routes
@@ -97,7 +101,11 @@ def setup(
     prefix = prefix.rstrip("/")
     if token is None:
         log.warning("api_auth_disabled", hint="anyone who can reach the server can start flows")
-    app[STATE_KEY] = AppState(make, registry, token, prefix, float(shutdown_timeout))
+    if protect_reads and token is None:
+        raise ConfigurationError("protect_reads=True needs a token")
+    app[STATE_KEY] = AppState(
+        make, registry, token, prefix, float(shutdown_timeout), protect_reads=protect_reads
+    )
     app.middlewares.append(error_middleware(prefix))
     app.cleanup_ctx.append(_engine_lifetime)
     add_api_routes(app, prefix)
@@ -114,6 +122,7 @@ def create_app(
     prefix: str = "/api",
     dashboard: bool = True,
     shutdown_timeout: float = 10.0,
+    protect_reads: bool = False,
 ) -> web.Application:
     """A new application with :func:`setup` applied (what ``flowcoord serve`` runs)."""
     app = web.Application()
@@ -126,6 +135,7 @@ def create_app(
         prefix=prefix,
         dashboard=dashboard,
         shutdown_timeout=shutdown_timeout,
+        protect_reads=protect_reads,
     )
     return app
 

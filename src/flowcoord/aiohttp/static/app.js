@@ -47,8 +47,14 @@
     return el("span", { class: "badge state-" + state, "data-state": state }, state);
   }
 
+  function authHeaders() {
+    const field = $("token");
+    const token = field ? field.value : "";
+    return token ? { Authorization: "Bearer " + token } : {};
+  }
+
   async function getJSON(path) {
-    const resp = await fetch(API + path, { cache: "no-store" });
+    const resp = await fetch(API + path, { cache: "no-store", headers: authHeaders() });
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok) throw new Error(body.error || resp.statusText);
     return body;
@@ -148,7 +154,7 @@
     const path = "/flows/" + encodeURIComponent(id);
     const [flow, svgResp] = await Promise.all([
       getJSON(path),
-      fetch(API + path + "/graph.svg", { cache: "no-store" }),
+      fetch(API + path + "/graph.svg", { cache: "no-store", headers: authHeaders() }),
     ]);
     const svg = svgResp.ok ? await svgResp.text() : "";
     if (view !== "flow" || flowId !== id) return;
