@@ -575,6 +575,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine_factory=lambda: Engine(open_journal(args.journal)),
         prefix=args.prefix,
         dashboard=not args.no_dashboard,
+        protect_reads=args.protect_reads,
     )
     host = args.host
     shown = f"[{host}]" if ":" in host else host
@@ -754,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=8080)
     p.add_argument("--prefix", default="/api", help="the API's path prefix")
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
+    p.add_argument("--protect-reads", action="store_true", help="require the token on reads too")
     p.set_defaults(func=cmd_serve)
 
     for name, helptext, func in (
