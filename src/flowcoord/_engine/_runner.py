@@ -197,7 +197,12 @@ class FlowRun:
         old = self.state
         check_flow(self.flow_id, old, new)
         data = "{}" if reason is None else self.writer.encode({"reason": reason}, what="reason")
-        await self.writer.write(EventKind.FLOW_STATE, None, data, new.value)
+        if new is FlowState.RUNNING:
+            # Nothing waits on it: a crash before it lands leaves a resumable flow all the
+            # same, so it rides along with the first task entries instead of costing a commit.
+            self.writer.emit(EventKind.FLOW_STATE, None, data, new.value)
+        else:
+            await self.writer.write(EventKind.FLOW_STATE, None, data, new.value)
         self.state = new
         quiet = new in (FlowState.RUNNING, FlowState.SUCCESS, FlowState.SUSPENDED)
         (self._log.debug if quiet else self._log.info)(
