@@ -394,7 +394,7 @@ def _journaled_flow(args: argparse.Namespace) -> tuple[JournalBackend, Flow]:
     return open_journal(args.journal), load_flow(args.flow, name)
 
 
-def cmd_flows_resume(args: argparse.Namespace) -> int:
+def _take_over(args: argparse.Namespace, *, cancel: bool) -> int:
     backend, flow = _journaled_flow(args)
     return anyio.run(
         lambda: _drive(
@@ -407,26 +407,17 @@ def cmd_flows_resume(args: argparse.Namespace) -> int:
             as_json=args.json,
             flow_spec=args.flow,
             token_bump=True,
+            cancel=cancel,
         )
     )
+
+
+def cmd_flows_resume(args: argparse.Namespace) -> int:
+    return _take_over(args, cancel=False)
 
 
 def cmd_flows_cancel(args: argparse.Namespace) -> int:
-    backend, flow = _journaled_flow(args)
-    return anyio.run(
-        lambda: _drive(
-            backend,
-            args.journal,
-            flow,
-            {},
-            args.flow_id,
-            progress=args.progress,
-            as_json=args.json,
-            flow_spec=args.flow,
-            token_bump=True,
-            cancel=True,
-        )
-    )
+    return _take_over(args, cancel=True)
 
 
 # -- inspecting -------------------------------------------------------------------------------
