@@ -638,3 +638,77 @@ async def test_resume_undoes_an_unsettled_failed_attempt_before_rerunning(
         out = await engine.run(build(), flow_id="x")
     assert out["b"] == 2
     assert calls == ["revert b (Failure)", "run b"]
+
+
+async def test_resume_after_a_retry_decision_continues_with_the_next_value() -> None:
+    """Crash right after a ForEach decided to retry: the resumed flow runs the next value,
+    and the attempt counter carries on from the journal (the exhausted list is respected)."""
+    tried: list[str] = []
+    fail_on = {"a", "b"}
+
+    @fc.task(provides="host")
+    async def connect(value: str) -> str:
+        tried.append(value)
+        if value in fail_on:
+            raise OSError(value)
+        return value
+
+    def build() -> fc.Flow:
+        return fc.Linear("f", connect, retry=fc.ForEach(["a", "b", "c"]))
+
+    full = fc.MemoryJournal()
+    async with fc.Engine(full) as engine:
+        await engine.run(build(), flow_id="r")
+    assert tried == ["a", "b", "c"]
+    entries = await full.read("r")
+    first_retry = next(k for k, e in enumerate(entries) if e.kind is fc.EventKind.RETRY)
+    crashed = fc.MemoryJournal()
+    assert await crashed.create_flow(fc.FlowRecord("r", "f", "RUNNING"), entries[: first_retry + 1])
+    tried.clear()
+    async with fc.Engine(crashed) as engine:
+        out = await engine.run(build(), flow_id="r")
+    assert tried == ["b", "c"]  # attempt 2 onwards, not from the start
+    assert out["host"] == "c"
+    decisions = [
+        json.loads(e.data) for e in await crashed.read("r") if e.kind is fc.EventKind.RETRY
+    ]
+    assert [d["attempt"] for d in decisions] == [2, 3]
+
+
+async def test_nested_patterns_respect_links_data_and_structure() -> None:
+    order: list[str] = []
+
+    class Counter(fc.Task):
+        """A class task with state: counts its own runs."""
+
+        def __init__(self, name: str, **kw: Any) -> None:
+            super().__init__(name, **kw)
+            self.runs = 0
+
+        async def execute(self, **inputs: Any) -> str:
+            self.runs += 1
+            order.append(self.name)
+            await checkpoint()
+            return self.name
+
+    def t(name: str, provides: str | None = None, **kw: Any) -> Counter:
+        return Counter(name, provides=provides, **kw)
+
+    prep = t("prep")
+    build_a, build_b = t("build_a", "a"), t("build_b", "b")
+    ship = fc.FunctionTask(_ship, "ship", provides="shipped")
+    notify = t("notify")
+    g = fc.Graph("g", prep, fc.Unordered("builds", build_a, build_b), ship, notify)
+    g.link(prep, g.items[1])  # prep before the whole unordered sub-flow
+    g.link(ship, notify)  # explicit ordering, no data between them
+    async with fc.Engine() as engine:
+        out = await engine.run(fc.Linear("outer", g, t("cleanup")))
+    assert order[0] == "prep"
+    assert set(order[1:3]) == {"build_a", "build_b"}
+    assert order[3:] == ["notify", "cleanup"]
+    assert out["shipped"] == "a+b"
+    assert prep.runs == 1
+
+
+async def _ship(a: str, b: str) -> str:
+    return f"{a[-1]}+{b[-1]}"
