@@ -615,6 +615,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from ._worker import run_worker, worker_options
 
     opts = worker_options(args.args)  # bad usage exits with status 2
+    if opts.gc_threshold:
+        import gc
+
+        _, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(opts.gc_threshold, max(gen1, 20), max(gen2, 20))
     registry = load_registry(opts.registry)
     backend = open_journal(opts.journal)
     anyio.run(
