@@ -283,8 +283,10 @@ async def _drive(
     flow_spec: str,
     token_bump: bool = False,
     cancel: bool = False,
+    fork_from: tuple[str, str] | None = None,
 ) -> int:
-    """Run (or resume, or take over and cancel) one flow to its end, reporting as it goes."""
+    """Run (or resume, or take over and cancel, or re-run from a task as a new flow) one flow
+    to its end, reporting as it goes."""
     signals: dict[str, bool] = {}
     started = time.monotonic()
     outcome = None
@@ -305,7 +307,11 @@ async def _drive(
             )
             bar.flow_id = flow_id
             engine.add_listener(bar)
-            handle = await engine.start(flow, inputs, flow_id=flow_id, token=token)
+            if fork_from is not None:
+                source, from_task = fork_from
+                handle = await engine.fork(flow, source, from_task=from_task, flow_id=flow_id)
+            else:
+                handle = await engine.start(flow, inputs, flow_id=flow_id, token=token)
             if cancel:
                 handle.cancel()
             async with anyio.create_task_group() as tg:
@@ -418,6 +424,24 @@ def cmd_flows_resume(args: argparse.Namespace) -> int:
 
 def cmd_flows_cancel(args: argparse.Namespace) -> int:
     return _take_over(args, cancel=True)
+
+
+def cmd_flows_retry(args: argparse.Namespace) -> int:
+    backend, flow = _journaled_flow(args)
+    new_id = args.new_id or uuid.uuid4().hex
+    return anyio.run(
+        lambda: _drive(
+            backend,
+            args.journal,
+            flow,
+            {},
+            new_id,
+            progress=args.progress,
+            as_json=args.json,
+            flow_spec=args.flow,
+            fork_from=(args.flow_id, args.from_task),
+        )
+    )
 
 
 # -- inspecting -------------------------------------------------------------------------------
@@ -706,7 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(p)
     p.set_defaults(func=cmd_run)
 
-    flows = sub.add_parser("flows", help="list, show, cancel or resume journaled flows")
+    flows = sub.add_parser("flows", help="list, show, cancel, resume or retry journaled flows")
     fsub = flows.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
     p = fsub.add_parser("list", help="list flows")
     _journal_arg(p)
@@ -735,6 +759,21 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _output_args(p)
         p.set_defaults(func=func)
+    p = fsub.add_parser(
+        "retry", help="re-run a finished flow from a task, as a new flow (journaled results kept)"
+    )
+    p.add_argument("flow_id")
+    p.add_argument("--from-task", required=True, metavar="TASK", help="the first task to re-run")
+    p.add_argument("--new-id", metavar="FLOW_ID", help="the new flow's id (default: random)")
+    _journal_arg(p)
+    p.add_argument(
+        "--flow",
+        required=True,
+        metavar="module:attr",
+        help="the flow's definition: a Flow, a factory, or a FlowRegistry",
+    )
+    _output_args(p)
+    p.set_defaults(func=cmd_flows_retry)
 
     p = sub.add_parser("graph", help="print a flow's graph")
     p.add_argument("target", metavar="module:attr", help="a Flow, or a factory returning one")

@@ -454,3 +454,24 @@ def test_serve(work: Path, free_port: int) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert f"serving 1 flow(s) on {base}/" in err
+
+
+def test_retry_from_a_task_as_a_new_flow(work: Path) -> None:
+    journal = str(work / "j.sqlite")
+    assert cli(work, "run", "myflows:build", "-i", "size=2", "--journal", journal,
+               "--flow-id", "ok").returncode == 0  # fmt: skip
+    proc = cli(
+        work, "flows", "retry", "ok", "--from-task", "slow", "--flow", "myflows:registry",
+        "--journal", journal, "--new-id", "ok2", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["store"]["b"] == 6
+    status = _show(work, journal, "ok2")
+    assert status["state"] == "SUCCESS"
+    add, slow, _ = status["tasks"]
+    assert add["started_at"] is None  # its journaled result was kept, not run again
+    assert slow["started_at"] is not None
+    bad = cli(work, "flows", "retry", "ok", "--from-task", "nope", "--flow",
+              "myflows:registry", "--journal", journal)  # fmt: skip
+    assert bad.returncode == 2
+    assert "no task 'nope'" in bad.stderr

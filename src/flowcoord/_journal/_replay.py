@@ -75,7 +75,13 @@ def replay(flow_id: str, entries: Iterable[Entry], codec: Codec | None = None) -
             rec = r.task(e.task or "")
             rec.state = TaskState.SUCCESS
             d = e.data
-            rec.result = None if d.startswith('{"result":null,') else codec.decode(d).get("result")
+            if d.startswith('{"result":null,'):
+                rec.result = None
+            else:
+                data = codec.decode(d)
+                rec.result = data.get("result")
+                if not rec.attempt:  # no task.started seen (e.g. a result copied by a fork)
+                    rec.attempt = int(data.get("attempt", 0))
             rec.failure = None
             rec.finished_at = e.at
         elif kind is EventKind.TASK_FAILED:
