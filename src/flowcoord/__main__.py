@@ -709,6 +709,15 @@ def _output_args(p: argparse.ArgumentParser, progress: bool = True) -> None:
         )
 
 
+def _flow_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--flow",
+        required=True,
+        metavar="module:attr",
+        help="the flow's definition: a Flow, a factory, or a FlowRegistry",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowcoord",
@@ -751,12 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = fsub.add_parser(action, help=helptext)
         p.add_argument("flow_id")
         _journal_arg(p)
-        p.add_argument(
-            "--flow",
-            required=True,
-            metavar="module:attr",
-            help="the flow's definition: a Flow, a factory, or a FlowRegistry",
-        )
+        _flow_arg(p)
         _output_args(p)
         p.set_defaults(func=func)
     p = fsub.add_parser(
@@ -766,12 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-task", required=True, metavar="TASK", help="the first task to re-run")
     p.add_argument("--new-id", metavar="FLOW_ID", help="the new flow's id (default: random)")
     _journal_arg(p)
-    p.add_argument(
-        "--flow",
-        required=True,
-        metavar="module:attr",
-        help="the flow's definition: a Flow, a factory, or a FlowRegistry",
-    )
+    _flow_arg(p)
     _output_args(p)
     p.set_defaults(func=cmd_flows_retry)
 

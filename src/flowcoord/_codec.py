@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import EncodingError
 
-__all__ = ["Codec", "JSONCodec"]
+__all__ = ["Codec"]
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[dict[str, Any]], Any]
@@ -41,6 +41,3 @@ class Codec:
 
     def decode(self, text: str) -> Any:
         return self._decoder.decode(text)
-
-
-JSONCodec = Codec

@@ -19,7 +19,6 @@ class Scope:
     """A retry scope: a flow or task with a retry controller, and the nodes under it."""
 
     __slots__ = (
-        "depth",
         "exit",
         "index",
         "key",
@@ -35,7 +34,6 @@ class Scope:
         self.name = name
         self.retry = retry
         self.parent = parent
-        self.depth: int = 0 if parent is None else parent.depth + 1
         self.members: list[int] = []
         self.task_names: list[str] = []
         self.exit: int | None = None

@@ -344,11 +344,15 @@ class FlowRun:
                 if remaining[k] == 0:
                     if nodes[k].task is None:
                         if not any(self._scope_halted[s.index] for s in nodes[k].scopes):
-                            self._set_task(k, _R)
-                            self._set_task(k, _S)
+                            self._pass_barrier(k)
                             stack.append(k)
                     else:
                         self._ready.append(k)
+
+    def _pass_barrier(self, i: int) -> None:
+        """A virtual node whose predecessors are all done is done itself."""
+        self._set_task(i, _R)
+        self._set_task(i, _S)
 
     def _drain_virtual(self) -> None:
         nodes = self.plan.nodes
@@ -357,8 +361,7 @@ class FlowRun:
             return
         self._ready = deque(i for i in self._ready if nodes[i].task is not None)
         for i in virtual:
-            self._set_task(i, _R)
-            self._set_task(i, _S)
+            self._pass_barrier(i)
             self._complete(i)
 
     def _inputs(self, t: Task) -> dict[str, Any]:
@@ -434,15 +437,7 @@ class FlowRun:
                     await w.write(_SUCCEEDED, node.name, data)
             else:  # durable at once: nothing to wait for, nothing to shield
                 await w.write(_SUCCEEDED, node.name, data)
-            self.results[i] = result
-            if outputs:
-                self.values.update(outputs)
-            if self._listeners or self.tstate[i] is not _R:
-                self._set_task(i, _S)
-            else:
-                self.tstate[i] = _S
-                self._done += 1
-            self._complete(i)
+            self._succeeded(i, result, outputs)
         except (OwnershipLost, JournalError) as exc:
             self._fatal_error(exc)
             if self.tstate[i] is _R:
@@ -464,14 +459,22 @@ class FlowRun:
             if self.tstate[i] is _R:
                 self._set_task(i, _P)
         else:
-            self.results[i] = result
-            if outputs:
-                self.values.update(outputs)
-            self._set_task(i, _S)
-            self._complete(i)
+            self._succeeded(i, result, outputs)
             self._pump()
         if not self._inflight or self._done == len(self.tstate):
             self._changed.set()
+
+    def _succeeded(self, i: int, result: Any, outputs: dict[str, Any]) -> None:
+        """Task ``i``'s success is durable: keep its result, release its dependents."""
+        self.results[i] = result
+        if outputs:
+            self.values.update(outputs)
+        if self._listeners or self.tstate[i] is not _R:
+            self._set_task(i, _S)
+        else:  # admitted and running: RUNNING -> SUCCESS is always allowed
+            self.tstate[i] = _S
+            self._done += 1
+        self._complete(i)
 
     def _fatal_error(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -598,8 +601,7 @@ class FlowRun:
         for m in members:
             if self._remaining[m] == 0:
                 if nodes[m].task is None:
-                    self._set_task(m, _R)
-                    self._set_task(m, _S)
+                    self._pass_barrier(m)
                     self._complete(m)
                 else:
                     self._ready.append(m)

@@ -196,24 +196,27 @@ class FlowWriter:
     ) -> None:
         """Queue an entry without waiting for it to be durable."""
         entry = self._entry(kind, task, data, state)
-        if self._append_now is not None:
-            if self._append_now((entry,)):
-                self._refused()
-            return
-        self._journal.submit(entry, urgent=False)
+        if not self._at_once(entry):
+            self._journal.submit(entry, urgent=False)
 
     async def write(
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
     ) -> None:
         """Append an entry and wait until it is durable."""
         entry = self._entry(kind, task, data, state)
-        if self._append_now is not None:
-            if self._append_now((entry,)):
-                self._refused()
+        if self._at_once(entry):
             return
         batch = self._journal.submit(entry)
         await batch.done.wait()
         self._check(batch)
+
+    def _at_once(self, entry: Entry) -> bool:
+        """Append ``entry`` now if the backend is durable at once; False if it must queue."""
+        if self._append_now is None:
+            return False
+        if self._append_now((entry,)):
+            self._refused()
+        return True
 
     @property
     def immediate(self) -> bool:
@@ -231,13 +234,12 @@ class FlowWriter:
         ``callback(error)`` if it could not be written (refused, journal unavailable)."""
         entry = self._entry(kind, task, data, None)
         if self._append_now is not None:
-            error: BaseException | None = None
-            if self._append_now((entry,)):
-                try:
-                    self._refused()
-                except OwnershipLost as exc:
-                    error = exc
-            callback(error)
+            try:
+                self._at_once(entry)
+            except OwnershipLost as exc:
+                callback(exc)
+            else:
+                callback(None)
             return
 
         def done(batch: _Batch) -> None:

@@ -74,15 +74,6 @@ class MemoryJournal(JournalBackend):
             flow = self._flows.get(e.flow_id)
             if flow is None or e.token < flow.token:
                 return frozenset((e.flow_id,))
-            seq = e.seq
-            if seq > flow.last_seq:  # the usual case: one writer, in order
-                flow.last_seq = seq
-                flow.entries.append(e)
-                if e.kind is _STATE and e.state is not None:
-                    flow.state = e.state
-                if e.at > flow.updated_at:
-                    flow.updated_at = e.at
-                return _NONE
             self._write(flow, entries)
             return _NONE
         by_flow: dict[str, list[Entry]] = {}

@@ -431,22 +431,24 @@ def _running_handle(request: web.Request, flow_id: str) -> FlowHandle:
     return handle
 
 
+async def _control(request: web.Request, action: str) -> web.Response:
+    _authorize(request)
+    handle = _running_handle(request, _flow_id(request))
+    if action == "suspending":
+        handle.suspend()
+    else:
+        handle.stop()
+    return _accepted(state_of(request), handle, action)
+
+
 async def suspend(request: web.Request) -> web.Response:
     """Start no new task; the flow waits in SUSPENDED until resumed."""
-    _authorize(request)
-    flow_id = _flow_id(request)
-    handle = _running_handle(request, flow_id)
-    handle.suspend()
-    return _accepted(state_of(request), handle, "suspending")
+    return await _control(request, "suspending")
 
 
 async def stop(request: web.Request) -> web.Response:
     """Let running tasks finish, then leave the flow SUSPENDED in the journal (resumable)."""
-    _authorize(request)
-    flow_id = _flow_id(request)
-    handle = _running_handle(request, flow_id)
-    handle.stop()
-    return _accepted(state_of(request), handle, "stopping")
+    return await _control(request, "stopping")
 
 
 async def retry(request: web.Request) -> web.Response:
