@@ -140,3 +140,26 @@ async def test_create_flows_creates_many_and_skips_taken_ids(
     assert created == frozenset({"n0", "n1", "n2"})
     assert (await journal_backend.read("n2"))[0].data == '{"i":2}'
     assert await journal_backend.read("taken") == []
+
+
+@pytest.mark.parametrize(
+    "task",
+    ["", "unit\x1fseparator", "record\x1eseparator", "a,b", "\x1e", "ünïcode ✓", None],
+)
+async def test_entries_round_trip_exactly(
+    journal_backend: JournalBackend, task: str | None
+) -> None:
+    """Every value comes back as written, separators and empty strings included, whether the
+    batch holds one entry or several (PostgreSQL packs batches into texts when it can)."""
+    flow = f"flow {task!r}"  # repr: no raw separator, so only the task decides the path
+    lone = Entry(flow, 1, EventKind.TASK_STARTED, task, data="", token=0, at=1.0000000000000002)
+    many = [
+        Entry(flow, 2, EventKind.TASK_SUCCEEDED, task, data='{"s":"\\u001f"}', at=1e-300),
+        Entry(flow, 3, EventKind.FLOW_STATE, None, data="{}", state="RUNNING", at=1234567.125),
+        Entry(flow, 4, EventKind.TASK_FAILED, "", data="x" * 10_000, at=0.1),
+    ]
+    first = Entry(flow, 0, EventKind.FLOW_CREATED, task, data='{"name":"demo"}', at=2.5)
+    assert await journal_backend.create_flows([(_rec(flow), [first])]) == frozenset({flow})
+    assert await journal_backend.append([lone]) == frozenset()
+    assert await journal_backend.append(many) == frozenset()
+    assert await journal_backend.read(flow) == [first, lone, *many]

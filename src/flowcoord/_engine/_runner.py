@@ -114,6 +114,7 @@ class FlowRun:
         # dependents start once the entry is durable). Only with journals that flush.
         self._inflight = 0
         self._pipeline = not writer.immediate
+        writer.settle = self._settled
         self._scope_running = [0] * len(plan.scopes)
         self._scope_halted = [False] * len(plan.scopes)
         self._scope_idle = [anyio.Event() for _ in plan.scopes]
@@ -423,20 +424,31 @@ class FlowRun:
                     exc.flow_id, exc.task = self.flow_id, t.name
                 await self._failed(i, exc)
                 return
-            if self._pipeline and self._ready and not node.scopes and self._inflight < self._bound:
-                # More to run: move on now; dependents start once this entry is durable.
-                self._inflight += 1
-                w.write_then(
-                    _SUCCEEDED, node.name, data, lambda err: self._durable(i, result, outputs, err)
-                )
-                return
-            # Shielded: once submitted the entry becomes durable even if we are cancelled,
-            # and the task must then count as done (so that a cancel reverts it).
-            if self._pipeline:
+            if not self._pipeline:  # durable at once: nothing to wait for
+                await w.write(_SUCCEEDED, node.name, data)
+            elif node.scopes:
+                # Shielded: once submitted the entry becomes durable even if we are
+                # cancelled, and the task must then count as done (so that a cancel reverts
+                # it); a retry scope waits for its members to settle.
                 with anyio.CancelScope(shield=True):
                     await w.write(_SUCCEEDED, node.name, data)
-            else:  # durable at once: nothing to wait for, nothing to shield
-                await w.write(_SUCCEEDED, node.name, data)
+            elif self._ready and self._inflight < self._bound:
+                # More to run: move on now; dependents start once this entry is durable.
+                self._inflight += 1
+                w.write_then(_SUCCEEDED, node.name, data, (i, result, outputs))
+                return
+            else:
+                batch = w.submit(_SUCCEEDED, node.name, data)
+                assert batch is not None
+                try:
+                    await batch.wait()
+                except BaseException:
+                    # Cancelled with the entry on its way: it settles in the background,
+                    # as a pipelined one does (_forward waits for that; a cancel reverts it).
+                    self._inflight += 1
+                    w.then(batch, (i, result, outputs))
+                    raise
+                w.check(batch)
             self._succeeded(i, result, outputs)
         except (OwnershipLost, JournalError) as exc:
             self._fatal_error(exc)
@@ -449,17 +461,19 @@ class FlowRun:
                 if not self._scope_running[k]:
                     self._scope_idle[k].set()
 
-    def _durable(
-        self, i: int, result: Any, outputs: dict[str, Any], error: BaseException | None
+    def _settled(
+        self, items: list[tuple[int, Any, dict[str, Any]]], error: BaseException | None
     ) -> None:
-        """A pipelined success became durable (or could not be written)."""
-        self._inflight -= 1
+        """Pipelined successes became durable in one commit (or could not be written)."""
+        self._inflight -= len(items)
         if error is not None:
             self._fatal_error(error)
-            if self.tstate[i] is _R:
-                self._set_task(i, _P)
+            for i, _, _ in items:
+                if self.tstate[i] is _R:
+                    self._set_task(i, _P)
         else:
-            self._succeeded(i, result, outputs)
+            for i, result, outputs in items:
+                self._succeeded(i, result, outputs)
             self._pump()
         if not self._inflight or self._done == len(self.tstate):
             self._changed.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,26 +21,46 @@ __all__ = ["FlowWriter", "Journal"]
 log = structlog.get_logger("flowcoord.journal")
 
 
-class _Batch:
-    __slots__ = ("callbacks", "done", "entries", "error", "refused", "urgent")
+class _Flush:
+    """What waits for one backend call. ``done`` is set once it returned; :meth:`wait` puts
+    every other waiter in a second wave that the flusher may wake a little later."""
+
+    __slots__ = ("done", "error", "late", "waiters")
 
     def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.late: anyio.Event | None = None
+        self.waiters = 0
+        self.error: BaseException | None = None
+
+    async def wait(self) -> None:
+        self.waiters += 1
+        if self.waiters & 1 or self.done.is_set():
+            await self.done.wait()
+            return
+        if self.late is None:
+            self.late = anyio.Event()
+        await self.late.wait()
+
+
+class _Batch(_Flush):
+    __slots__ = ("callbacks", "entries", "refused", "urgent")
+
+    def __init__(self) -> None:
+        super().__init__()
         self.urgent = False  # someone waits for this batch to be durable
         self.callbacks: list[Callable[[_Batch], None]] = []
         self.entries: list[Entry] = []
-        self.done = anyio.Event()
         self.refused: frozenset[str] = frozenset()
-        self.error: BaseException | None = None
 
 
-class _Creates:
-    __slots__ = ("created", "done", "error", "items")
+class _Creates(_Flush):
+    __slots__ = ("created", "items")
 
     def __init__(self) -> None:
+        super().__init__()
         self.items: list[tuple[FlowRecord, Sequence[Entry]]] = []
-        self.done = anyio.Event()
         self.created: frozenset[str] = frozenset()
-        self.error: BaseException | None = None
 
 
 class Journal:
@@ -48,6 +69,12 @@ class Journal:
     A flush starts as soon as the previous one returns, so an idle journal adds no latency and
     a busy one commits many entries per transaction. Entries are flushed in the order they
     were appended. Use as an async context manager (it owns the flusher task).
+
+    Waiters are woken in two waves. When a flush returns and nothing else is queued, all its
+    waiters would run (and queue their next entries) while the database idles, then all wait
+    while it commits. So only the first half is woken at once; the second half is woken once
+    the first half's entries are on their way, and runs while the database commits them. From
+    then on the two halves alternate, and the database and this process work side by side.
     """
 
     #: How long an entry nobody waits for may wait for company (seconds).
@@ -62,6 +89,7 @@ class Journal:
         self._urgent = anyio.Event()
         self._tg: TaskGroup | None = None
         self._closed = False
+        self._held: anyio.Event | None = None  # a second wave to wake with the next flush
         self.flushes = 0
         self.appended = 0
 
@@ -84,6 +112,7 @@ class Journal:
         while True:
             if self._creates.items:
                 creates, self._creates = self._creates, _Creates()
+                self._wake_held()
                 try:
                     with anyio.CancelScope(shield=self._closed):
                         creates.created = await self.backend.create_flows(creates.items)
@@ -92,9 +121,15 @@ class Journal:
                 except Exception as exc:
                     creates.error = JournalError(f"journal backend failed: {exc!r}")
                 self.flushes += 1
-                creates.done.set()
+                self._flushed(creates)
                 continue
             if not self._pending.entries:
+                if self._held is not None:
+                    # Let the first wave run; if it queued nothing, wake the second now.
+                    await anyio.lowlevel.checkpoint()
+                    if not self._pending.entries and not self._creates.items:
+                        self._wake_held()
+                    continue
                 if self._closed:
                     return
                 await self._wake.wait()
@@ -107,6 +142,7 @@ class Journal:
                 with anyio.move_on_after(self.lazy_delay):
                     await self._urgent.wait()
             batch, self._pending = self._pending, _Batch()
+            self._wake_held()
             try:
                 with anyio.CancelScope(shield=self._closed):
                     batch.refused = await self.backend.append(batch.entries)
@@ -117,12 +153,30 @@ class Journal:
                 batch.error.__cause__ = exc
             self.flushes += 1
             self.appended += len(batch.entries)
-            batch.done.set()
+            self._flushed(batch)
             for callback in batch.callbacks:
                 try:
                     callback(batch)
                 except Exception:
                     log.exception("journal_callback_failed")
+            del batch  # do not hold its entries and callbacks while idle
+
+    def _flushed(self, flush: _Flush) -> None:
+        """Wake the first wave now; the second with the next flush, unless one can start
+        at once (entries are queued already) or none will."""
+        flush.done.set()
+        if flush.late is None:
+            return
+        self._wake_held()
+        if self._pending.entries or self._creates.items or self._closed:
+            flush.late.set()
+        else:
+            self._held = flush.late
+
+    def _wake_held(self) -> None:
+        if self._held is not None:
+            self._held.set()
+            self._held = None
 
     def submit(self, entry: Entry, *, urgent: bool = True) -> _Batch:
         """Queue ``entry``; the returned batch's ``done`` is set once it is durable.
@@ -153,7 +207,7 @@ class Journal:
         batch = self._creates
         batch.items.append((record, entries))
         self._wake.set()
-        await batch.done.wait()
+        await batch.wait()
         if batch.error is not None:
             raise batch.error
         return record.flow_id in batch.created
@@ -170,9 +224,24 @@ class FlowWriter:
 
     Once the backend refuses this flow (a newer owner fenced it), every later call raises
     :class:`OwnershipLost` and nothing more is sent.
+
+    ``settle(items, error)`` receives what :meth:`write_then` was given: one call per commit
+    with the items of every entry of this flow that it carried, in order (``error`` is None
+    once they are durable). One callback per flow and commit, not one closure per entry.
     """
 
-    __slots__ = ("_append_now", "_journal", "_lost", "codec", "flow_id", "seq", "token")
+    __slots__ = (
+        "_append_now",
+        "_batch",
+        "_items",
+        "_journal",
+        "_lost",
+        "codec",
+        "flow_id",
+        "seq",
+        "settle",
+        "token",
+    )
 
     def __init__(self, journal: Journal, flow_id: str, *, token: int, next_seq: int) -> None:
         self._journal = journal
@@ -183,6 +252,9 @@ class FlowWriter:
         self._lost: BaseException | None = None
         backend = journal.backend
         self._append_now = backend.append_now if backend.immediate else None  # type: ignore[attr-defined]
+        self.settle: Callable[[list[Any], BaseException | None], None] | None = None
+        self._batch: _Batch | None = None  # the pending batch our items ride on
+        self._items: list[Any] = []
 
     def _entry(self, kind: EventKind, task: str | None, data: str, state: str | None) -> Entry:
         if self._lost is not None:
@@ -203,12 +275,20 @@ class FlowWriter:
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
     ) -> None:
         """Append an entry and wait until it is durable."""
+        batch = self.submit(kind, task, data, state)
+        if batch is not None:
+            await batch.wait()
+            self.check(batch)
+
+    def submit(
+        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
+    ) -> _Batch | None:
+        """Queue an entry that is waited for: its batch (``done`` once it is flushed; then
+        :meth:`check` it), or None when the backend made it durable at once."""
         entry = self._entry(kind, task, data, state)
         if self._at_once(entry):
-            return
-        batch = self._journal.submit(entry)
-        await batch.done.wait()
-        self._check(batch)
+            return None
+        return self._journal.submit(entry)
 
     def _at_once(self, entry: Entry) -> bool:
         """Append ``entry`` now if the backend is durable at once; False if it must queue."""
@@ -223,45 +303,60 @@ class FlowWriter:
         """True if appends are durable at once (no flush to wait for)."""
         return self._append_now is not None
 
-    def write_then(
-        self,
-        kind: EventKind,
-        task: str | None,
-        data: str,
-        callback: Callable[[BaseException | None], None],
-    ) -> None:
-        """Append an entry without waiting; ``callback(None)`` runs once it is durable, or
-        ``callback(error)`` if it could not be written (refused, journal unavailable)."""
+    def write_then(self, kind: EventKind, task: str | None, data: str, item: Any) -> None:
+        """Append an entry without waiting; ``settle`` gets ``item`` once it is durable, or
+        with the error if it could not be written (refused, journal unavailable)."""
         entry = self._entry(kind, task, data, None)
         if self._append_now is not None:
             try:
                 self._at_once(entry)
             except OwnershipLost as exc:
-                callback(exc)
+                self._settle([item], exc)
             else:
-                callback(None)
+                self._settle([item], None)
             return
+        self.then(self._journal.submit(entry), item)
 
-        def done(batch: _Batch) -> None:
-            try:
-                self._check(batch)
-            except (OwnershipLost, JournalError) as exc:
-                callback(exc)
-                return
-            callback(None)
+    def then(self, batch: _Batch, item: Any) -> None:
+        """Settle ``item`` with ``batch`` (from :meth:`submit`): at once if it is flushed."""
+        if batch.done.is_set():
+            self._settle([item], self._error(batch))
+        elif batch is self._batch:
+            self._items.append(item)
+        else:  # the first of this flow's items on this batch
+            self._batch = batch
+            self._items = items = [item]
+            batch.callbacks.append(functools.partial(self._flushed, items))
 
-        self._journal.submit(entry).callbacks.append(done)
+    def _flushed(self, items: list[Any], batch: _Batch) -> None:
+        if batch is self._batch:
+            self._batch, self._items = None, []
+        self._settle(items, self._error(batch))
+
+    def _settle(self, items: list[Any], error: BaseException | None) -> None:
+        assert self.settle is not None, "write_then() needs a settle callback"
+        self.settle(items, error)
 
     def revoke(self, exc: BaseException) -> None:
         """Refuse every later write with ``exc`` (ownership was lost elsewhere)."""
         if self._lost is None:
             self._lost = exc
 
-    def _check(self, batch: _Batch) -> None:
+    def check(self, batch: _Batch) -> None:
+        """Raise if ``batch`` (flushed) did not make this flow's entries durable."""
+        error = self._error(batch)
+        if error is not None:
+            raise error
+
+    def _error(self, batch: _Batch) -> BaseException | None:
         if batch.error is not None:
-            raise batch.error
+            return batch.error
         if self.flow_id in batch.refused:
-            self._refused()
+            try:
+                self._refused()
+            except OwnershipLost as exc:
+                return exc
+        return None
 
     def _refused(self) -> None:
         self._lost = OwnershipLost(

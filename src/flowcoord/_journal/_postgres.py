@@ -69,9 +69,20 @@ _DRIVER: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
 )
 
+# What asyncpg's InterfaceError says when the connection is gone (the pool detaches a
+# checked-out connection that the server closed: "released back to the pool").
+_CONNECTION_LOST = ("connection is closed", "connection was closed", "released back to the pool")
+
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _TRANSIENT) and not isinstance(exc, _NOT_TRANSIENT)
+    if not isinstance(exc, _TRANSIENT) or isinstance(exc, _NOT_TRANSIENT):
+        return False
+    if isinstance(exc, asyncpg.InterfaceError):
+        # The connection went away: transient. Anything else the driver refuses (a value
+        # its codec cannot encode, a wrong number of arguments) fails the same way again.
+        message = str(exc)
+        return any(lost in message for lost in _CONNECTION_LOST)
+    return True
 
 
 async def _keep_session(conn: object) -> None:
@@ -242,15 +253,17 @@ class PostgresJournal(JournalBackend):
         now = time.time()
         records = [r for r, _ in batch]
         entries = [e for _, es in batch for e in _dedupe(es)]
+        packed = _pack(entries)
+        stmt = self._sql.create_flows if packed is None else self._sql.create_flows_packed
         args = (
-            *_columns(entries),
+            *(_columns(entries) if packed is None else packed),
             [r.flow_id for r in records], [r.name for r in records],
             [_final_state(_dedupe(es), r.state) for r, es in batch], [r.token for r in records],
             [r.created_at or now for r in records], [now] * len(records),
         )  # fmt: skip
 
         async def op(conn: _Conn) -> frozenset[str]:
-            rows = await conn.fetch(self._sql.create_flows, *args)
+            rows = await conn.fetch(stmt, *args)
             return frozenset(r[0] for r in rows)
 
         return await self._run("creating flows", op)
@@ -269,10 +282,15 @@ class PostgresJournal(JournalBackend):
         min_token: dict[str, int] = {}
         for e in entries:
             min_token[e.flow_id] = min(e.token, min_token.get(e.flow_id, e.token))
-        args = (*_columns(entries), list(min_token), list(min_token.values()))
+        packed = _pack(entries)
+        if packed is None:
+            stmt, args = self._sql.append, (*_columns(entries), list(min_token))
+        else:
+            stmt, args = self._sql.append_packed, (*packed, list(min_token))
+        tokens = list(min_token.values())
 
         async def op(conn: _Conn) -> frozenset[str]:
-            rows = await conn.fetch(self._sql.append, *args, time.time())
+            rows = await conn.fetch(stmt, *args, tokens, time.time())
             return frozenset(min_token).difference(r[0] for r in rows)
 
         return await self._run("appending", op)
@@ -494,6 +512,35 @@ def _columns(entries: Sequence[Entry]) -> tuple[list[object], ...]:
         [e.token for e in entries],
         [e.at for e in entries],
     )
+
+
+_SEP, _NULL = "\x1f", "\x1e"
+
+
+def _pack(entries: Sequence[Entry]) -> tuple[str, ...] | None:
+    """The entries as one text per column (see ``_UNNEST_PACKED``), or None when a value
+    holds a separator, or is a lone empty string (which the server would split into no
+    element): then the arrays of :func:`_columns` must be used."""
+    n = len(entries)
+    texts: list[str] = []
+    columns: tuple[list[str | None], ...] = (
+        [e.flow_id for e in entries],
+        [e.kind for e in entries],  # a StrEnum: the member is its value
+        [e.task for e in entries],
+        [e.data for e in entries],
+        [e.state for e in entries],
+    )
+    for values in columns:
+        nulls = values.count(None)
+        text = _SEP.join([_NULL if v is None else v for v in values] if nulls else values)  # type: ignore[arg-type]
+        if text.count(_SEP) != n - 1 or text.count(_NULL) != nulls or not text:
+            return None
+        texts.append(text)
+    flow_id, kind, task, data, state = texts
+    seq = ",".join([str(e.seq) for e in entries])
+    token = ",".join([str(e.token) for e in entries])
+    at = ",".join([repr(e.at) for e in entries])  # repr: the shortest exact decimal
+    return flow_id, seq, kind, task, data, state, token, at
 
 
 _KINDS = {k.value: k for k in EventKind}
