@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import graphlib
 import itertools
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from ._flow import Flow, Graph, Item, Linear
 from ._retry import Retry
-from ._task import Task
+from ._task import FunctionTask, Task
 from .errors import AmbiguousProviderError, CycleError, DuplicateTaskError, MissingInputError
 
 __all__ = ["Node", "Plan", "Scope", "compile_flow"]
@@ -81,10 +81,22 @@ class Plan:
         self.scope_providers: dict[str, Scope] = {}
         self._edges: set[tuple[int, int]] = set()
         self.order: list[int] = []  # a topological order of the nodes
+        # Filled in by _finish(), once: what every run of the plan would otherwise recompute.
+        self.task_names: list[str] = []
+        #: per node: the coroutine function to call (None for a barrier)
+        self.fns: list[Callable[..., Any] | None] = []
+        #: per node: called with no arguments (nothing required, optional or injected)
+        self.bare: list[bool] = []
 
-    @property
-    def task_names(self) -> list[str]:
-        return [n.name for n in self.nodes if n.task is not None]
+    def _finish(self) -> None:
+        tasks = [n.task for n in self.nodes]
+        self.task_names = [n.name for n in self.nodes if n.task is not None]
+        self.fns = [
+            None if t is None else t.fn if isinstance(t, FunctionTask) else t.execute for t in tasks
+        ]
+        self.bare = [
+            t is not None and not (t.required_args or t.optional_args or t.inject) for t in tasks
+        ]
 
     def edge(self, a: int, b: int) -> None:
         if a != b and (a, b) not in self._edges:
@@ -138,6 +150,7 @@ def compile_flow(flow: Flow) -> Plan:
     _check_duplicates(plan, flow)
     _link_data(plan)
     _check_acyclic(plan)
+    plan._finish()
     return plan
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -18,7 +18,7 @@ from .._journal._journal import FlowWriter
 from .._journal._replay import FlowReplay
 from .._retry import Decision, RetryHistory
 from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
-from .._task import FunctionTask, Task
+from .._task import Task
 from ..errors import (
     EncodingError,
     FlowCancelled,
@@ -88,7 +88,6 @@ class FlowRun:
         self._bound = max(1, concurrency)
         self._revert_timeout = revert_timeout
         self._listeners = listeners
-        self._log = log.bind(flow_id=flow_id, flow=self.name)
         n = len(plan.nodes)
         self.tstate: list[TaskState] = [_P] * n
         self.results: list[Any] = [None] * n
@@ -96,15 +95,6 @@ class FlowRun:
         self.failures: dict[int, Failure] = {}
         self.revert_failures: dict[int, Failure] = {}
         self._remaining = [len(node.preds) for node in plan.nodes]
-        self._fns: list[Callable[..., Any] | None] = [
-            (t.fn if isinstance(t, FunctionTask) else t.execute) if t is not None else None
-            for t in (node.task for node in plan.nodes)
-        ]
-        #: tasks called with no arguments (nothing required, optional or injected)
-        self._bare = [
-            t is not None and not (t.required_args or t.optional_args or t.inject)
-            for t in (node.task for node in plan.nodes)
-        ]
         self._ready: deque[int] = deque()
         self._done = 0
         self._workers = 0
@@ -132,6 +122,15 @@ class FlowRun:
         self._fwd: anyio.CancelScope | None = None
         self._replay = replay
         self._undo_first: list[tuple[int, bool]] = []  # (node, succeeded) to revert on resume
+
+    @property
+    def _log(self) -> Any:
+        """This flow's logger, bound on first use: binding costs more than a no-op task, and
+        a flow that goes well logs nothing."""
+        bound = self.__dict__.get("_bound_log")
+        if bound is None:
+            bound = self.__dict__["_bound_log"] = log.bind(flow_id=self.flow_id, flow=self.name)
+        return bound
 
     # -- control (from FlowHandle) -------------------------------------------------------------
 
@@ -205,10 +204,8 @@ class FlowRun:
         else:
             await self.writer.write(EventKind.FLOW_STATE, None, data, new.value)
         self.state = new
-        quiet = new in (FlowState.RUNNING, FlowState.SUCCESS, FlowState.SUSPENDED)
-        (self._log.debug if quiet else self._log.info)(
-            "flow_state", old=old.value, new=new.value, reason=reason
-        )
+        if new not in (FlowState.RUNNING, FlowState.SUCCESS):  # those: listeners, not logs
+            self._log.info("flow_state", old=old.value, new=new.value, reason=reason)
         if self._listeners:
             self._notify(None, old.value, new.value)
 
@@ -282,7 +279,8 @@ class FlowRun:
                         self._pump()
                     await self._changed.wait()
                     self._changed = anyio.Event()
-                tg.cancel_scope.cancel()
+                if self._workers or self._handlers:
+                    tg.cancel_scope.cancel()
         self._tg = None
         self._fwd = None
         if self._inflight:  # cancelled: let pipelined successes settle before reverting
@@ -379,7 +377,7 @@ class FlowRun:
         node = self.plan.nodes[i]
         t = node.task
         assert t is not None
-        fn = self._fns[i]
+        fn = self.plan.fns[i]
         assert fn is not None
         for s in node.scopes:
             k = s.index
@@ -401,7 +399,7 @@ class FlowRun:
             )
             try:
                 if t.timeout is None:
-                    result = await (fn() if self._bare[i] else fn(**self._inputs(t)))
+                    result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
                 else:
                     with anyio.fail_after(t.timeout):
                         result = await fn(**self._inputs(t))
