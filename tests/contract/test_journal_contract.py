@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from flowcoord._journal._contract import JournalBackend
-from flowcoord._journal._events import Entry, EventKind, FlowRecord
+from flowcoord._journal._events import Entry, EventKind, FlowRecord, resume_entries
 from flowcoord.errors import FlowNotFound, OwnershipLost
 
 pytestmark = pytest.mark.anyio
@@ -163,3 +163,30 @@ async def test_entries_round_trip_exactly(
     assert await journal_backend.append([lone]) == frozenset()
     assert await journal_backend.append(many) == frozenset()
     assert await journal_backend.read(flow) == [first, lone, *many]
+
+
+async def test_read_for_resume_skips_what_the_newest_checkpoint_sums_up(
+    journal_backend: JournalBackend,
+) -> None:
+    started, succeeded, failed = (
+        EventKind.TASK_STARTED,
+        EventKind.TASK_SUCCEEDED,
+        EventKind.TASK_FAILED,
+    )
+
+    def ckpt(seq: int, start: int) -> Entry:
+        data = f'{{"from":{start},"tasks":["t1"],"attempts":[1],"results":[null]}}'
+        return Entry("f1", seq, EventKind.CHECKPOINT, None, data)
+
+    entries = [
+        _e("f1", 1, started), _e("f1", 2, succeeded), _e("f1", 3, failed, data='{"attempt":1}'),
+        ckpt(4, 3), _e("f1", 5, started), _e("f1", 6, started), _e("f1", 7, succeeded),
+        ckpt(8, 6), _e("f1", 9, succeeded), _e("f1", 10, EventKind.REVERT_DONE),
+    ]  # fmt: skip
+    await journal_backend.create_flow(_rec("f1"), [Entry("f1", 0, EventKind.FLOW_CREATED)])
+    await journal_backend.append(entries)
+    everything = await journal_backend.read("f1")
+    kept = await journal_backend.read_for_resume("f1")
+    assert kept == resume_entries(everything)
+    assert [e.seq for e in kept] == [0, 3, 4, 6, 7, 8, 9, 10]
+    assert await journal_backend.read_for_resume("nope") == []

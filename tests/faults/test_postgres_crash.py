@@ -100,6 +100,22 @@ async def _final_check(dsn: str, schema: str) -> None:
             assert {n: r.result for n, r in rep.tasks.items()} == {
                 n: f"{flow_id}/{n}" for n in task_names()
             }
+            # What a resume reads (checkpoints sum up part of it) restores the same results.
+            fast = fc.replay(flow_id, await journal.read_for_resume(flow_id))
+            assert {n: r.result for n, r in fast.tasks.items()} == {
+                n: r.result for n, r in rep.tasks.items()
+            }
+
+
+async def _checkpoints(dsn: str, schema: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        n: int = await conn.fetchval(
+            f"SELECT count(*) FROM \"{schema}\".entries WHERE kind = 'flow.checkpoint'"
+        )
+        return n
+    finally:
+        await conn.close()
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,7 @@ def test_kill_9_many_flows_then_resume_in_another_process(
     assert final.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == dict.fromkeys(flow_ids(), "SUCCESS")
     anyio.run(_final_check, pg_dsn, schema)
+    assert anyio.run(_checkpoints, pg_dsn, schema) >= FLOWS  # resumes went through them
 
     assert kills, "no worker was killed"
     assert len(kills[0].done) < len(ALL_TASKS), "the first kill came after all the work"

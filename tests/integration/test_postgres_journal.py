@@ -13,7 +13,7 @@ import pytest
 
 from flowcoord._journal._events import Entry, EventKind, FlowRecord
 from flowcoord._journal._postgres import PostgresJournal
-from flowcoord._journal._postgres_sql import SCHEMA_VERSION
+from flowcoord._journal._postgres_sql import SCHEMA_VERSION, Statements
 from flowcoord.errors import (
     ConfigurationError,
     FlowNotFound,
@@ -71,6 +71,34 @@ async def test_reopening_an_existing_schema_keeps_the_journal(pg_dsn: str) -> No
     assert version == str(SCHEMA_VERSION)
 
 
+async def test_a_version_1_schema_is_migrated_and_keeps_its_entries(pg_dsn: str) -> None:
+    schema = _schema()
+    sql = Statements(schema)
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # the schema as flowcoord's first release left it
+        target, statements = next(sql.migrations(0))
+        assert target == 1
+        for statement in statements:
+            await conn.execute(statement)
+        await conn.execute(sql.set_version, "1")
+        await conn.execute(
+            f"INSERT INTO {schema}.flows VALUES ('f1', 'demo', 'RUNNING', 0, 1.0, 1.0)"
+        )
+        await conn.execute(
+            f"INSERT INTO {schema}.entries VALUES ('f1', 0, 'flow.created', NULL, '{{}}',"
+            " NULL, 0, 1.0)"
+        )
+    finally:
+        await conn.close()
+    async with PostgresJournal(pg_dsn, schema=schema) as j:
+        assert [e.seq for e in await j.read_for_resume("f1")] == [0]
+        await j.append([_e("f1", 1)])
+        assert [e.seq for e in await j.read("f1")] == [0, 1]
+    index = f"{schema}.entries_resume_idx"
+    assert await _fetchval(pg_dsn, f"SELECT to_regclass('{index}')::text") == index
+    assert await _fetchval(pg_dsn, f"SELECT value FROM {schema}.meta") == str(SCHEMA_VERSION)
+
+
 async def test_newer_schema_version_is_refused_and_nothing_is_written(pg_dsn: str) -> None:
     schema = _schema()
     async with PostgresJournal(pg_dsn, schema=schema) as j:
@@ -84,7 +112,8 @@ async def test_newer_schema_version_is_refused_and_nothing_is_written(pg_dsn: st
     other = _schema()
     await _fetchval(pg_dsn, f"CREATE SCHEMA {other}")
     await _fetchval(pg_dsn, f"CREATE TABLE {other}.meta (key text PRIMARY KEY, value text)")
-    await _fetchval(pg_dsn, f"INSERT INTO {other}.meta VALUES ('schema_version', '2')")
+    newer = str(SCHEMA_VERSION + 1)
+    await _fetchval(pg_dsn, f"INSERT INTO {other}.meta VALUES ('schema_version', '{newer}')")
     backend = PostgresJournal(pg_dsn, schema=other)
     with pytest.raises(JournalSchemaError):
         await backend.open()

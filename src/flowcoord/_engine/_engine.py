@@ -113,6 +113,9 @@ class Engine:
     Without a journal the engine keeps one in memory. The engine opens the backend it is given
     and closes it on exit. ``concurrency`` bounds the tasks one flow runs at once;
     ``revert_timeout`` bounds each revert (reverts are shielded from cancellation).
+    ``checkpoint_every``: a flow journals a checkpoint each time this many of its tasks have
+    succeeded since the last one (results in one entry), so that resuming a big flow reads
+    and replays the checkpoints and what followed the last one, not one entry per step.
     Leaving the block waits for flows begun with :meth:`start`; stop or cancel them to leave
     sooner. An error raised in the block cancels them (they write nothing more) and passes
     through unwrapped.
@@ -126,9 +129,15 @@ class Engine:
         concurrency: int = 256,
         revert_timeout: float = 60.0,
         listeners: Sequence[StateListener] = (),
+        checkpoint_every: int = 1000,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise ConfigurationError(
+                f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}"
+            )
+        self.checkpoint_every = checkpoint_every
         if not revert_timeout > 0:
             raise ConfigurationError(f"revert_timeout must be positive, got {revert_timeout!r}")
         self.backend = journal if journal is not None else MemoryJournal()
@@ -220,6 +229,18 @@ class Engine:
         self._handles[run.flow_id] = handle
         return await self._drive(run, handle)
 
+    async def resume(
+        self, flow: Flow, flow_id: str, *, token: int = 0, concurrency: int | None = None
+    ) -> FlowOutcome:
+        """Resume the journaled flow ``flow_id`` (a crash, a take-over) and run it to the end,
+        as :meth:`run` would, but without first trying to create it: for big flows that
+        saves journaling its definition again. :class:`FlowNotFound` if it is not journaled.
+        """
+        run = await self._prepare(flow, None, flow_id, token, concurrency, resume=True)
+        handle = FlowHandle(run)
+        self._handles[run.flow_id] = handle
+        return await self._drive(run, handle)
+
     async def start(
         self,
         flow: Flow,
@@ -228,11 +249,13 @@ class Engine:
         flow_id: str | None = None,
         token: int = 0,
         concurrency: int | None = None,
+        resume: bool = False,
     ) -> FlowHandle:
-        """Validate and journal ``flow``, then run it in the background; returns a handle."""
+        """Validate and journal ``flow``, then run it in the background; returns a handle.
+        ``resume=True``: ``flow_id`` is journaled already, resume it (see :meth:`resume`)."""
         if self._tg is None:
             raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
-        run = await self._prepare(flow, store, flow_id, token, concurrency)
+        run = await self._prepare(flow, store, flow_id, token, concurrency, resume=resume)
         handle = FlowHandle(run)
         self._handles[run.flow_id] = handle  # visible to handle() as soon as start() returns
         self._tg.start_soon(self._drive_quietly, run, handle)
@@ -355,6 +378,8 @@ class Engine:
         flow_id: str | None,
         token: int,
         concurrency: int | None,
+        *,
+        resume: bool = False,
     ) -> FlowRun:
         if not isinstance(flow, Flow):
             raise FlowDefinitionError(
@@ -364,6 +389,8 @@ class Engine:
         journal = self.journal
         plan = self.compile(flow)
         inputs = dict(store or {})
+        if resume and not flow_id:
+            raise FlowDefinitionError("resuming a flow needs its flow_id", flow=flow.name)
         flow_id = flow_id or uuid.uuid4().hex
         if flow_id in self._handles or flow_id in self._reserved:
             raise FlowDefinitionError(
@@ -371,7 +398,9 @@ class Engine:
             )
         self._reserved.add(flow_id)
         try:
-            return await self._load(journal, flow, plan, inputs, flow_id, token, concurrency)
+            return await self._load(
+                journal, flow, plan, inputs, flow_id, token, concurrency, resume
+            )
         finally:
             self._reserved.discard(flow_id)
 
@@ -384,30 +413,33 @@ class Engine:
         flow_id: str,
         token: int,
         concurrency: int | None,
+        resume: bool,
     ) -> FlowRun:
         rep: FlowReplay | None = None
-        existing = None
-        try:
-            plan.check_inputs(inputs)
-        except FlowDefinitionError:
-            # resuming a journaled flow needs no inputs; a new flow does
-            existing = await self.backend.get_flow(flow_id)
-            if existing is None:
-                raise
-        if existing is None:  # create first: one round trip for a new flow
+        journaled = resume
+        if not resume:
+            try:
+                plan.check_inputs(inputs)
+            except FlowDefinitionError:
+                # resuming a journaled flow needs no inputs; a new flow does
+                if await self.backend.get_flow(flow_id) is None:
+                    raise
+                journaled = True
+        if not journaled:  # create first: one round trip for a new flow
             data = self.codec.encode(
                 {"name": flow.name, "inputs": inputs, "tasks": plan.task_names},
                 what=f"inputs of flow {flow.name!r}",
             )
             record = FlowRecord(flow_id, flow.name, FlowState.PENDING.value, token)
             first = Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
-            created = await journal.create_flow(record, [first])
-            if not created:
-                existing = await self.backend.get_flow(flow_id)
-        if existing is not None:
+            journaled = not await journal.create_flow(record, [first])
+        if journaled:
             if token:
                 await self.backend.fence(flow_id, token)
-            rep = replay(flow_id, await journal.read(flow_id), self.codec)
+            entries = await journal.read_for_resume(flow_id)
+            if not entries:
+                raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+            rep = replay(flow_id, entries, self.codec, compact=True)
             _check_same_flow(flow, plan, rep)
             inputs = rep.inputs
         writer = journal.writer(
@@ -422,6 +454,7 @@ class Engine:
             revert_timeout=self.revert_timeout,
             listeners=self._listeners,
             replay=rep,
+            checkpoint_every=self.checkpoint_every,
         )
 
 

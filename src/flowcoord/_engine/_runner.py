@@ -15,7 +15,7 @@ from .._compile import Plan, Scope
 from .._failure import Failure
 from .._journal._events import EventKind
 from .._journal._journal import FlowWriter
-from .._journal._replay import FlowReplay
+from .._journal._replay import FlowReplay, TaskRecord
 from .._retry import Decision, RetryHistory
 from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
 from .._task import Task
@@ -78,6 +78,7 @@ class FlowRun:
         revert_timeout: float,
         listeners: Sequence[StateListener] = (),
         replay: FlowReplay | None = None,
+        checkpoint_every: int = 1000,
     ) -> None:
         self.plan = plan
         self.flow_id = flow_id
@@ -122,6 +123,14 @@ class FlowRun:
         self._fwd: anyio.CancelScope | None = None
         self._replay = replay
         self._undo_first: list[tuple[int, bool]] = []  # (node, succeeded) to revert on resume
+        # Checkpoints (see EventKind.CHECKPOINT) for flows big enough to reach one, without
+        # retry scopes: successes not in one yet; None once anything but success happened.
+        self._every = checkpoint_every
+        big = len(plan.task_names) >= checkpoint_every and not plan.scopes
+        self._ckpt: list[int] | None = [] if big else None
+        self._start_seq = [0] * n if big else []  # seq of each node's task.started
+        self._started: deque[int] = deque()  # nodes in the order they started
+        self._ckpt_all = False  # the next checkpoint lists every success (after a resume)
 
     @property
     def _log(self) -> Any:
@@ -135,6 +144,7 @@ class FlowRun:
     # -- control (from FlowHandle) -------------------------------------------------------------
 
     def cancel(self) -> None:
+        self._no_checkpoints()
         if self._halt not in ("cancel", "lost", "journal"):
             self._halt = "cancel"
             if self._fwd is not None:
@@ -160,6 +170,7 @@ class FlowRun:
             f"flow {self.flow_id}: {reason}; this engine stopped working on it",
             flow_id=self.flow_id,
         )
+        self._no_checkpoints()
         self.writer.revoke(exc)
         self._fatal_error(exc)
         self._resumed.set()
@@ -392,11 +403,14 @@ class FlowRun:
             else:  # admitted: PENDING -> RUNNING is always allowed
                 self.tstate[i] = _R
             w = self.writer
-            w.emit(
+            seq = w.emit(
                 _STARTED,
                 node.name,
                 _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}',
             )
+            if self._ckpt is not None:
+                self._start_seq[i] = seq
+                self._started.append(i)
             try:
                 if t.timeout is None:
                     result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
@@ -487,8 +501,46 @@ class FlowRun:
             self.tstate[i] = _S
             self._done += 1
         self._complete(i)
+        ckpt = self._ckpt
+        if ckpt is not None:
+            ckpt.append(i)
+            if len(ckpt) >= self._every:
+                self._checkpoint(ckpt)
+
+    def _checkpoint(self, done: list[int]) -> None:
+        """Journal the successes ``done`` in one entry; ``from``: the lowest seq of a task
+        still running (its task.started must stay readable), or this entry's own."""
+        started, tstate = self._started, self.tstate
+        while started and tstate[started[0]] is not _R:
+            started.popleft()
+        w = self.writer
+        nodes, attempts, results = self.plan.nodes, self.attempts, self.results
+        if self._ckpt_all:
+            done = [i for i, st in enumerate(tstate) if st is _S and nodes[i].task is not None]
+        try:
+            data = w.encode(
+                {
+                    "from": self._start_seq[started[0]] if started else w.seq,
+                    "tasks": [nodes[i].name for i in done],
+                    "attempts": [attempts[i] for i in done],
+                    "results": [results[i] for i in done],
+                },
+                what="checkpoint",
+            )
+            w.emit(EventKind.CHECKPOINT, None, data)
+        except FlowcoordError:  # lost, or the journal is down: the next write says so
+            self._ckpt = None
+            return
+        self._ckpt = []
+        self._ckpt_all = False
+
+    def _no_checkpoints(self) -> None:
+        """Something other than a success happened: checkpoints stop for this run (their
+        successes must never be replayed after a later entry about the same task)."""
+        self._ckpt = None
 
     def _fatal_error(self, exc: BaseException) -> None:
+        self._no_checkpoints()
         if self._fatal is None:
             self._fatal = exc
             self._halt = "lost" if isinstance(exc, OwnershipLost) else "journal"
@@ -498,6 +550,7 @@ class FlowRun:
         self._changed.set()
 
     async def _failed(self, i: int, exc: Exception) -> None:
+        self._no_checkpoints()
         node = self.plan.nodes[i]
         failure = Failure.from_exception(exc)
         self._log.warning(
@@ -520,6 +573,7 @@ class FlowRun:
             self._fail_scope(scopes[0], failures)
 
     def _halt_all(self) -> None:
+        self._no_checkpoints()
         if self._halt is None:
             self._halt = "fail"
         self._changed.set()
@@ -802,25 +856,41 @@ class FlowRun:
         reverting = r.state is FlowState.REVERTING or r.state.finished
         for k, s in enumerate(self.plan.scopes):
             self._scope_attempt[k] = max(1, r.retries.get(s.key, 1))
+        records, summed = r.tasks, r.summed
+        tstate, attempts, results = self.tstate, self.attempts, self.results
         for i in self.plan.order:
             node = nodes[i]
-            if node.task is None:
-                if all(self.tstate[p] is _S for p in node.preds):
-                    self.tstate[i] = _S
+            t = node.task
+            if t is None:
+                if all(tstate[p] is _S for p in node.preds):
+                    tstate[i] = _S
                     self._done += 1
                 continue
-            rec = r.tasks.get(node.name)
+            rec = records.get(node.name)
             if rec is None:
-                continue
-            self.attempts[i] = rec.attempt
+                done = summed.get(node.name)
+                if done is None:
+                    continue
+                rec = TaskRecord(_S, done[0], done[1])  # a success only a checkpoint tells of
+                if t.provides_kind == "none":
+                    tstate[i] = _S
+                    self._done += 1
+                    attempts[i], results[i] = done
+                    continue
+            attempts[i] = rec.attempt
             st = rec.state
+            if st is _S and rec.failure is None and t.provides_kind == "none":
+                tstate[i] = _S  # the common case, in short
+                self._done += 1
+                results[i] = rec.result
+                continue
             if st is TaskState.SUCCESS or (reverting and st is TaskState.REVERTING):
                 self.tstate[i] = _S
                 self._done += 1
                 self.results[i] = rec.result
-                if node.task.provides_kind != "none":
+                if t.provides_kind != "none":
                     with contextlib.suppress(TypeError):
-                        self.values.update(task_outputs(node.task, rec.result))
+                        self.values.update(task_outputs(t, rec.result))
                 if rec.failure is not None and st is TaskState.REVERTING:
                     self.tstate[i] = _F
                     self._done -= 1
@@ -852,6 +922,14 @@ class FlowRun:
                 idx = self.plan.by_name.get(name)
                 if idx is not None:
                     self.failures.setdefault(idx, f)
-        tstate = self.tstate
+        remaining = self._remaining
         for i, node in enumerate(nodes):
-            self._remaining[i] = sum(1 for p in node.preds if tstate[p] is not _S)
+            left = 0
+            for p in node.preds:
+                if tstate[p] is not _S:
+                    left += 1
+            remaining[i] = left
+        if reverting:
+            self._no_checkpoints()
+        elif self._ckpt is not None:
+            self._ckpt_all = True  # restored successes no checkpoint may list: the next one

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
 
-from ._events import Entry, FlowRecord
+from ._events import Entry, FlowRecord, resume_entries
 
 __all__ = ["JournalBackend"]
 
@@ -26,7 +26,8 @@ class JournalBackend(ABC):
     * ``fence`` raises a flow's token, atomically with respect to ``append``: once it returns,
       no append with an older token can land. It raises :class:`~flowcoord.OwnershipLost`
       if the current token is already newer, :class:`~flowcoord.FlowNotFound` if no flow.
-    * ``read`` returns a flow's entries ordered by ``seq``, in one round trip.
+    * ``read`` returns a flow's entries ordered by ``seq``, in one round trip;
+      ``read_for_resume`` the same without what the flow's checkpoints sum up.
     * Backend driver errors leave only as :class:`~flowcoord.JournalError` subclasses.
     """
 
@@ -77,6 +78,12 @@ class JournalBackend(ABC):
 
     @abstractmethod
     async def read(self, flow_id: str, *, after_seq: int = -1) -> list[Entry]: ...
+
+    async def read_for_resume(self, flow_id: str) -> list[Entry]:
+        """What resuming the flow needs, ordered by ``seq``: every entry but the
+        ``task.started`` / ``task.succeeded`` ones below the newest checkpoint's ``from``
+        (see :func:`resume_entries`). Backends that can skip those while reading should."""
+        return resume_entries(await self.read(flow_id))
 
     @abstractmethod
     async def get_flow(self, flow_id: str) -> FlowRecord | None: ...

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Entry", "EventKind", "FlowRecord"]
+__all__ = [
+    "SUMMED_UP",
+    "Entry",
+    "EventKind",
+    "FlowRecord",
+    "checkpoint_from",
+    "resume_entries",
+]
 
 
 class EventKind(StrEnum):
@@ -24,6 +33,14 @@ class EventKind(StrEnum):
     RETRY = (
         "retry.decision"  # task: the retry scope; data: {"decision", "attempt", "reset", "value"?}
     )
+    # data: {"from", "tasks", "attempts", "results"}: tasks that succeeded since the previous
+    # checkpoint, with their attempts and results. Every task.started / task.succeeded entry
+    # below seq "from" is summed up by the checkpoints, so resuming need not read them.
+    CHECKPOINT = "flow.checkpoint"
+
+
+#: The kinds of entry that checkpoints sum up (every other kind is always read on resume).
+SUMMED_UP = frozenset({EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED})
 
 
 # Not frozen: a frozen dataclass's __init__ costs ~4x more, and two entries are made per task.
@@ -57,3 +74,24 @@ class FlowRecord:
     token: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+def checkpoint_from(data: str) -> int:
+    """The ``from`` of a checkpoint entry's data (written first, so no full parse)."""
+    head, _, _ = data.partition(",")
+    if head.startswith('{"from":') and head[8:].isdigit():
+        return int(head[8:])
+    return int(json.loads(data)["from"])
+
+
+def resume_entries(entries: Sequence[Entry]) -> list[Entry]:
+    """What resuming needs of a flow's ``entries`` (ordered by seq): all of them but the
+    started/succeeded entries that the newest checkpoint says are summed up."""
+    start = 0
+    for e in reversed(entries):
+        if e.kind is EventKind.CHECKPOINT:
+            start = checkpoint_from(e.data)
+            break
+    if not start:
+        return list(entries)
+    return [e for e in entries if e.seq >= start or e.kind not in SUMMED_UP]

@@ -215,6 +215,9 @@ class Journal:
     async def read(self, flow_id: str) -> list[Entry]:
         return await self.backend.read(flow_id)
 
+    async def read_for_resume(self, flow_id: str) -> list[Entry]:
+        return await self.backend.read_for_resume(flow_id)
+
     def writer(self, flow_id: str, *, token: int, next_seq: int) -> FlowWriter:
         return FlowWriter(self, flow_id, token=token, next_seq=next_seq)
 
@@ -265,11 +268,12 @@ class FlowWriter:
 
     def emit(
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
-    ) -> None:
-        """Queue an entry without waiting for it to be durable."""
+    ) -> int:
+        """Queue an entry without waiting for it to be durable; return its seq."""
         entry = self._entry(kind, task, data, state)
         if not self._at_once(entry):
             self._journal.submit(entry, urgent=False)
+        return entry.seq
 
     async def write(
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None

@@ -25,7 +25,7 @@ from ..errors import (
     OwnershipLost,
 )
 from ._contract import JournalBackend
-from ._events import Entry, EventKind, FlowRecord
+from ._events import Entry, EventKind, FlowRecord, checkpoint_from
 from ._postgres_sql import SCHEMA_VERSION, Statements
 
 __all__ = ["PostgresJournal"]
@@ -181,7 +181,7 @@ class PostgresJournal(JournalBackend):
             max_size=self._max_size,
             timeout=self._connect_timeout,
             reset=_keep_session,
-            server_settings={"application_name": "flowcoord"},
+            server_settings={"application_name": "flowcoord", "jit": "off"},
         )
         try:
             with anyio.fail_after(self._connect_timeout + 1):
@@ -258,8 +258,10 @@ class PostgresJournal(JournalBackend):
         args = (
             *(_columns(entries) if packed is None else packed),
             [r.flow_id for r in records], [r.name for r in records],
-            [_final_state(_dedupe(es), r.state) for r, es in batch], [r.token for r in records],
-            [r.created_at or now for r in records], [now] * len(records),
+            [_final_state(_dedupe(es), r.state) for r, es in batch],
+            ",".join([str(r.token) for r in records]),
+            ",".join([repr(r.created_at or now) for r in records]),
+            ",".join([repr(now)] * len(records)),
         )  # fmt: skip
 
         async def op(conn: _Conn) -> frozenset[str]:
@@ -287,7 +289,7 @@ class PostgresJournal(JournalBackend):
             stmt, args = self._sql.append, (*_columns(entries), list(min_token))
         else:
             stmt, args = self._sql.append_packed, (*packed, list(min_token))
-        tokens = list(min_token.values())
+        tokens = ",".join(map(str, min_token.values()))
 
         async def op(conn: _Conn) -> frozenset[str]:
             rows = await conn.fetch(stmt, *args, tokens, time.time())
@@ -314,6 +316,23 @@ class PostgresJournal(JournalBackend):
         async def op(conn: _Conn) -> list[Entry]:
             rows = await conn.fetch(self._sql.read, flow_id, after_seq)
             return [_entry(flow_id, r) for r in rows]
+
+        return await self._run("reading a flow", op)
+
+    async def read_for_resume(self, flow_id: str) -> list[Entry]:
+        async def op(conn: _Conn) -> list[Entry]:
+            # Two indexed reads on one connection: what checkpoints do not sum up (few rows,
+            # the checkpoints among them), then everything from the newest one's "from" on.
+            kept = await conn.fetch(self._sql.read_not_summed_up, flow_id)
+            start = 0
+            for row in reversed(kept):
+                if row[1] == _CHECKPOINT:
+                    start = checkpoint_from(row[3])
+                    break
+            tail = await conn.fetch(self._sql.read, flow_id, start - 1)
+            return [_entry(flow_id, r) for r in kept if r[0] < start] + [
+                _entry(flow_id, r) for r in tail
+            ]
 
         return await self._run("reading a flow", op)
 
@@ -544,6 +563,7 @@ def _pack(entries: Sequence[Entry]) -> tuple[str, ...] | None:
 
 
 _KINDS = {k.value: k for k in EventKind}
+_CHECKPOINT = EventKind.CHECKPOINT.value
 
 
 def _entry(flow_id: str, row: asyncpg.Record) -> Entry:

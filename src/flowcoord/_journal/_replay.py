@@ -40,11 +40,18 @@ class FlowReplay:
     last_seq: int = -1
     created_at: float | None = None
     updated_at: float | None = None
+    #: successes known from checkpoints only, as ``name: (attempt, result)``; kept apart
+    #: (not in ``tasks``) by ``replay(..., compact=True)``, which resuming uses
+    summed: dict[str, tuple[int, Any]] = field(default_factory=dict)
 
     def task(self, name: str) -> TaskRecord:
         rec = self.tasks.get(name)
         if rec is None:
-            rec = self.tasks[name] = TaskRecord()
+            done = self.summed.pop(name, None)
+            if done is None:
+                rec = self.tasks[name] = TaskRecord()
+            else:
+                rec = self.tasks[name] = TaskRecord(TaskState.SUCCESS, done[0], done[1])
         return rec
 
     @property
@@ -52,11 +59,23 @@ class FlowReplay:
         return self.last_seq >= 0
 
 
-def replay(flow_id: str, entries: Iterable[Entry], codec: Codec | None = None) -> FlowReplay:
+def replay(
+    flow_id: str, entries: Iterable[Entry], codec: Codec | None = None, *, compact: bool = False
+) -> FlowReplay:
     """Fold ``entries`` (ordered by seq) into a :class:`FlowReplay`. Data is JSON, decoded
-    with ``codec``; nothing is unpickled or evaluated."""
+    with ``codec``; nothing is unpickled or evaluated. ``compact``: leave the successes
+    that only checkpoints tell of in ``summed`` rather than make a record of each."""
     codec = codec or Codec()
     r = FlowReplay(flow_id)
+    _fold(r, entries, codec)
+    if not compact:
+        for name, (attempt, result) in r.summed.items():
+            r.tasks[name] = TaskRecord(TaskState.SUCCESS, attempt, result)
+        r.summed.clear()
+    return r
+
+
+def _fold(r: FlowReplay, entries: Iterable[Entry], codec: Codec) -> None:
     for e in entries:
         r.last_seq = max(r.last_seq, e.seq)
         r.updated_at = e.at
@@ -87,9 +106,26 @@ def replay(flow_id: str, entries: Iterable[Entry], codec: Codec | None = None) -
         elif kind is EventKind.TASK_FAILED:
             rec = r.task(e.task or "")
             rec.state = TaskState.FAILURE
-            rec.failure = Failure.from_dict(codec.decode(e.data).get("failure", {}))
+            data = codec.decode(e.data)
+            rec.failure = Failure.from_dict(data.get("failure", {}))
+            rec.attempt = int(data.get("attempt", rec.attempt))  # its task.started may be summed up
             rec.finished_at = e.at
             r.failures[e.task or ""] = rec.failure
+        elif kind is EventKind.CHECKPOINT:
+            # Successes summed up: the same as their task.succeeded entries (which a resume
+            # does not read; a full read sees both, to the same effect).
+            data = codec.decode(e.data)
+            tasks, summed = r.tasks, r.summed
+            for name, attempt, result in zip(
+                data["tasks"], data["attempts"], data["results"], strict=True
+            ):
+                known = tasks.get(name)
+                if known is None:
+                    summed[name] = (attempt, result)
+                else:
+                    known.state, known.attempt, known.result, known.failure = (
+                        TaskState.SUCCESS, attempt, result, None
+                    )  # fmt: skip
         elif kind is EventKind.REVERT_STARTED:
             r.task(e.task or "").state = TaskState.REVERTING
         elif kind is EventKind.REVERT_DONE:
@@ -106,6 +142,7 @@ def replay(flow_id: str, entries: Iterable[Entry], codec: Codec | None = None) -
             if data.get("decision") == "retry":
                 for name in data.get("reset", ()):
                     r.tasks[name] = TaskRecord()
+                    r.summed.pop(name, None)
                     r.failures.pop(name, None)
         elif kind is EventKind.FLOW_CREATED:
             data = codec.decode(e.data)
@@ -115,4 +152,3 @@ def replay(flow_id: str, entries: Iterable[Entry], codec: Codec | None = None) -
             r.created_at = e.at
         elif kind is EventKind.STORE:
             r.inputs.update(codec.decode(e.data).get("values", {}))
-    return r
