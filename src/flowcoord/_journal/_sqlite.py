@@ -24,7 +24,7 @@ from ..errors import (
     OwnershipLost,
 )
 from ._contract import JournalBackend
-from ._events import Entry, EventKind, FlowRecord
+from ._events import Entry, EventKind, FlowRecord, checkpoint_from
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteJournal"]
 
@@ -62,6 +62,12 @@ _TOUCH = "UPDATE flows SET updated_at = ? WHERE flow_id = ?"
 _READ = (
     "SELECT flow_id, seq, kind, task, data, state, token, at FROM entries"
     " WHERE flow_id = ? AND seq > ? ORDER BY seq"
+)
+_CKPT = EventKind.CHECKPOINT.value
+# What checkpoints do not sum up (see EventKind.CHECKPOINT); the kinds are constants.
+_READ_NOT_SUMMED_UP = (
+    "SELECT flow_id, seq, kind, task, data, state, token, at FROM entries"
+    " WHERE flow_id = ? AND kind NOT IN ('task.started', 'task.succeeded') ORDER BY seq"
 )
 _HINTS = (
     ("SQLITE_BUSY", f"another connection held the write lock for over {BUSY_TIMEOUT:g}s; retry"),
@@ -224,6 +230,16 @@ class SQLiteJournal(JournalBackend):
     async def read(self, flow_id: str, *, after_seq: int = -1) -> list[Entry]:
         def query(conn: sqlite3.Connection) -> list[Entry]:
             return [self._entry(r) for r in conn.execute(_READ, (flow_id, after_seq))]
+
+        return await self._run(query)
+
+    async def read_for_resume(self, flow_id: str) -> list[Entry]:
+        def query(conn: sqlite3.Connection) -> list[Entry]:
+            # In SQL, not in Python: the rows skipped never become entries.
+            kept = conn.execute(_READ_NOT_SUMMED_UP, (flow_id,)).fetchall()
+            start = next((checkpoint_from(r[4]) for r in reversed(kept) if r[2] == _CKPT), 0)
+            tail = conn.execute(_READ, (flow_id, start - 1)).fetchall()
+            return [self._entry(r) for r in kept if r[1] < start] + [self._entry(r) for r in tail]
 
         return await self._run(query)
 
