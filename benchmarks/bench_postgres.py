@@ -685,29 +685,34 @@ async def _measures(
             "resumed by a fresh engine (engine.resume): reads the checkpoints and what follows "
             f"them ({read[0]} entries), re-runs nothing, journals SUCCESS",
         )
-        yield Result(
-            f"{key}.before_checkpoint",
-            worst.median,
-            "s",
-            baseline=first.median,
-            baseline_name="first run",
-            stat=f"median of {r}",
-            samples=worst.values,
-            extra={"entries_read": read[1::2]},
-            note="the same with the crash just before the last checkpoint: reads every entry "
-            f"since the one before ({read[1]} entries; report only)",
+        reported: tuple[tuple[str, Samples, dict[str, Any], str], ...] = (
+            (
+                "before_checkpoint",
+                worst,
+                {"entries_read": read[1::2]},
+                "the same with the crash just before the last checkpoint: reads every entry "
+                f"since the one before ({read[1]} entries; report only)",
+            ),
+            (
+                "run_again",
+                again,
+                {},
+                "the same through engine.run(flow, flow_id=...), which first tries to create "
+                "the flow (report only)",
+            ),
         )
-        yield Result(
-            f"{key}.run_again",
-            again.median,
-            "s",
-            baseline=first.median,
-            baseline_name="first run",
-            stat=f"median of {r}",
-            samples=again.values,
-            note="the same through engine.run(flow, flow_id=...), which first tries to create "
-            "the flow (report only)",
-        )
+        for phase, samples, extra, note in reported:
+            yield Result(
+                f"{key}.{phase}",
+                samples.median,
+                "s",
+                baseline=first.median,
+                baseline_name="first run",
+                stat=f"median of {r}",
+                samples=samples.values,
+                extra=extra,
+                note=note,
+            )
         await schemas.drop_all()
 
     # 5. optional: profile one more 1,000 x 10 sample.

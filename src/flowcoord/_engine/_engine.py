@@ -60,7 +60,8 @@ class FlowHandle:
         self._run = run
         self.flow_id = run.flow_id
         self.name = run.name
-        self._done = anyio.Event()
+        self._done: anyio.Event | None = None  # made by the first wait()
+        self._finished = False
         self._outcome: FlowOutcome | None = None
         self._error: BaseException | None = None
 
@@ -70,7 +71,7 @@ class FlowHandle:
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._finished
 
     def cancel(self) -> None:
         """Cancel running tasks, revert what was done; the run raises FlowCancelled."""
@@ -95,7 +96,10 @@ class FlowHandle:
 
     async def wait(self) -> FlowOutcome:
         """Wait for the end; return the outcome or raise the flow's error."""
-        await self._done.wait()
+        if not self._finished:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
         if self._error is not None:
             raise self._error
         assert self._outcome is not None
@@ -103,7 +107,9 @@ class FlowHandle:
 
     def _finish(self, outcome: FlowOutcome | None, error: BaseException | None) -> None:
         self._outcome, self._error = outcome, error
-        self._done.set()
+        self._finished = True
+        if self._done is not None:
+            self._done.set()
 
 
 class Engine:

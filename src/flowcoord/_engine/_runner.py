@@ -118,7 +118,7 @@ class FlowRun:
         self._suspend = False
         self._stop = False
         self._changed = anyio.Event()
-        self._resumed = anyio.Event()
+        self._resumed: anyio.Event | None = None  # made by suspend()
         self._tg: TaskGroup | None = None
         self._fwd: anyio.CancelScope | None = None
         self._replay = replay
@@ -149,7 +149,7 @@ class FlowRun:
             self._halt = "cancel"
             if self._fwd is not None:
                 self._fwd.cancel()
-        self._resumed.set()
+        self._wake_resumed()
         self._changed.set()
 
     def suspend(self) -> None:
@@ -157,9 +157,13 @@ class FlowRun:
         self._resumed = anyio.Event()
         self._changed.set()
 
+    def _wake_resumed(self) -> None:
+        if self._resumed is not None:
+            self._resumed.set()
+
     def resume(self) -> None:
         self._suspend = False
-        self._resumed.set()
+        self._wake_resumed()
         self._changed.set()
         if self._tg is not None:
             self._pump()
@@ -173,13 +177,13 @@ class FlowRun:
         self._no_checkpoints()
         self.writer.revoke(exc)
         self._fatal_error(exc)
-        self._resumed.set()
+        self._wake_resumed()
 
     def stop(self) -> None:
         """Start nothing new, let running tasks finish, end the run without reverting."""
         self._stop = True
         self._suspend = True
-        self._resumed.set()
+        self._wake_resumed()
         self._changed.set()
 
     # -- states and listeners ------------------------------------------------------------------
@@ -275,7 +279,8 @@ class FlowRun:
                     elif self._suspend and not self._busy and not self._inflight:
                         if self.state is FlowState.RUNNING:
                             await self._set_flow(FlowState.SUSPENDED)
-                        await self._resumed.wait()
+                        if self._resumed is not None:
+                            await self._resumed.wait()
                         if self._halt is None and not self._stop:
                             await self._set_flow(FlowState.RUNNING)
                             self._pump()
