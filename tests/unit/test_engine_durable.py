@@ -149,3 +149,49 @@ async def test_stop_and_resume_on_a_flushing_journal(engine: fc.Engine) -> None:
     out = await engine.run(build(), flow_id="s")
     assert out.state is fc.FlowState.SUCCESS
     assert runs == ["s10"]
+
+
+class _GatedJournal(fc.SQLiteJournal):
+    """Holds the flush that carries task ``hold``'s success until ``gate`` is set."""
+
+    def __init__(self, path: Path, hold: str) -> None:
+        super().__init__(path)
+        self.hold, self.held, self.gate = hold, anyio.Event(), anyio.Event()
+
+    async def append(self, entries: Any) -> frozenset[str]:
+        if any(e.kind is fc.EventKind.TASK_SUCCEEDED and e.task == self.hold for e in entries):
+            self.held.set()
+            await self.gate.wait()
+        return await super().append(entries)
+
+
+async def test_cancel_while_a_success_is_being_committed_reverts_that_task(
+    tmp_path: Path,
+) -> None:
+    """The worker waits for its success to be durable (nothing else is ready) and is
+    cancelled meanwhile: the entry still lands, so the task counts as done and is reverted."""
+    reverted: list[str] = []
+
+    def step(name: str) -> fc.Task:
+        async def body() -> str:
+            return name
+
+        async def undo(result: str) -> None:
+            reverted.append(result)
+
+        return fc.FunctionTask(body, name, revert=undo)
+
+    journal = _GatedJournal(tmp_path / "j.sqlite", hold="a")
+    async with fc.Engine(journal) as engine:
+        handle = await engine.start(fc.Linear("l", step("a"), step("b")), flow_id="c")
+        await journal.held.wait()
+        handle.cancel()
+        await anyio.sleep(0.01)  # the cancel reaches the waiting worker first
+        journal.gate.set()
+        with pytest.raises(fc.FlowCancelled):
+            await handle.wait()
+        rep = await engine.status("c")
+    assert reverted == ["a"]
+    assert rep.state is fc.FlowState.CANCELLED
+    assert rep.tasks["a"].state is fc.TaskState.REVERTED
+    assert "b" not in rep.tasks
