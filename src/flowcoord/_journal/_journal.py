@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,14 +33,15 @@ class _Flush:
         self.waiters = 0
         self.error: BaseException | None = None
 
-    async def wait(self) -> None:
+    def wait(self) -> Awaitable[None]:
+        """``await flush.wait()``: until its wave is woken (the event's own wait, no extra
+        coroutine: one of these per task)."""
         self.waiters += 1
         if self.waiters & 1 or self.done.is_set():
-            await self.done.wait()
-            return
+            return self.done.wait()
         if self.late is None:
             self.late = anyio.Event()
-        await self.late.wait()
+        return self.late.wait()
 
 
 class _Batch(_Flush):
