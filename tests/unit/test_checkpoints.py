@@ -3,6 +3,7 @@ wherever the journal was cut (a crash), and resuming re-runs no task they list."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +95,14 @@ def _check_every_cut(plan: Plan, entries: list[Entry]) -> None:
     assert skipped >= EVERY  # the checkpoints really spare reading
 
 
-async def _copy(entries: list[Entry]) -> fc.MemoryJournal:
+async def _copy(entries: list[Entry], path: Path) -> fc.SQLiteJournal:
     """A new journal holding ``entries`` (a journal cut short by a crash)."""
-    backend = fc.MemoryJournal()
-    first = entries[0]
-    await backend.create_flow(FlowRecord(first.flow_id, "x", "RUNNING"), [first])
-    await backend.append(entries[1:])
-    return backend
+    backend = fc.SQLiteJournal(path)
+    async with backend:
+        first = entries[0]
+        await backend.create_flow(FlowRecord(first.flow_id, "x", "RUNNING"), [first])
+        await backend.append(entries[1:])
+    return fc.SQLiteJournal(path)
 
 
 @pytest.mark.parametrize("kind", ["unordered", "linear", "graph", "failing"])
@@ -137,13 +139,15 @@ async def test_a_resumed_run_checkpoints_what_it_restored(kind: str, tmp_path: P
     cut = [e for e in entries if e.seq <= second + 3]
     done = {e.task for e in cut if e.kind is EventKind.TASK_SUCCEEDED}
     calls.names.clear()
-    backend = await _copy(cut)
+    backend = await _copy(cut, tmp_path / "copy.sqlite")
     async with fc.Engine(backend, checkpoint_every=EVERY, concurrency=3) as engine:
         out = await engine.resume(flow, "x")
         resumed = await backend.read("x")
     assert out.state is fc.FlowState.SUCCESS
     assert not done & set(calls.names)  # nothing journaled as done ran again
     assert set(calls.names) == set(plan.task_names) - done
+    after = [e for e in resumed if e.kind is EventKind.CHECKPOINT and e.seq > cut[-1].seq]
+    assert done <= set(json.loads(after[0].data)["tasks"])  # the restored ones, listed again
     _check_every_cut(plan, resumed)
 
 
@@ -158,14 +162,22 @@ async def test_resume_needs_a_journaled_flow() -> None:
         assert (await handle.wait()).state is fc.FlowState.SUCCESS
 
 
-async def test_small_flows_and_flows_with_retry_scopes_write_no_checkpoints() -> None:
+async def test_which_flows_write_checkpoints(tmp_path: Path) -> None:
     calls = Calls()
     scoped = fc.Unordered("s", *(_task(f"s{i}", calls) for i in range(12)), retry=fc.Times(2))
     small = fc.Unordered("m", *(_task(f"m{i}", calls) for i in range(EVERY - 1)))
-    async with fc.Engine(checkpoint_every=EVERY) as engine:
-        for i, flow in enumerate((scoped, small)):
-            await engine.run(flow, flow_id=f"f{i}")
-            kinds = {e.kind for e in await engine.backend.read(f"f{i}")}
-            assert EventKind.CHECKPOINT not in kinds
+    big = fc.Unordered("b", *(_task(f"b{i}", calls) for i in range(EVERY)))
+    sqlite = fc.SQLiteJournal(tmp_path / "j.sqlite")
+    journals: list[tuple[fc.JournalBackend, tuple[fc.Flow, ...]]] = [
+        (sqlite, (scoped, small, big)),
+        (fc.MemoryJournal(), (big,)),
+    ]
+    for journal, flows in journals:
+        async with fc.Engine(journal, checkpoint_every=EVERY) as engine:
+            for flow in flows:
+                await engine.run(flow, flow_id=flow.name)
+                kinds = {e.kind for e in await engine.backend.read(flow.name)}
+                # only a big flow without retry scopes, on a journal that stores
+                assert (EventKind.CHECKPOINT in kinds) == (flow is big and journal is sqlite)
     with pytest.raises(fc.ConfigurationError, match="checkpoint_every"):
         fc.Engine(checkpoint_every=0)

@@ -121,7 +121,8 @@ class Engine:
     ``revert_timeout`` bounds each revert (reverts are shielded from cancellation).
     ``checkpoint_every``: a flow journals a checkpoint each time this many of its tasks have
     succeeded since the last one (results in one entry), so that resuming a big flow reads
-    and replays the checkpoints and what followed the last one, not one entry per step.
+    and replays the checkpoints and what followed the last one, not one entry per step (on
+    SQLite and PostgreSQL; the in-memory journal writes none).
     Leaving the block waits for flows begun with :meth:`start`; stop or cancel them to leave
     sooner. An error raised in the block cancels them (they write nothing more) and passes
     through unwrapped.

@@ -36,6 +36,7 @@ log = structlog.get_logger("flowcoord.engine")
 
 _P, _R, _S, _F = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILURE
 _REVERTABLE = (TaskState.SUCCESS, TaskState.FAILURE)
+_CHECKPOINTED = TaskRecord(TaskState.SUCCESS)  # stands for a success known from a checkpoint
 _STARTED, _SUCCEEDED = EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED
 # Journal data of the commonest entries, made once: 138 bytes a task less, no formatting.
 _STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
@@ -124,9 +125,10 @@ class FlowRun:
         self._replay = replay
         self._undo_first: list[tuple[int, bool]] = []  # (node, succeeded) to revert on resume
         # Checkpoints (see EventKind.CHECKPOINT) for flows big enough to reach one, without
-        # retry scopes: successes not in one yet; None once anything but success happened.
+        # retry scopes, on journals that store (the in-memory one keeps no file to read
+        # back): successes not in one yet; None once anything but success happened.
         self._every = checkpoint_every
-        big = len(plan.task_names) >= checkpoint_every and not plan.scopes
+        big = len(plan.task_names) >= checkpoint_every and not plan.scopes and not writer.immediate
         self._ckpt: list[int] | None = [] if big else None
         self._start_seq = [0] * n if big else []  # seq of each node's task.started
         self._started: deque[int] = deque()  # nodes in the order they started
@@ -872,23 +874,23 @@ class FlowRun:
                     self._done += 1
                 continue
             rec = records.get(node.name)
-            if rec is None:
+            if rec is None:  # a success only a checkpoint tells of, or nothing
                 done = summed.get(node.name)
                 if done is None:
                     continue
-                rec = TaskRecord(_S, done[0], done[1])  # a success only a checkpoint tells of
-                if t.provides_kind == "none":
-                    tstate[i] = _S
-                    self._done += 1
-                    attempts[i], results[i] = done
-                    continue
-            attempts[i] = rec.attempt
+                rec = _CHECKPOINTED
+                attempt, result = done
+            else:
+                attempt, result = rec.attempt, rec.result
+            attempts[i] = attempt
             st = rec.state
             if st is _S and rec.failure is None and t.provides_kind == "none":
                 tstate[i] = _S  # the common case, in short
                 self._done += 1
-                results[i] = rec.result
+                results[i] = result
                 continue
+            if rec is _CHECKPOINTED:
+                rec = TaskRecord(_S, attempt, result)
             if st is TaskState.SUCCESS or (reverting and st is TaskState.REVERTING):
                 self.tstate[i] = _S
                 self._done += 1
