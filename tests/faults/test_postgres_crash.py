@@ -219,7 +219,7 @@ async def test_flows_finish_across_postgres_crash_restarts(
     journal = fc.PostgresJournal(fresh_postgres.dsn, schema=schema, max_size=4)
     restarts_at = (FLOWS * TASKS // 6, FLOWS * TASKS // 2)
     with anyio.fail_after(100):
-        async with fc.Engine(journal) as engine:
+        async with fc.Engine(journal, checkpoint_every=3) as engine:  # checkpoints too
             states: dict[str, str] = {}
             async with anyio.create_task_group() as tg:
 
@@ -235,6 +235,7 @@ async def test_flows_finish_across_postgres_crash_restarts(
         assert states == dict.fromkeys(flow_ids(), "SUCCESS")
         assert progress.ran == dict.fromkeys(ALL_TASKS, 1)  # in one process: never re-run
         await _final_check(fresh_postgres.dsn, schema)
+        assert await _checkpoints(fresh_postgres.dsn, schema) >= FLOWS
         conn = await asyncpg.connect(fresh_postgres.dsn)
         try:
             dupes = await conn.fetchval(
