@@ -33,10 +33,12 @@ from ._engine._engine import Engine, FlowHandle
 from ._flow import Flow
 from ._graph_export import to_dot, to_mermaid
 from ._journal._contract import JournalBackend
+from ._journal._events import FlowRecord
 from ._journal._replay import FlowReplay, replay
 from ._registry import FlowRegistry
 from ._states import FlowState, StateChange, TaskState
 from ._urls import URL_FORMS, open_journal, redact
+from ._views import record_view, status_view
 from .errors import (
     ConfigurationError,
     FlowCancelled,
@@ -463,17 +465,7 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
     more = len(recs) > args.limit
     recs = recs[: args.limit]
     if args.json:
-        flows = [
-            {
-                "flow_id": r.flow_id,
-                "name": r.name,
-                "state": r.state,
-                "token": r.token,
-                "created_at": r.created_at,
-                "updated_at": r.updated_at,
-            }
-            for r in recs
-        ]
+        flows = [record_view(r) for r in recs]  # the HTTP API's shape
         nxt = recs[-1].flow_id if more else None
         print(json.dumps({"flows": flows, "next": nxt}))
         return EXIT_OK
@@ -488,49 +480,25 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _status_json(rep: FlowReplay) -> dict[str, Any]:
-    tasks = []
-    for name in rep.task_names:
-        t = rep.tasks.get(name)
-        tasks.append(
-            {
-                "name": name,
-                "state": t.state.value if t else "PENDING",
-                "attempt": t.attempt if t else 0,
-                "started_at": t.started_at if t else None,
-                "finished_at": t.finished_at if t else None,
-                "failure": str(t.failure) if t and t.failure else None,
-                "revert_failure": str(t.revert_failure) if t and t.revert_failure else None,
-            }
-        )
-    return {
-        "flow_id": rep.flow_id,
-        "name": rep.name,
-        "state": rep.state.value,
-        "created_at": rep.created_at,
-        "updated_at": rep.updated_at,
-        "inputs": rep.inputs,
-        "tasks": tasks,
-    }
-
-
 def cmd_flows_show(args: argparse.Namespace) -> int:
     backend = open_journal(args.journal)
 
-    async def fetch() -> FlowReplay:
+    async def fetch() -> tuple[FlowReplay, FlowRecord | None]:
         async with backend:
             entries = await backend.read(args.flow_id)
+            rec = await backend.get_flow(args.flow_id)
         if not entries:
             raise FlowNotFound(
                 f"no flow {args.flow_id!r} in the journal {redact(args.journal)}",
                 flow_id=args.flow_id,
                 hint="list flows with: flowcoord flows list --journal URL",
             )
-        return replay(args.flow_id, entries)
+        return replay(args.flow_id, entries), rec
 
-    rep = anyio.run(fetch)
-    if args.json:
-        print(json.dumps(_status_json(rep), default=repr, ensure_ascii=False))
+    rep, rec = anyio.run(fetch)
+    if args.json:  # the HTTP API's shape
+        view = status_view(rep, rec, running_here=False, live_state=None)
+        print(json.dumps(view, default=repr, ensure_ascii=False))
         return EXIT_OK
     done = sum(1 for t in rep.tasks.values() if t.state is TaskState.SUCCESS)
     print(f"flow     {rep.flow_id}")

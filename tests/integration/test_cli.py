@@ -197,7 +197,8 @@ def test_failed_flow_exits_1_with_one_line(work: Path) -> None:
     ]
     status = _show(work, journal, "bad")
     assert status["state"] == "REVERTED"
-    assert status["tasks"][2]["failure"] == "ValueError: no capacity left"
+    assert status["tasks"][2]["failure"]["type"] == "ValueError"
+    assert status["tasks"][2]["failure"]["message"] == "no capacity left"
 
 
 def test_inputs_are_json_or_text(work: Path) -> None:
@@ -381,10 +382,12 @@ def test_cancel_reverts_an_unfinished_flow(work: Path) -> None:
     try:
         _until(lambda: _started(work))
         proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # two signals, not one coalesced: abort mid-task
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
+    assert proc.returncode == 130, err
     cancelled = cli(work, "flows", "cancel", "c1", "--journal", journal, "--flow", "myflows:build")
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.startswith("flow c1 (provision): CANCELLED")

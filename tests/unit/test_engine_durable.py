@@ -195,3 +195,45 @@ async def test_cancel_while_a_success_is_being_committed_reverts_that_task(
     assert rep.state is fc.FlowState.CANCELLED
     assert rep.tasks["a"].state is fc.TaskState.REVERTED
     assert "b" not in rep.tasks
+
+
+async def test_cancelling_a_flow_a_dead_engine_left_mid_task_reverts_that_task(
+    tmp_path: Path,
+) -> None:
+    """A previous engine died while task 'b' ran (task.started, no outcome). Taking the flow
+    over only to cancel it must revert 'b' too: it may have done its work."""
+    reverted: list[str] = []
+    hold = anyio.Event()
+
+    def step(name: str) -> fc.Task:
+        async def body() -> str:
+            if name == "b":
+                hold.set()
+                await anyio.sleep_forever()
+            return name
+
+        async def undo(**kw: Any) -> None:
+            reverted.append(name)
+
+        return fc.FunctionTask(body, name, revert=undo)
+
+    flow = fc.Linear("l", step("a"), step("b"), step("c"))
+    journal = fc.SQLiteJournal(tmp_path / "j.sqlite")
+    async with fc.Engine(journal) as engine:
+        handle = await engine.start(flow, flow_id="x")
+        await hold.wait()
+        handle.abort("the engine died")  # writes nothing more, like a kill -9
+        with pytest.raises(fc.OwnershipLost):
+            await handle.wait()
+    async with fc.Engine(fc.SQLiteJournal(tmp_path / "j.sqlite")) as engine:
+        handle = await engine.start(flow, flow_id="x", token=1, resume=True)
+        handle.cancel()
+        with pytest.raises(fc.FlowCancelled):
+            await handle.wait()
+        rep = await engine.status("x")
+    assert sorted(reverted) == ["a", "b"]
+    assert rep.state is fc.FlowState.CANCELLED
+    assert {n: r.state for n, r in rep.tasks.items()} == {
+        "a": fc.TaskState.REVERTED,
+        "b": fc.TaskState.REVERTED,
+    }

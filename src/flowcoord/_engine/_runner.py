@@ -306,7 +306,7 @@ class FlowRun:
                 while self._inflight:
                     await self._changed.wait()
                     self._changed = anyio.Event()
-        if fwd.cancelled_caught and self._halt == "cancel":
+        if self._halt == "cancel":  # even if nothing ran: a previous run may have left some
             await self._record_interrupted()
 
     def _pump(self) -> None:
@@ -705,14 +705,22 @@ class FlowRun:
         return ok
 
     async def _record_interrupted(self) -> None:
-        """After a cancel: journal the tasks that were interrupted as failed, to revert them."""
+        """After a cancel: journal the tasks that were interrupted as failed, to revert them:
+        those cut short in this run, and those a previous run left running (its engine died
+        mid-task; the task may have done its work)."""
         for i, node in enumerate(self.plan.nodes):
             if node.task is not None and self.tstate[i] is _P and self.attempts[i]:
                 rec = self._replay.tasks.get(node.name) if self._replay else None
-                if rec is not None and rec.attempt >= self.attempts[i]:
-                    continue
+                if (
+                    rec is not None
+                    and rec.attempt >= self.attempts[i]
+                    and rec.state is not TaskState.RUNNING
+                ):
+                    continue  # an attempt of an earlier run that was settled (reverted)
                 failure = Failure(("flowcoord.errors.FlowCancelled",), "cancelled while running")
-                data = self.writer.encode({"failure": failure.to_dict()}, what="failure")
+                data = self.writer.encode(
+                    {"failure": failure.to_dict(), "attempt": self.attempts[i]}, what="failure"
+                )
                 await self.writer.write(EventKind.TASK_FAILED, node.name, data)
                 self._set_task(i, _R)
                 self._set_task(i, _F)

@@ -16,10 +16,10 @@ from .._engine._engine import Engine, FlowHandle
 from .._graph_export import task_edges, to_dot
 from .._journal._events import FlowRecord
 from .._states import FlowState
+from .._views import entry_view, record_view, status_view, task_states
 from ._app import AppState, get_engine, state_of
 from ._errors import ApiError, dumps
 from ._layout import render_svg
-from ._views import entry_view, record_view, status_view, task_states
 
 __all__ = ["add_api_routes"]
 

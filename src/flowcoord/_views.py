@@ -1,14 +1,15 @@
-"""JSON views of journal records (flows, tasks, entries, failures)."""
+"""JSON views of journal records (flows, tasks, entries, failures): one shape for the HTTP
+API and the command line's ``--json``."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from .._failure import Failure
-from .._journal._events import Entry, FlowRecord
-from .._journal._replay import FlowReplay, TaskRecord
-from .._states import FlowState, TaskState
+from ._failure import Failure
+from ._journal._events import Entry, FlowRecord
+from ._journal._replay import FlowReplay, TaskRecord
+from ._states import FlowState, TaskState
 
 __all__ = ["entry_view", "failure_view", "record_view", "status_view", "task_states"]
 
