@@ -1,0 +1,123 @@
+"""Serving: the web face, the worker, the demo and the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import secrets
+import subprocess
+import sys
+
+import anyio
+
+from .._engine._engine import Engine
+from .._urls import open_journal, redact
+from ..errors import (
+    ConfigurationError,
+)
+
+# -- serving and the rest ---------------------------------------------------------------------
+from ._common import _ENV_TOKEN, EXIT_OK, EXIT_USAGE
+from ._load import load_registry
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from aiohttp import web
+
+        from ..aiohttp import create_app
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"'flowcoord serve' needs aiohttp ({exc})",
+            hint="pip install 'flowcoord[aiohttp]'",
+        ) from None
+    registry = load_registry(args.registry)
+    open_journal(args.journal)  # a bad URL fails here, before the server starts
+    token = args.token or os.environ.get(_ENV_TOKEN) or None
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        print(
+            f"flowcoord: generated API token: {token} (set --token or {_ENV_TOKEN} to choose)",
+            file=sys.stderr,
+        )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    app = create_app(
+        registry=registry,
+        token=token,
+        engine_factory=lambda: Engine(open_journal(args.journal)),
+        prefix=args.prefix,
+        dashboard=not args.no_dashboard,
+        protect_reads=args.protect_reads,
+    )
+    host = args.host
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=args.port,
+            print=lambda _: print(
+                f"flowcoord: serving {len(registry)} flow(s) on http://{shown}:{args.port}/ "
+                f"(journal {redact(args.journal)}; Ctrl-C to stop)",
+                file=sys.stderr,
+            ),
+        )
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve on {host}:{args.port}: {exc.strerror or exc}"
+        ) from None
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        demo = importlib.import_module("flowcoord._demo")
+    except ModuleNotFoundError:
+        print("flowcoord: the demo is not part of this build", file=sys.stderr)
+        return EXIT_USAGE
+    result = demo.main(list(args.args))
+    return int(result or 0)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if importlib.util.find_spec("benchmarks") is None:
+        print(
+            "flowcoord: no 'benchmarks' package here; run 'flowcoord bench' from a flowcoord "
+            "source checkout",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return subprocess.call([sys.executable, "-m", "benchmarks", *args.args])
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .._worker import run_worker, worker_options
+
+    opts = worker_options(args.args)  # bad usage exits with status 2
+    if opts.gc_threshold:
+        import gc
+
+        _, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(opts.gc_threshold, max(gen1, 20), max(gen2, 20))
+    registry = load_registry(opts.registry)
+    backend = open_journal(opts.journal)
+    anyio.run(
+        lambda: run_worker(
+            zk_hosts=opts.zk,
+            namespace=opts.namespace,
+            journal=backend,
+            registry=registry,
+            name=opts.name,
+            capacity=opts.capacity,
+            session_timeout=opts.session_timeout,
+            path=opts.board,
+            shutdown_timeout=opts.shutdown_timeout,
+            auth=("digest", opts.zk_auth) if opts.zk_auth else None,
+        )
+    )
+    return EXIT_OK  # stopped by SIGTERM/SIGINT, its jobs handed over
