@@ -172,3 +172,49 @@ async def test_a_stale_claim_cannot_release(boards: tuple[JobBoard, JobBoard]) -
     assert (seen.owner, seen.claims, seen.failures) == ("b", 2, 1)
     await b.trash(new, "done with it")
     assert [t.job.claims for t in await a.trashed()] == [2]
+
+
+async def test_claimable_lists_free_jobs_and_a_stale_listing_still_claims_right(
+    boards: tuple[JobBoard, JobBoard],
+) -> None:
+    a, b = boards
+    first = await a.post("one", priority=1)
+    second = await a.post("two")
+    assert [j.job_id for j in await a.claimable()] == [first.job_id, second.job_id]
+    held = await b.claim(first, "b")
+    assert [j.job_id for j in await a.claimable()] == [second.job_id]
+    # Claimed and released elsewhere between two listings: the listing may lag...
+    await b.abandon(await b.claim(second, "b"), failed=True)
+    (listed,) = await a.claimable()
+    # ...but a claim from it counts from the board's current data.
+    claim = await a.claim(listed, "a")
+    assert (claim.job.claims, claim.job.failures) == (2, 1)
+    await b.abandon(held)
+    assert [j.job_id for j in await a.claimable()] == [first.job_id]
+    await a.consume(claim)
+    assert [j.job_id for j in await b.claimable()] == [first.job_id]
+
+
+@pytest.mark.zookeeper
+async def test_a_zookeeper_scan_reads_only_jobs_it_has_not_seen_free(
+    zk_hosts: str, zk_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ZooKeeperSession(zk_hosts, namespace=zk_namespace) as session:
+        board = ZooKeeperJobBoard(session)
+        for i in range(30):
+            await board.post("f", {"i": i})
+        reads: list[str] = []
+        get = session.get
+
+        async def counting_get(path: str, *, watch: bool = False) -> object:
+            reads.append(path)
+            return await get(path, watch=watch)
+
+        monkeypatch.setattr(session, "get", counting_get)
+        assert len(await board.claimable()) == 30
+        assert len(reads) == 30
+        reads.clear()
+        await board.post("f", {"i": 30})
+        assert len(await board.claimable()) == 31
+        assert len(reads) == 1  # the new job only
+        assert len(await board.jobs()) == 31  # jobs() reads them all, exactly

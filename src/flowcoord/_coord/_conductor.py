@@ -209,7 +209,7 @@ class Conductor:
             self._registered_generation = gen
 
     async def _claim_some(self) -> None:
-        for job in await self.board.jobs():
+        for job in await self.board.claimable():
             if len(self.running) >= self.capacity or self._closing:
                 return
             if job.owner is not None or job.job_id in self.running:

@@ -115,6 +115,13 @@ class JobBoard(ABC):
     @abstractmethod
     async def jobs(self) -> list[Job]: ...
 
+    async def claimable(self) -> list[Job]:
+        """The jobs nobody holds, by priority then age: what a conductor claims from. Their
+        data may lag the board's (a board may keep what it read before): a claim checks the
+        job's version and reads it again, so a stale entry costs a round trip, never a
+        wrong claim."""
+        return [job for job in await self.jobs() if job.owner is None]
+
     @abstractmethod
     async def get(self, job_id: str) -> Job: ...
 

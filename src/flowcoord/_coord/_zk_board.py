@@ -88,6 +88,9 @@ class ZooKeeperJobBoard(JobBoard):
         self._limit = anyio.CapacityLimiter(read_concurrency)
         self._ready = False
         self._seen: tuple[list[str], list[str]] | None = None
+        # Jobs nobody held when last listed by claimable(): their data changes only through
+        # a claim, which drops them from here until their lock is gone again.
+        self._free: dict[str, Job] = {}
 
     # -- paths and records ---------------------------------------------------------------------
 
@@ -220,6 +223,25 @@ class ZooKeeperJobBoard(JobBoard):
         ]
         return sorted(jobs, key=Job.sort_key)
 
+    async def claimable(self) -> list[Job]:
+        """Lists ``jobs/`` and ``locks/``, and reads only the free jobs it has not seen free
+        before: a scan of a long queue costs two listings, not a read per job."""
+        await self._setup()
+        names = await self._children("jobs")
+        locks = await self._children("locks")
+        self._seen = (names, locks)
+        held = set(locks)
+        free = [n for n in names if n not in held]
+        known = self._free
+        self._free = {n: known[n] for n in free if n in known}
+        new = [n for n in free if n not in known]
+        for name, found in zip(
+            new, await self._get_many([self._job_path(n) for n in new]), strict=True
+        ):
+            if found is not None:
+                self._free[name] = self._job(name, found[0], found[1])
+        return sorted(self._free.values(), key=Job.sort_key)
+
     async def get(self, job_id: str) -> Job:
         found = await self._get_or_none(self._job_path(job_id))
         if found is None:
@@ -229,6 +251,7 @@ class ZooKeeperJobBoard(JobBoard):
 
     async def claim(self, job: Job, owner: str) -> Claim:
         await self._setup()
+        self._free.pop(job.job_id, None)  # whatever happens, it changes or is gone
         current = job
         for _ in range(5):
             claimed = self._details(current, claims=current.claims + 1)
