@@ -15,12 +15,7 @@ from .._journal._replay import FlowReplay, replay
 from .._states import FlowState, TaskState
 from .._urls import open_journal, redact
 from .._views import record_view, status_view
-from ..errors import (
-    ConfigurationError,
-    FlowNotFound,
-)
-
-# -- inspecting -------------------------------------------------------------------------------
+from ..errors import ConfigurationError, FlowNotFound
 from ._common import EXIT_OK
 from ._load import load_flow
 from ._output import _dur, _one_line, _table, _ts

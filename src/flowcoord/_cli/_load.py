@@ -13,12 +13,7 @@ from typing import Any
 
 from .._flow import Flow
 from .._registry import FlowRegistry
-from ..errors import (
-    ConfigurationError,
-    FlowcoordError,
-)
-
-# -- loading user code ------------------------------------------------------------------------
+from ..errors import ConfigurationError, FlowcoordError
 
 
 def load_object(spec: str) -> Any:

@@ -12,11 +12,7 @@ import structlog
 
 from .. import __version__
 from .._urls import URL_FORMS
-from ..errors import (
-    FlowcoordError,
-)
-
-# -- the parser -------------------------------------------------------------------------------
+from ..errors import FlowcoordError
 from ._common import _ENV_JOURNAL, _ENV_TOKEN, EXIT_INTERRUPTED, EXIT_USAGE, _Interrupted
 from ._inspect import cmd_flows_list, cmd_flows_show, cmd_graph
 from ._output import _one_line

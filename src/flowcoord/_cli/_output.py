@@ -11,8 +11,6 @@ import anyio
 
 from .._states import StateChange, TaskState
 
-# -- output -----------------------------------------------------------------------------------
-
 
 def _ts(t: float | None) -> str:
     return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"

@@ -17,14 +17,7 @@ from .._flow import Flow
 from .._journal._contract import JournalBackend
 from .._states import FlowState, TaskState
 from .._urls import open_journal, redact
-from ..errors import (
-    FlowCancelled,
-    FlowNotFound,
-    JournalError,
-    OwnershipLost,
-)
-
-# -- running flows ----------------------------------------------------------------------------
+from ..errors import FlowCancelled, FlowNotFound, JournalError, OwnershipLost
 from ._common import EXIT_FAILED, EXIT_OK, _Interrupted
 from ._load import load_flow, parse_inputs
 from ._output import _one_line, _Progress, _progress_enabled

@@ -15,11 +15,7 @@ import anyio
 
 from .._engine._engine import Engine
 from .._urls import open_journal, redact
-from ..errors import (
-    ConfigurationError,
-)
-
-# -- serving and the rest ---------------------------------------------------------------------
+from ..errors import ConfigurationError
 from ._common import _ENV_TOKEN, EXIT_OK, EXIT_USAGE
 from ._load import load_registry
 
