@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import structlog
 
+from ._args import int_in
 from ._coord._conductor import Conductor, ConductorStats
 from ._coord._contract import Job
 from ._coord._zk_board import ZooKeeperJobBoard
@@ -223,13 +224,7 @@ def worker_options(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
+    return int_in(text, 1, None, "a positive integer")
 
 
 def _positive_float(text: str) -> float:

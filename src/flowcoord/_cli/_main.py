@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import structlog
 
 from .. import __version__
+from .._args import int_in
 from .._urls import URL_FORMS
 from ..errors import FlowcoordError
 from ._common import _ENV_JOURNAL, _ENV_TOKEN, EXIT_INTERRUPTED, EXIT_USAGE, _Interrupted
@@ -21,23 +22,11 @@ from ._serve import cmd_bench, cmd_demo, cmd_serve, cmd_worker
 
 
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return port
+    return int_in(text, 0, 65535, "a port number (0-65535)")
 
 
 def _limit(text: str) -> int:
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 10000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 10000")
-    return limit
+    return int_in(text, 1, 10000, "a number from 1 to 10000")
 
 
 def _journal_arg(p: argparse.ArgumentParser, default: str | None = None) -> None:
