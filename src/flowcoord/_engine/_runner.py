@@ -29,6 +29,7 @@ from ..errors import (
     RevertFailed,
     TaskFailed,
 )
+from ._checkpoints import Checkpoints
 
 __all__ = ["FlowRun", "task_outputs"]
 
@@ -127,12 +128,11 @@ class FlowRun:
         # Checkpoints (see EventKind.CHECKPOINT) for flows big enough to reach one, without
         # retry scopes, on journals that store (the in-memory one keeps no file to read
         # back): successes not in one yet; None once anything but success happened.
-        self._every = checkpoint_every
-        big = len(plan.task_names) >= checkpoint_every and not plan.scopes and not writer.immediate
-        self._ckpt: list[int] | None = [] if big else None
-        self._start_seq = [0] * n if big else []  # seq of each node's task.started
-        self._started: deque[int] = deque()  # nodes in the order they started
-        self._ckpt_all = False  # the next checkpoint lists every success (after a resume)
+        self._ckpt = (
+            Checkpoints(plan, writer, checkpoint_every)
+            if Checkpoints.wanted(plan, writer, checkpoint_every)
+            else None
+        )
 
     @property
     def _log(self) -> Any:
@@ -416,8 +416,7 @@ class FlowRun:
                 _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}',
             )
             if self._ckpt is not None:
-                self._start_seq[i] = seq
-                self._started.append(i)
+                self._ckpt.started(i, seq)
             try:
                 if t.timeout is None:
                     result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
@@ -509,37 +508,8 @@ class FlowRun:
             self._done += 1
         self._complete(i)
         ckpt = self._ckpt
-        if ckpt is not None:
-            ckpt.append(i)
-            if len(ckpt) >= self._every:
-                self._checkpoint(ckpt)
-
-    def _checkpoint(self, done: list[int]) -> None:
-        """Journal the successes ``done`` in one entry; ``from``: the lowest seq of a task
-        still running (its task.started must stay readable), or this entry's own."""
-        started, tstate = self._started, self.tstate
-        while started and tstate[started[0]] is not _R:
-            started.popleft()
-        w = self.writer
-        nodes, attempts, results = self.plan.nodes, self.attempts, self.results
-        if self._ckpt_all:
-            done = [i for i, st in enumerate(tstate) if st is _S and nodes[i].task is not None]
-        try:
-            data = w.encode(
-                {
-                    "from": self._start_seq[started[0]] if started else w.seq,
-                    "tasks": [nodes[i].name for i in done],
-                    "attempts": [attempts[i] for i in done],
-                    "results": [results[i] for i in done],
-                },
-                what="checkpoint",
-            )
-            w.emit(EventKind.CHECKPOINT, None, data)
-        except FlowcoordError:  # lost, or the journal is down: the next write says so
+        if ckpt is not None and not ckpt.succeeded(i, self.tstate, self.attempts, self.results):
             self._ckpt = None
-            return
-        self._ckpt = []
-        self._ckpt_all = False
 
     def _no_checkpoints(self) -> None:
         """Something other than a success happened: checkpoints stop for this run (their
@@ -947,4 +917,4 @@ class FlowRun:
         if reverting:
             self._no_checkpoints()
         elif self._ckpt is not None:
-            self._ckpt_all = True  # restored successes no checkpoint may list: the next one
+            self._ckpt.restored()
