@@ -24,8 +24,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: ratios against baselines measured in the same run; writes JSON."""
-    session.install("-e", ".[dev]")
+    """Benchmarks: ratios against baselines measured in the same run; writes JSON. The
+    peers (TaskFlow, DBOS) come from the ``bench`` extra."""
+    session.install("-e", ".[dev,bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
