@@ -232,9 +232,7 @@ class Engine:
         failures). ``token`` is the ownership fencing token stamped on every entry.
         """
         run = await self._prepare(flow, store, flow_id, token, concurrency)
-        handle = FlowHandle(run)
-        self._handles[run.flow_id] = handle
-        return await self._drive(run, handle)
+        return await self._drive(run, FlowHandle(run))
 
     async def resume(
         self, flow: Flow, flow_id: str, *, token: int = 0, concurrency: int | None = None
@@ -244,9 +242,7 @@ class Engine:
         saves journaling its definition again. :class:`FlowNotFound` if it is not journaled.
         """
         run = await self._prepare(flow, None, flow_id, token, concurrency, resume=True)
-        handle = FlowHandle(run)
-        self._handles[run.flow_id] = handle
-        return await self._drive(run, handle)
+        return await self._drive(run, FlowHandle(run))
 
     async def start(
         self,

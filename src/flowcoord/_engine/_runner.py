@@ -176,9 +176,8 @@ class FlowRun:
             f"flow {self.flow_id}: {reason}; this engine stopped working on it",
             flow_id=self.flow_id,
         )
-        self._no_checkpoints()
         self.writer.revoke(exc)
-        self._fatal_error(exc)
+        self._fatal_error(exc)  # no checkpoints from here on, either
         self._wake_resumed()
 
     def stop(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -13,8 +13,8 @@ __all__ = [
     "Entry",
     "EventKind",
     "FlowRecord",
-    "checkpoint_from",
     "resume_entries",
+    "summed_below",
 ]
 
 
@@ -76,22 +76,23 @@ class FlowRecord:
     updated_at: float = 0.0
 
 
-def checkpoint_from(data: str) -> int:
-    """The ``from`` of a checkpoint entry's data (written first, so no full parse)."""
-    head, _, _ = data.partition(",")
-    if head.startswith('{"from":') and head[8:].isdigit():
-        return int(head[8:])
-    return int(json.loads(data)["from"])
+def summed_below(newest_first: Iterable[tuple[str, str]]) -> int:
+    """The ``from`` of the newest checkpoint among ``(kind, data)`` rows given newest first
+    (0 when there is none): the task.started / task.succeeded entries below it are summed
+    up by the flow's checkpoints."""
+    for kind, data in newest_first:
+        if kind == EventKind.CHECKPOINT:
+            head, _, _ = data.partition(",")  # "from" is written first: no full parse
+            if head.startswith('{"from":') and head[8:].isdigit():
+                return int(head[8:])
+            return int(json.loads(data)["from"])
+    return 0
 
 
 def resume_entries(entries: Sequence[Entry]) -> list[Entry]:
     """What resuming needs of a flow's ``entries`` (ordered by seq): all of them but the
     started/succeeded entries that the newest checkpoint says are summed up."""
-    start = 0
-    for e in reversed(entries):
-        if e.kind is EventKind.CHECKPOINT:
-            start = checkpoint_from(e.data)
-            break
+    start = summed_below((e.kind, e.data) for e in reversed(entries))
     if not start:
         return list(entries)
     return [e for e in entries if e.seq >= start or e.kind not in SUMMED_UP]

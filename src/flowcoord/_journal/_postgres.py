@@ -25,7 +25,7 @@ from ..errors import (
     OwnershipLost,
 )
 from ._contract import JournalBackend
-from ._events import Entry, EventKind, FlowRecord, checkpoint_from
+from ._events import Entry, EventKind, FlowRecord, summed_below
 from ._postgres_sql import SCHEMA_VERSION, Statements
 
 __all__ = ["PostgresJournal"]
@@ -253,10 +253,10 @@ class PostgresJournal(JournalBackend):
         now = time.time()
         records = [r for r, _ in batch]
         entries = [e for _, es in batch for e in _dedupe(es)]
-        packed = _pack(entries)
-        stmt = self._sql.create_flows if packed is None else self._sql.create_flows_packed
+        packed, columns = _encoded(entries)
+        stmt = self._sql.create_flows_packed if packed else self._sql.create_flows
         args = (
-            *(_columns(entries) if packed is None else packed),
+            *columns,
             [r.flow_id for r in records], [r.name for r in records],
             [_final_state(_dedupe(es), r.state) for r, es in batch],
             ",".join([str(r.token) for r in records]),
@@ -284,11 +284,9 @@ class PostgresJournal(JournalBackend):
         min_token: dict[str, int] = {}
         for e in entries:
             min_token[e.flow_id] = min(e.token, min_token.get(e.flow_id, e.token))
-        packed = _pack(entries)
-        if packed is None:
-            stmt, args = self._sql.append, (*_columns(entries), list(min_token))
-        else:
-            stmt, args = self._sql.append_packed, (*packed, list(min_token))
+        packed, columns = _encoded(entries)
+        stmt = self._sql.append_packed if packed else self._sql.append
+        args = (*columns, list(min_token))
         tokens = ",".join(map(str, min_token.values()))
 
         async def op(conn: _Conn) -> frozenset[str]:
@@ -324,11 +322,7 @@ class PostgresJournal(JournalBackend):
             # Two indexed reads on one connection: what checkpoints do not sum up (few rows,
             # the checkpoints among them), then everything from the newest one's "from" on.
             kept = await conn.fetch(self._sql.read_not_summed_up, flow_id)
-            start = 0
-            for row in reversed(kept):
-                if row[1] == _CHECKPOINT:
-                    start = checkpoint_from(row[3])
-                    break
+            start = summed_below((r[1], r[3]) for r in reversed(kept))
             tail = await conn.fetch(self._sql.read, flow_id, start - 1)
             return [_entry(flow_id, r) for r in kept if r[0] < start] + [
                 _entry(flow_id, r) for r in tail
@@ -536,6 +530,13 @@ def _columns(entries: Sequence[Entry]) -> tuple[list[object], ...]:
 _SEP, _NULL = "\x1f", "\x1e"
 
 
+def _encoded(entries: Sequence[Entry]) -> tuple[bool, tuple[object, ...]]:
+    """Parameters $1..$8 for a batch, and whether they are packed texts (see :func:`_pack`)
+    rather than arrays: the statement's ``*_packed`` variant takes the former."""
+    packed = _pack(entries)
+    return (True, packed) if packed is not None else (False, _columns(entries))
+
+
 def _pack(entries: Sequence[Entry]) -> tuple[str, ...] | None:
     """The entries as one text per column (see ``_UNNEST_PACKED``), or None when a value
     holds a separator, or is a lone empty string (which the server would split into no
@@ -563,7 +564,6 @@ def _pack(entries: Sequence[Entry]) -> tuple[str, ...] | None:
 
 
 _KINDS = {k.value: k for k in EventKind}
-_CHECKPOINT = EventKind.CHECKPOINT.value
 
 
 def _entry(flow_id: str, row: asyncpg.Record) -> Entry:

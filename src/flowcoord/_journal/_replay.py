@@ -69,9 +69,8 @@ def replay(
     r = FlowReplay(flow_id)
     _fold(r, entries, codec)
     if not compact:
-        for name, (attempt, result) in r.summed.items():
-            r.tasks[name] = TaskRecord(TaskState.SUCCESS, attempt, result)
-        r.summed.clear()
+        for name in list(r.summed):
+            r.task(name)  # makes the record, takes it out of summed
     return r
 
 

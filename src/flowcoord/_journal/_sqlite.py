@@ -24,7 +24,7 @@ from ..errors import (
     OwnershipLost,
 )
 from ._contract import JournalBackend
-from ._events import Entry, EventKind, FlowRecord, checkpoint_from
+from ._events import Entry, EventKind, FlowRecord, summed_below
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteJournal"]
 
@@ -63,7 +63,6 @@ _READ = (
     "SELECT flow_id, seq, kind, task, data, state, token, at FROM entries"
     " WHERE flow_id = ? AND seq > ? ORDER BY seq"
 )
-_CKPT = EventKind.CHECKPOINT.value
 # What checkpoints do not sum up (see EventKind.CHECKPOINT); the kinds are constants.
 _READ_NOT_SUMMED_UP = (
     "SELECT flow_id, seq, kind, task, data, state, token, at FROM entries"
@@ -237,7 +236,7 @@ class SQLiteJournal(JournalBackend):
         def query(conn: sqlite3.Connection) -> list[Entry]:
             # In SQL, not in Python: the rows skipped never become entries.
             kept = conn.execute(_READ_NOT_SUMMED_UP, (flow_id,)).fetchall()
-            start = next((checkpoint_from(r[4]) for r in reversed(kept) if r[2] == _CKPT), 0)
+            start = summed_below((r[2], r[4]) for r in reversed(kept))
             tail = conn.execute(_READ, (flow_id, start - 1)).fetchall()
             return [self._entry(r) for r in kept if r[1] < start] + [self._entry(r) for r in tail]
 
