@@ -21,40 +21,11 @@ from flowcoord._coord._zk_board import ZooKeeperJobBoard
 from flowcoord._coord._zk_session import ZooKeeperSession
 from flowcoord.errors import OwnershipLost
 from flowcoord.testing import FaultProxy, ZooKeeperServer
+from tests.conductor_world import World
 
 pytestmark = [pytest.mark.anyio, pytest.mark.zookeeper]
 
 T = 2.0  # session timeout (s)
-
-
-class World:
-    """Tasks that count their runs and can be held at a gate."""
-
-    def __init__(self) -> None:
-        self.runs: Counter[str] = Counter()
-        self.gate = anyio.Event()
-        self.reached = anyio.Event()
-        self.hold: str | None = None
-        self.registry = fc.FlowRegistry()
-        self.registry.register("three", self.three)
-        self.registry.register("wide", lambda: self.wide(20))
-        self.registry.register("one", lambda: self.wide(1))
-
-    def step(self, name: str) -> fc.Task:
-        async def body() -> str:
-            self.runs[name] += 1
-            if name == self.hold:
-                self.reached.set()
-                await self.gate.wait()
-            return name
-
-        return fc.FunctionTask(body, name)
-
-    def three(self) -> fc.Flow:
-        return fc.Linear("three", self.step("a"), self.step("b"), self.step("c"))
-
-    def wide(self, n: int) -> fc.Flow:
-        return fc.Unordered(f"wide{n}", *(self.step(f"w{i}") for i in range(n)))
 
 
 @asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
 import anyio
@@ -11,40 +10,9 @@ import pytest
 import flowcoord as fc
 from flowcoord._coord._conductor import Conductor
 from flowcoord._coord._memory import MemoryCoordinator, MemorySession
+from tests.conductor_world import World
 
 pytestmark = pytest.mark.anyio
-
-
-class World:
-    """Tasks that count their runs and can be held at a gate."""
-
-    def __init__(self) -> None:
-        self.runs: Counter[str] = Counter()
-        self.gate = anyio.Event()
-        self.reached = anyio.Event()
-        self.hold: str | None = None
-        self.registry = fc.FlowRegistry()
-        self.registry.register("three", self.three)
-        self.registry.register("failing", self.failing)
-
-    def step(self, name: str, provides: str | None = None) -> fc.Task:
-        async def body() -> str:
-            self.runs[name] += 1
-            if name == self.hold:
-                self.reached.set()
-                await self.gate.wait()
-            return name
-
-        return fc.FunctionTask(body, name, provides=provides)
-
-    def three(self) -> fc.Flow:
-        return fc.Linear("three", self.step("a"), self.step("b"), self.step("c"))
-
-    def failing(self) -> fc.Flow:
-        async def boom() -> None:
-            raise RuntimeError("boom")
-
-        return fc.Linear("failing", self.step("x"), fc.FunctionTask(boom, "boom"))
 
 
 def _state(engine: fc.Engine, flow_id: str) -> fc.FlowState | None:
