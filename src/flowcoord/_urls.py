@@ -8,9 +8,9 @@ Forms::
     ./journal.sqlite, /var/lib/x.db           a bare path ending .sqlite, .sqlite3 or .db
     postgresql://user:pw@host:5432/db?schema=flowcoord&retry_deadline=10
 
-PostgreSQL options in the query string (``schema``, ``connect_timeout``, ``retry_deadline``,
-``attempt_timeout``, ``min_size``, ``max_size``) go to the backend; any other query parameter
-stays in the DSN for asyncpg (``sslmode=require`` …).
+PostgreSQL options in the query string (``schema``, ``connect_timeout``, ``connect_deadline``,
+``retry_deadline``, ``attempt_timeout``, ``min_size``, ``max_size``) go to the backend; any
+other query parameter stays in the DSN for asyncpg (``sslmode=require`` …).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["URL_FORMS", "open_journal", "redact"]
 
 URL_FORMS = "memory:, sqlite:///path/to/file.sqlite, a path ending .sqlite/.db, postgresql://..."
 _SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
-_PG_FLOAT_OPTS = ("connect_timeout", "retry_deadline", "attempt_timeout")
+_PG_FLOAT_OPTS = ("connect_timeout", "connect_deadline", "retry_deadline", "attempt_timeout")
 _PG_INT_OPTS = ("min_size", "max_size")
 
 

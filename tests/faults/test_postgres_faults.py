@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -9,8 +10,10 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
+import asyncpg
 import pytest
 
+import flowcoord as fc
 from flowcoord._journal._events import Entry, EventKind, FlowRecord
 from flowcoord._journal._postgres import PostgresJournal
 from flowcoord.errors import JournalUnavailable
@@ -192,3 +195,147 @@ async def test_black_hole_then_recovery(pg_dsn: str, proxy: FaultProxy) -> None:
                 await journal.read("a")
             proxy.refuse(False)
             assert [e.seq for e in await journal.read("a")] == [1]
+
+
+# -- connections the server closed: terminated backends, a fast restart ------------------------
+
+
+async def _terminate_journal_backends(admin: asyncpg.Connection[asyncpg.Record]) -> int:
+    """Ask the server to end every journal connection (``application_name`` flowcoord)."""
+    n: int = await admin.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE pid <> pg_backend_pid() AND application_name = $1",
+        "flowcoord",
+    )
+    return n
+
+
+async def _admin(dsn: str) -> asyncpg.Connection[asyncpg.Record]:
+    return await asyncpg.connect(dsn, server_settings={"application_name": "flowcoord-admin"})
+
+
+async def test_appends_survive_terminated_backends(fresh_postgres: TemporaryPostgres) -> None:
+    """The server ends the journal's idle connections between appends (``pg_terminate_backend``,
+    what a fast shutdown does): each append is retried on a new connection and succeeds."""
+    journal = PostgresJournal(fresh_postgres.dsn, schema=_schema(), max_size=4)
+    admin = await _admin(fresh_postgres.dsn)
+    terminated = 0
+    try:
+        with anyio.fail_after(60):
+            async with journal:
+                assert await journal.create_flow(FlowRecord("a", "demo", "RUNNING"), [])
+                for seq in range(40):
+                    terminated += await _terminate_journal_backends(admin)
+                    entry = Entry("a", seq, EventKind.TASK_STARTED, task=f"t{seq}")
+                    assert await journal.append([entry]) == frozenset()
+                assert [e.seq for e in await journal.read("a")] == list(range(40))
+    finally:
+        await admin.close()
+    assert terminated >= 40
+
+
+class _Ran(collections.Counter[str]):
+    """How often each ``flow/task`` ran; ``reached(n)`` waits until ``n`` runs in all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = anyio.Event()
+
+    def count(self, key: str) -> None:
+        self[key] += 1
+        self._changed.set()
+
+    async def reached(self, n: int) -> None:
+        while self.total() < n:
+            await self._changed.wait()
+            self._changed = anyio.Event()
+
+
+def _chain(flow_id: str, tasks: int, ran: _Ran) -> fc.Flow:
+    def make(name: str) -> fc.FunctionTask:
+        async def body() -> str:
+            ran.count(f"{flow_id}/{name}")
+            await anyio.sleep(0.002)
+            return name
+
+        return fc.FunctionTask(body, name, provides=name)
+
+    return fc.Linear("chain", *[make(f"t{i}") for i in range(tasks)])
+
+
+async def _check_flows(dsn: str, schema: str, flow_ids: list[str]) -> None:
+    """Each flow's journal: seqs 0..n-1 without a gap or a repeat, ending SUCCESS."""
+    async with PostgresJournal(dsn, schema=schema) as journal:
+        for flow_id in flow_ids:
+            entries = await journal.read(flow_id)
+            assert [e.seq for e in entries] == list(range(len(entries))), flow_id
+            record = await journal.get_flow(flow_id)
+            assert record is not None
+            assert record.state == "SUCCESS", flow_id
+
+
+async def test_flows_survive_terminated_backends(fresh_postgres: TemporaryPostgres) -> None:
+    """``pg_terminate_backend`` of the journal's connections while flows run on an Engine:
+    every flow ends SUCCESS, each task ran once, the journal's seqs are contiguous."""
+    schema, flows, tasks = _schema(), 20, 10
+    ran = _Ran()
+    flow_ids = [f"f{i:02d}" for i in range(flows)]
+    admin = await _admin(fresh_postgres.dsn)
+    terminated = 0
+    states: dict[str, str] = {}
+    try:
+        with anyio.fail_after(60):
+            journal = PostgresJournal(fresh_postgres.dsn, schema=schema, max_size=4)
+            async with fc.Engine(journal) as engine:
+
+                async def one(flow_id: str) -> None:
+                    out = await engine.run(_chain(flow_id, tasks, ran), flow_id=flow_id)
+                    states[flow_id] = out.state.value
+
+                async with anyio.create_task_group() as tg:
+                    for flow_id in flow_ids:
+                        tg.start_soon(one, flow_id)
+                    for _ in range(200):  # bounded: until every flow has ended
+                        if len(states) == flows:
+                            break
+                        terminated += await _terminate_journal_backends(admin)
+                        await anyio.sleep(0.01)
+    finally:
+        await admin.close()
+    assert states == dict.fromkeys(flow_ids, "SUCCESS")
+    assert ran == {f"{f}/t{i}": 1 for f in flow_ids for i in range(tasks)}
+    assert terminated >= 5
+    await _check_flows(fresh_postgres.dsn, schema, flow_ids)
+
+
+async def test_flows_survive_a_fast_restart(fresh_postgres: TemporaryPostgres) -> None:
+    """``pg_ctl restart -m fast`` twice while four engines run flows: all end SUCCESS."""
+    schema, engines, flows, tasks = _schema(), 4, 48, 10
+    ran = _Ran()
+    flow_ids = [f"f{i:02d}" for i in range(flows)]
+    states: dict[str, str] = {}
+
+    async def engine_runs(mine: list[str]) -> None:
+        journal = PostgresJournal(fresh_postgres.dsn, schema=schema, max_size=4)
+        async with fc.Engine(journal) as engine:
+
+            async def one(flow_id: str) -> None:
+                out = await engine.run(_chain(flow_id, tasks, ran), flow_id=flow_id)
+                states[flow_id] = out.state.value
+
+            async with anyio.create_task_group() as tg:
+                for flow_id in mine:
+                    tg.start_soon(one, flow_id)
+
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as tg:
+            for k in range(engines):
+                tg.start_soon(engine_runs, flow_ids[k::engines])
+            for n in (flows * tasks // 5, flows * tasks // 2):
+                await ran.reached(n)
+                assert len(states) < flows  # the restart lands while flows run
+                await anyio.to_thread.run_sync(fresh_postgres.restart, "fast")
+    assert states == dict.fromkeys(flow_ids, "SUCCESS")
+    assert ran == {f"{f}/t{i}": 1 for f in flow_ids for i in range(tasks)}
+    await _check_flows(fresh_postgres.dsn, schema, flow_ids)
+    assert fresh_postgres.log_text().count("received fast shutdown request") == 2

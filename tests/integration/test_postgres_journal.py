@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from flowcoord._journal._events import Entry, EventKind, FlowRecord
-from flowcoord._journal._postgres import PostgresJournal
+from flowcoord._journal._postgres import PostgresJournal, _is_transient
 from flowcoord._journal._postgres_sql import SCHEMA_VERSION, Statements
 from flowcoord.errors import (
     ConfigurationError,
@@ -297,3 +297,29 @@ async def test_no_stale_append_lands_after_fence_returns(journal: PostgresJourna
             assert landed == at_fence
             assert landed == writers.accepted
             assert not writers.refused & landed
+
+
+def _ice(message: str) -> BaseException:
+    return asyncpg.exceptions.InternalClientError(message)
+
+
+@pytest.mark.parametrize(
+    ("exc", "retried"),
+    [
+        # The server's FATAL reached an idle connection before the end of its stream did.
+        (_ice("cannot switch to state 12; another operation (2) is in progress"), True),
+        (_ice('cannot switch to state 11; protocol is in the "failed" state'), True),
+        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+        (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+         True),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+         True),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), True),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (_ice("unexpected codec state"), False),
+        (asyncpg.InterfaceError("the server expects 3 arguments, 2 were passed"), False),
+        (asyncpg.exceptions.ClientConfigurationError("connection is closed"), False),
+    ],
+)  # fmt: skip
+def test_which_driver_errors_are_retried(exc: BaseException, retried: bool) -> None:
+    assert _is_transient(exc) is retried

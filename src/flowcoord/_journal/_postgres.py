@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
+import socket
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,7 +54,6 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionRefusedError, ConnectionResetError, ...
     TimeoutError,
     asyncpg.PostgresConnectionError,  # SQLSTATE 08xxx, incl. ConnectionDoesNotExistError
-    asyncpg.InterfaceError,  # "connection is closed", ...
     asyncpg.exceptions.OperatorInterventionError,  # 57xxx: admin/crash shutdown, starting up
     asyncpg.TransactionRollbackError,  # 40xxx: serialization failure, deadlock
     asyncpg.TooManyConnectionsError,
@@ -66,23 +67,79 @@ _NOT_TRANSIENT: tuple[type[BaseException], ...] = (
 _DRIVER: tuple[type[BaseException], ...] = (
     *_TRANSIENT,
     asyncpg.PostgresError,
+    asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
 )
 
-# What asyncpg's InterfaceError says when the connection is gone (the pool detaches a
-# checked-out connection that the server closed: "released back to the pool").
-_CONNECTION_LOST = ("connection is closed", "connection was closed", "released back to the pool")
+# What asyncpg's InterfaceError or InternalClientError says when the connection, not the
+# call, is what is wrong: the server closed it (the pool detaches a checked-out connection
+# that the server closed: "released back to the pool"), or the server's last words (FATAL
+# "terminating connection due to administrator command", sent to an idle connection by
+# pg_terminate_backend or a fast shutdown) arrived but the end of the stream has not yet:
+# then the protocol waits for a ReadyForQuery that never comes ("cannot switch to state 12;
+# another operation (2) is in progress"). Nothing was sent on it: a new connection serves.
+_CONNECTION_BROKEN = (
+    "connection is closed",
+    "connection was closed",
+    "released back to the pool",
+    "another operation",  # "... is in progress", "... is cancelling"
+    'protocol is in the "failed" state',
+)
+# Nobody at the address: nothing listening, no route, no such name or socket file.
+_NOBODY_THERE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOENT}
+
+
+def _connection_broken(exc: BaseException) -> bool:
+    """The driver refused the connection's state, not the call."""
+    message = str(exc)
+    return any(broken in message for broken in _CONNECTION_BROKEN)
 
 
 def _is_transient(exc: BaseException) -> bool:
-    if not isinstance(exc, _TRANSIENT) or isinstance(exc, _NOT_TRANSIENT):
+    if isinstance(exc, _NOT_TRANSIENT):
         return False
-    if isinstance(exc, asyncpg.InterfaceError):
-        # The connection went away: transient. Anything else the driver refuses (a value
-        # its codec cannot encode, a wrong number of arguments) fails the same way again.
-        message = str(exc)
-        return any(lost in message for lost in _CONNECTION_LOST)
-    return True
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        # The connection is broken or gone: transient. Anything else the driver refuses (a
+        # value its codec cannot encode, a wrong number of arguments) fails the same way again.
+        return _connection_broken(exc)
+    return isinstance(exc, _TRANSIENT)
+
+
+def _nobody_there(exc: BaseException | None) -> bool:
+    """Connecting found no server at the address (not one that is busy or starting up)."""
+    if isinstance(exc, socket.gaierror):
+        return exc.errno != socket.EAI_AGAIN  # the name does not resolve (not "try again")
+    return isinstance(exc, OSError) and exc.errno in _NOBODY_THERE
+
+
+def _why_nobody(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve"
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.ECONNREFUSED:
+        return "connection refused, nothing listens there"
+    if code == errno.ENOENT:
+        return "no server socket there"
+    return "no route to the host"
+
+
+def _closed(conn: _Conn) -> bool:
+    """Whether a checked-out connection is closed (without a round trip)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # "released back to the pool": closed, the pool took it
+        return True
+
+
+def _keep_connection(exc: BaseException) -> bool:
+    """After ``exc``, is the connection it came from still fit for use? Only when the server
+    refused a statement and then said it is ready for the next (or flowcoord refused what it
+    answered): not when it was lost, closed by the server, or interrupted mid-protocol."""
+    if isinstance(exc, FlowcoordError):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+    )
 
 
 async def _keep_session(conn: object) -> None:
@@ -98,7 +155,17 @@ class PostgresJournal(JournalBackend):
     have passed, then :class:`~flowcoord.JournalUnavailable` is raised. Each attempt is
     bounded by ``attempt_timeout`` (a black-holed connection is abandoned for a new one).
     Appends are idempotent by ``(flow_id, seq)``, so repeating one whose commit outcome was
-    lost is safe.
+    lost is safe. A connection that the server closed (``pg_terminate_backend``, a restart) or
+    whose operation was interrupted is discarded, never used again; the call is retried on a
+    new one.
+
+    ``connect_deadline`` (seconds, default 1) bounds how long ``open()`` retries when there
+    is nobody at the address at all (connection refused: no server listening on that host and
+    port; no route; a host name that does not resolve): it then raises
+    :class:`~flowcoord.JournalUnavailable` at once, naming host and port, rather than after
+    ``retry_deadline``. Raise it to wait for a server that is still being started. A server
+    that answers but is starting up, shutting down or out of connections is waited for up to
+    ``retry_deadline``, and so is every connection lost after ``open()``.
     """
 
     batch_creates = True
@@ -113,6 +180,7 @@ class PostgresJournal(JournalBackend):
         connect_timeout: float = 10.0,
         retry_deadline: float = 30.0,
         attempt_timeout: float = 10.0,
+        connect_deadline: float = 1.0,
     ) -> None:
         if not _SCHEMA_RE.match(schema) or len(schema) > 63:
             raise ConfigurationError(
@@ -128,6 +196,7 @@ class PostgresJournal(JournalBackend):
             ("connect_timeout", connect_timeout, 0.001),
             ("attempt_timeout", attempt_timeout, 0.001),
             ("retry_deadline", retry_deadline, 0.0),
+            ("connect_deadline", connect_deadline, 0.0),
         ]:
             if not value >= least:
                 raise ConfigurationError(f"{name} must be at least {least:g}, got {value!r}")
@@ -140,6 +209,7 @@ class PostgresJournal(JournalBackend):
         self._connect_timeout = connect_timeout
         self._retry_deadline = retry_deadline
         self._attempt_timeout = attempt_timeout
+        self._connect_deadline = connect_deadline
         self._pool: _Pool | None = None
         self._sticky: _Conn | None = None
         self._sticky_busy = False
@@ -152,9 +222,12 @@ class PostgresJournal(JournalBackend):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        pool = await self._retrying("connecting", self._connect)
+        fast = self._connect_deadline
+        pool = await self._retrying("connecting", self._connect, nobody_there_deadline=fast)
         try:
-            await self._retrying("opening the schema", self._attempt, pool, self._migrate)
+            await self._retrying(
+                "opening the schema", self._attempt, pool, self._migrate, nobody_there_deadline=fast
+            )
         except BaseException:
             pool.terminate()
             raise
@@ -357,25 +430,43 @@ class PostgresJournal(JournalBackend):
             )
         return await self._retrying(what, self._attempt, pool, op)
 
-    async def _retrying(self, what: str, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
-        """Call ``fn(*args, deadline)`` until it succeeds, fails for good, or time runs out."""
-        deadline = time.monotonic() + self._retry_deadline
+    async def _retrying(
+        self,
+        what: str,
+        fn: Callable[..., Awaitable[_T]],
+        *args: object,
+        nobody_there_deadline: float | None = None,
+    ) -> _T:
+        """Call ``fn(*args, deadline)`` until it succeeds, fails for good, or time runs out:
+        ``retry_deadline``, or ``nobody_there_deadline`` (when given) for errors that say no
+        server is at the address (see :func:`_nobody_there`)."""
+        start = time.monotonic()
+        deadline = start + self._retry_deadline
+        fast = deadline if nobody_there_deadline is None else start + nobody_there_deadline
+
+        def stop_at(exc: BaseException | None) -> float:
+            return min(deadline, fast) if _nobody_there(exc) else deadline
+
         try:  # the first attempt without tenacity's machinery (the common, healthy case)
             return await fn(*args, deadline)
         except FlowcoordError:
             raise
         except BaseException as exc:
-            if not _is_transient(exc) or time.monotonic() >= deadline:
+            if not _is_transient(exc) or time.monotonic() >= stop_at(exc):
                 if isinstance(exc, _DRIVER):
-                    raise self._translate(exc, what) from exc
+                    raise self._translate(exc, what, time.monotonic() - start) from exc
                 raise
         base_wait = wait_random_exponential(multiplier=0.05, max=2.0)
 
+        def last_error(state: RetryCallState) -> BaseException | None:
+            return state.outcome.exception() if state.outcome else None
+
         def wait(state: RetryCallState) -> float:
-            return max(0.0, min(base_wait(state), deadline - time.monotonic()))
+            until = stop_at(last_error(state))
+            return max(0.0, min(base_wait(state), until - time.monotonic()))
 
         def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
+            exc = last_error(state)
             log.warning(
                 "journal call failed; retrying",
                 what=what,
@@ -386,7 +477,7 @@ class PostgresJournal(JournalBackend):
 
         retrying = AsyncRetrying(
             sleep=anyio.sleep,
-            stop=lambda state: time.monotonic() >= deadline,
+            stop=lambda state: time.monotonic() >= stop_at(last_error(state)),
             wait=wait,
             retry=retry_if_exception(_is_transient),
             before_sleep=before_sleep,
@@ -397,7 +488,7 @@ class PostgresJournal(JournalBackend):
         except FlowcoordError:
             raise
         except _DRIVER as exc:
-            raise self._translate(exc, what) from exc
+            raise self._translate(exc, what, time.monotonic() - start) from exc
 
     async def _attempt(self, pool: _Pool, op: _Op[_T], deadline: float) -> _T:
         budget = min(self._attempt_timeout, max(deadline - time.monotonic(), _MIN_ATTEMPT))
@@ -406,18 +497,21 @@ class PostgresJournal(JournalBackend):
         try:
             with anyio.fail_after(budget):
                 if self._sticky is not None and not self._sticky_busy:
-                    conn, sticky = self._sticky, True
-                    self._sticky_busy = True
-                else:
+                    if _closed(self._sticky):  # the server closed it meanwhile: no round trip
+                        await self._drop_sticky(pool)
+                    else:
+                        conn, sticky = self._sticky, True
+                        self._sticky_busy = True
+                if conn is None:
                     conn = await pool.acquire()
                 result = await op(conn)
         except BaseException as exc:
             if sticky:
                 self._sticky, self._sticky_busy = None, False
             if conn is not None:
-                # Mid-protocol (cancelled, timed out, broken): the connection cannot be reused.
-                server_said = isinstance(exc, asyncpg.PostgresError | FlowcoordError)
-                if not server_said or isinstance(exc, asyncpg.PostgresConnectionError):
+                if not _keep_connection(exc):
+                    # Lost, closed by the server, or mid-protocol (cancelled, timed out, its
+                    # state refused by the driver): never to be handed out again.
                     # InterfaceError: already closed and handed back by the pool itself.
                     with contextlib.suppress(asyncpg.InterfaceError):
                         conn.terminate()
@@ -432,7 +526,15 @@ class PostgresJournal(JournalBackend):
             await pool.release(conn)
         return result
 
-    def _translate(self, exc: BaseException, what: str) -> JournalError:
+    async def _drop_sticky(self, pool: _Pool) -> None:
+        conn, self._sticky = self._sticky, None
+        if conn is not None:
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+            with anyio.CancelScope(shield=True):
+                await pool.release(conn)  # a closed connection: its holder is freed
+
+    def _translate(self, exc: BaseException, what: str, waited: float) -> JournalError:
         where, user, db = self._where, self._user, self._database
         if isinstance(exc, asyncpg.InvalidPasswordError):
             return JournalUnavailable(
@@ -454,10 +556,18 @@ class PostgresJournal(JournalBackend):
                 f"user {user!r} lacks a privilege on {where} while {what}: {exc}",
                 hint=f"grant it CREATE on the database or USAGE on schema {self.schema!r}",
             )
-        gave_up = f"(gave up after {self._retry_deadline:g}s): {type(exc).__name__}: {exc}"
+        gave_up = f"(gave up after {waited:.1f}s): {type(exc).__name__}: {exc}"
         unreachable = not isinstance(exc, asyncpg.PostgresError) or isinstance(
             exc, asyncpg.PostgresConnectionError
         )
+        if _nobody_there(exc) and self._pool is None:  # open() failed to connect
+            return JournalUnavailable(
+                f"cannot reach {where} while {what}: {_why_nobody(exc)} "
+                f"({type(exc).__name__}: {exc}; gave up after {waited:.1f}s)",
+                hint="is PostgreSQL running there? Check host and port in the DSN; to wait "
+                f"for a server that is still starting, raise connect_deadline (now "
+                f"{self._connect_deadline:g}s)",
+            )
         if _is_transient(exc) and unreachable:
             return JournalUnavailable(
                 f"cannot reach {where} while {what} {gave_up}",
