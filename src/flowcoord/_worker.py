@@ -7,6 +7,11 @@ flows start no new task, running tasks finish (up to ``shutdown_timeout``), and 
 abandoned for another worker to resume from the journal; a second signal aborts the running
 tasks at once (their jobs are abandoned all the same). Producers post jobs with
 :func:`post_jobs` or through :func:`open_board`.
+
+Poison jobs: a job whose earlier claim ended without it finishing runs alone on its worker
+(see :class:`~flowcoord.Conductor`); one claimed more than ``max_claims`` times (``--max-claims``)
+or given up after errors ``max_failures`` times (``--max-failures``) goes to the board's trash
+with the reason.
 """
 
 from __future__ import annotations
@@ -109,13 +114,21 @@ async def run_worker(
 ) -> ConductorStats:
     """Run a conductor until SIGTERM/SIGINT (see the module docstring); return its stats.
 
-    ``on_ready(conductor)`` is called once the conductor runs (tests and embedders hook
-    listeners there). Raises :class:`~flowcoord.CoordinationUnavailable` when no ZooKeeper
+    ``max_claims`` / ``max_failures``: a job claimed more than ``max_claims`` times without
+    finishing (its owners died or lost their sessions; from its second claim on it ran
+    alone), or given up after journal errors ``max_failures`` times, is trashed with the
+    reason. ``on_ready(conductor)`` is called once the conductor runs (tests and embedders
+    hook listeners there). Raises :class:`~flowcoord.CoordinationUnavailable` when no ZooKeeper
     server gives a session within ``session_timeout``, or when the session closes for good
     (e.g. the credentials were refused).
     """
-    if capacity < 1:
-        raise ConfigurationError(f"capacity must be at least 1, got {capacity}")
+    for what, value in (
+        ("capacity", capacity),
+        ("max_claims", max_claims),
+        ("max_failures", max_failures),
+    ):
+        if value < 1:
+            raise ConfigurationError(f"{what} must be at least 1, got {value}")
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     info = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
     wlog = log.bind(worker=name)
@@ -207,6 +220,22 @@ def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
         metavar="USER:PASS",
         default=os.environ.get("FLOWCOORD_ZK_AUTH"),
         help="ZooKeeper digest credentials (or $FLOWCOORD_ZK_AUTH); nodes get a digest ACL",
+    )
+    p.add_argument(
+        "--max-claims",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="trash a job claimed more than N times without finishing, i.e. whose owners "
+        "kept dying (5). A job re-claimed after its owner died runs alone, so a poison job "
+        "is charged its own deaths and the jobs beside it survive; keep N >= 2",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="trash a job given up after journal errors N times (3)",
     )
     p.add_argument(
         "--shutdown-timeout",

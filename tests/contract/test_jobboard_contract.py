@@ -157,6 +157,40 @@ async def test_wait_changed_wakes_on_a_claim_and_a_release(
     assert seen.claims == 1
 
 
+async def test_wait_changed_sees_a_change_made_before_the_call(
+    boards: tuple[JobBoard, JobBoard],
+) -> None:
+    """A change made after the caller last listed the board, but before it calls
+    wait_changed (a conductor lists, claims, then waits), wakes it at once: it is not
+    lost because no watch was armed yet."""
+    a, b = boards
+    claims: list[Claim] = []
+
+    async def post() -> None:
+        await b.post("provision")
+
+    async def claim() -> None:
+        claims.append(await b.claim((await b.jobs())[0], "b"))
+
+    async def abandon() -> None:
+        await b.abandon(claims.pop())
+
+    async def consume() -> None:
+        claims.append(await b.claim((await b.jobs())[0], "b"))
+        await b.consume(claims.pop())
+
+    for read in (a.jobs, a.claimable):
+        for change in (post, claim, abandon, consume):
+            await read()  # what a has seen
+            await change()  # done and over before a waits
+            with anyio.fail_after(5):  # a hang guard, not a speed check
+                await a.wait_changed()
+    assert await a.jobs() == [] == await b.jobs()
+    with anyio.move_on_after(0.3) as idle:
+        await a.wait_changed()  # nothing changed since: it must not return
+    assert idle.cancelled_caught
+
+
 async def test_a_stale_claim_cannot_release(boards: tuple[JobBoard, JobBoard]) -> None:
     a, b = boards
     job = await a.post("provision")

@@ -1,7 +1,7 @@
 """A conductor process for the ZooKeeper fail-over tests (and the fail-over benchmark).
 
 usage: python -m tests.faults._zk_worker --zk HOSTS --namespace NS --journal FILE
-       --effects FILE --name NAME [--capacity N] [--session-timeout S]
+       --effects FILE --name NAME [--capacity N] [--session-timeout S] [--max-claims N]
 
 It runs :func:`flowcoord._worker.run_worker` on a SQLite journal shared by every process.
 Everything the tests check is appended, one line at a time (``O_APPEND``), to the effects
@@ -16,12 +16,16 @@ file, which therefore gives one order over all processes::
 
 Flows (inputs ``fid`` = the flow id, ``pause`` = seconds each task sleeps): ``stages`` is
 STAGES linear stages of WIDTH parallel tasks; ``chain`` is CHAIN tasks one after the other.
+Flows for the poison-job test (input ``fid``): ``poison`` is one task that SIGKILLs its own
+worker; ``patient`` is one task that sleeps ``pause`` s, then finishes once its conductor runs no
+other job (so beside a poison job it is still in flight when the worker dies).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -35,6 +39,7 @@ from flowcoord._worker import run_worker
 
 STAGES, WIDTH, CHAIN = 4, 3, 6
 _LOST_EVENTS = {"job_lost", "flow_abandoned"}
+_conductors: list[Conductor] = []  # this process's conductor, once it runs
 
 
 class Effects:
@@ -73,9 +78,23 @@ def registry(effects: Effects) -> fc.FlowRegistry:
     def chain() -> fc.Flow:
         return fc.Linear("chain", *(task(f"c{i}") for i in range(CHAIN)))
 
+    async def kill_self(fid: str) -> None:
+        effects.write("task", fid, "poison", effects.pid)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    async def when_alone(fid: str, pause: float) -> str:
+        effects.write("task", fid, "patient", effects.pid)
+        await anyio.sleep(pause)  # longer than a scan: the worker claims what it can meanwhile
+        while len(_conductors[0].running) > 1:  # noqa: ASYNC110 - a test flow; the test bounds it
+            await anyio.sleep(0.01)
+        effects.write("done", fid, "patient", effects.pid)
+        return fid
+
     reg = fc.FlowRegistry()
     reg.register("stages", stages)
     reg.register("chain", chain)
+    reg.register("poison", lambda: fc.Linear("poison", fc.FunctionTask(kill_self, "poison")))
+    reg.register("patient", lambda: fc.Linear("patient", fc.FunctionTask(when_alone, "patient")))
     return reg
 
 
@@ -107,6 +126,7 @@ async def main(args: argparse.Namespace) -> None:
     configure_logging(effects)
 
     def ready(conductor: Conductor) -> None:
+        _conductors.append(conductor)
         conductor.board.session.add_listener(
             lambda change: effects.write("session", change.state.value, effects.pid)
         )
@@ -121,6 +141,7 @@ async def main(args: argparse.Namespace) -> None:
         capacity=args.capacity,
         session_timeout=args.session_timeout,
         shutdown_timeout=5.0,
+        max_claims=args.max_claims,
         on_ready=ready,
     )
     effects.write("stopped", effects.pid)
@@ -135,6 +156,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--name", required=True)
     p.add_argument("--capacity", type=int, default=10)
     p.add_argument("--session-timeout", type=float, default=2.0)
+    p.add_argument("--max-claims", type=int, default=5)
     return p.parse_args(argv)
 
 

@@ -221,7 +221,7 @@ async def test_the_cli_worker_runs_jobs_and_stops_on_sigterm(cluster: Cluster) -
     assert b"Traceback" not in bad.stderr
     args = ["--namespace", c.namespace, "--journal", f"sqlite:///{c.journal}", "--name", "cli"]
     args += ["--registry", "tests.faults._zk_worker:cli_registry", "--session-timeout", "2"]
-    args += ["--gc-threshold", "20000"]
+    args += ["--gc-threshold", "20000", "--max-claims", "3", "--max-failures", "2"]
     err = c.workdir / "cli.stderr"
     with err.open("wb") as out:
         proc = await anyio.open_process([*cmd, *args], cwd=ROOT, env=env, stdout=out, stderr=out)

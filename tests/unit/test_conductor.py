@@ -172,3 +172,48 @@ async def test_members_show_what_each_conductor_owns() -> None:
         assert [(m.name, m.claims) for m in members] == [("n1", (job.job_id,))]
         w.gate.set()
         await _idle(c)
+
+
+async def test_a_poison_job_is_quarantined_and_the_jobs_beside_it_are_not_trashed() -> None:
+    """A job that kills its conductor (here: expires its session, the in-memory stand-in for
+    a death) takes the jobs claimed beside it down once; re-claimed, each of them is a suspect
+    and runs alone, so the next deaths are charged to the poison job only."""
+    coord, journal = MemoryCoordinator(), fc.MemoryJournal()
+    board = coord.board()
+    session = board.session
+    conductors: list[Conductor] = []
+    poisoned = 0
+
+    async def patient() -> str:
+        # Finishes only when its conductor runs nothing else: beside the poison job it is
+        # always still running when the poison strikes.
+        await _until(lambda: len(conductors[0].running) == 1)
+        return "ok"
+
+    async def poison() -> None:
+        nonlocal poisoned
+        poisoned += 1
+        session.expire()  # every claim of this conductor vanishes, its flows are aborted
+        await anyio.sleep_forever()
+
+    reg = fc.FlowRegistry()
+    reg.register("patient", lambda: fc.Linear("patient", fc.FunctionTask(patient, "p")))
+    reg.register("poison", lambda: fc.Linear("poison", fc.FunctionTask(poison, "x")))
+    names = ["good-0", "good-1", "bad", "good-2", "good-3"]
+    for fid in names:  # a backlog: one scan claims them all
+        await board.post("poison" if fid == "bad" else "patient", flow_id=fid)
+    async with (
+        fc.Engine(journal) as engine,
+        Conductor(board, engine, reg, max_claims=3) as c,
+    ):
+        conductors.append(c)
+        await _idle(c)
+        for fid in names:
+            if fid != "bad":
+                assert (await engine.status(fid)).state is fc.FlowState.SUCCESS, fid
+    (trashed,) = await board.trashed()
+    assert trashed.job.flow_id == "bad"
+    assert "claimed 3 times without finishing (max_claims=3)" in trashed.reason
+    assert poisoned == 3  # once beside the others, then twice alone
+    assert c.stats.consumed == 4
+    assert c.stats.trashed == 1

@@ -114,6 +114,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             path=opts.board,
             shutdown_timeout=opts.shutdown_timeout,
             auth=("digest", opts.zk_auth) if opts.zk_auth else None,
+            max_claims=opts.max_claims,
+            max_failures=opts.max_failures,
         )
     )
     return EXIT_OK  # stopped by SIGTERM/SIGINT, its jobs handed over

@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -43,6 +43,7 @@ class ConductorStats:
     abandoned: int = 0
     trashed: int = 0
     lost: int = 0  # taken away (session lost or fenced)
+    quarantined: int = 0  # suspects run alone (see Conductor)
 
 
 @dataclass
@@ -60,9 +61,21 @@ class Conductor:
     claim's fencing token (resuming from the journal when the flow has entries), and consumes
     a job once its flow has finished, succeeded or failed-and-reverted. When its session is
     suspended no running flow starts new tasks; when the session is lost every owned flow is
-    aborted at once, writing nothing more. A job claimed ``max_claims`` times, or given up
-    after errors ``max_failures`` times, goes to the trash with the reason instead of cycling.
-    Leaving the block stops the running flows gracefully and abandons their jobs.
+    aborted at once, writing nothing more. Leaving the block stops the running flows
+    gracefully and abandons their jobs.
+
+    Poison jobs: a job claimed before whose claim ended without it finishing (``claims > 1``
+    once claimed here: its owner died, lost its session or handed it over) is a *suspect*; it
+    may be what killed that owner. A suspect runs alone: it is claimed only when nothing runs
+    here, and nothing else is claimed while it runs, so that if it kills this process too, the
+    death is charged to it alone (one more claim), not to the jobs beside it. When a suspect is
+    next in line (priority, then age), the conductor takes no further job until what it runs
+    has finished, then takes the suspect; a suspect therefore waits at most that long.
+
+    A job claimed more than ``max_claims`` times without finishing (its owners kept dying, and
+    since its second claim it ran alone), or given up after errors ``max_failures`` times,
+    goes to the trash with the reason instead of cycling. An innocent job killed once beside
+    a poison job runs alone next time, so ``max_claims >= 2`` keeps it out of the trash.
     """
 
     def __init__(
@@ -94,6 +107,7 @@ class Conductor:
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
         self._closing = False
+        self._suspect: str | None = None  # the job id of the suspect running alone here
         self._registered_generation = -1
         self._unlisten: Any = None
         self._log = log.bind(conductor=self.name)
@@ -209,11 +223,18 @@ class Conductor:
             self._registered_generation = gen
 
     async def _claim_some(self) -> None:
+        """Claim free jobs by priority then age, up to ``capacity``; a suspect only alone
+        (see the class docstring)."""
+        if self._suspect is not None:
+            return
         for job in await self.board.claimable():
-            if len(self.running) >= self.capacity or self._closing:
+            if len(self.running) >= self.capacity or self._closing or self._suspect is not None:
                 return
             if job.owner is not None or job.job_id in self.running:
                 continue
+            doomed = self._trash_reason(replace(job, claims=job.claims + 1)) is not None
+            if job.claims > 0 and self.running and not doomed:
+                return  # a suspect is next: let what runs here finish, then run it alone
             try:
                 claim = await self.board.claim(job, self.name)
             except (JobAlreadyClaimed, JobNotFound):
@@ -223,7 +244,16 @@ class Conductor:
             if reason is not None:
                 await self._trash(claim, reason)
                 continue
+            suspect = claim.job.claims > 1
+            if suspect and self.running:
+                # The listing lagged (claimed and released elsewhere since): not beside others.
+                await self._give_up(claim, failed=False)
+                return
             self.running[job.job_id] = r = _Running(claim)
+            if suspect:
+                self._suspect = job.job_id
+                self.stats.quarantined += 1
+                self._log.info("job_quarantined", job=job.job_id, claims=claim.job.claims)
             assert self._tg is not None
             self._tg.start_soon(self._run_job, r)
 
@@ -231,7 +261,8 @@ class Conductor:
         if job.claims > self.max_claims:
             return (
                 f"claimed {job.claims - 1} times without finishing (max_claims="
-                f"{self.max_claims}): its owners keep crashing or losing their sessions"
+                f"{self.max_claims}): its owners died, lost their sessions or gave it back before "
+                "it finished, and from its second claim on it ran alone: a poison job?"
             )
         if job.failures >= self.max_failures:
             return f"given up after errors {job.failures} times (max_failures={self.max_failures})"
@@ -283,8 +314,11 @@ class Conductor:
                 jlog.warning("journal_unavailable", error=str(exc))
                 await self._give_up(claim, failed=True)
                 return
-            except Exception:
+            except Exception as exc:
                 if r.handle.state not in _FINAL:
+                    (jlog.info if self._closing else jlog.warning)(
+                        "job_handed_over", state=r.handle.state.value, error=repr(exc)
+                    )
                     await self._give_up(claim, failed=False)  # stopped: hand it over
                     return
                 self.stats.failed += 1
@@ -292,6 +326,8 @@ class Conductor:
             jlog.info("job_finished", state=r.handle.state.value)
         finally:
             self.running.pop(job.job_id, None)
+            if self._suspect == job.job_id:
+                self._suspect = None
             r.done.set()
             self._wake.set()
 

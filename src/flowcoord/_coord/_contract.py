@@ -97,7 +97,10 @@ class JobBoard(ABC):
       may count a failure), ``trash`` moves it aside with a reason. Each refuses a claim the
       caller no longer holds (:class:`~flowcoord.OwnershipLost`).
     * ``wait_changed`` returns when the board may have changed (a watch, never a poll loop in
-      the caller); bound it with ``anyio.move_on_after``.
+      the caller); bound it with ``anyio.move_on_after``. A post, claim or release made after
+      the caller's last ``jobs``/``claimable`` (or last return of ``wait_changed``) is never
+      missed, even when it came before the call: then it returns at once. So ``list, decide,
+      wait`` loops cannot sleep through a change.
     """
 
     session: CoordinationSession

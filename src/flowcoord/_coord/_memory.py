@@ -101,6 +101,7 @@ class MemoryCoordinator:
         self.members: dict[str, tuple[Mapping[str, Any], object]] = {}
         self._changed = anyio.Event()
         self.writes = 0
+        self.version = 0  # grows with every change a board's wait_changed() reports
 
     def _next_zxid(self) -> int:
         self._zxid += 1
@@ -108,6 +109,10 @@ class MemoryCoordinator:
 
     def _touch(self) -> None:
         self.writes += 1
+        self._changed_now()
+
+    def _changed_now(self) -> None:
+        self.version += 1
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -118,8 +123,7 @@ class MemoryCoordinator:
         for name, (_, s) in list(self.members.items()):
             if s is session:
                 del self.members[name]
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._changed_now()
 
     def board(self, session: MemorySession | None = None) -> MemoryJobBoard:
         return MemoryJobBoard(self, session or MemorySession(self))
@@ -133,6 +137,7 @@ class MemoryJobBoard(JobBoard):
     def __init__(self, coordinator: MemoryCoordinator, session: MemorySession) -> None:
         self.coordinator = coordinator
         self.session = session
+        self._seen: int | None = None  # the coordinator's version at the last jobs()
 
     def _check(self) -> None:
         state = self.session.state
@@ -171,6 +176,7 @@ class MemoryJobBoard(JobBoard):
 
     async def jobs(self) -> list[Job]:
         self._check()
+        self._seen = self.coordinator.version
         return sorted((self._view(j) for j in self.coordinator.jobs.values()), key=Job.sort_key)
 
     async def get(self, job_id: str) -> Job:
@@ -233,7 +239,12 @@ class MemoryJobBoard(JobBoard):
         return list(self.coordinator.trash)
 
     async def wait_changed(self) -> None:
-        await self.coordinator._changed.wait()
+        """Return when the board changed since the last :meth:`jobs` or :meth:`claimable`
+        (at once if it did already) or since the last return of this call."""
+        c = self.coordinator
+        if self._seen is None or self._seen == c.version:
+            await c._changed.wait()
+        self._seen = c.version
 
     async def register(self, name: str, info: Mapping[str, Any]) -> None:
         self._check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .._journal._replay import FlowReplay, replay
 from .._states import FlowState, StateListener, TaskState
 from ..errors import (
     ConfigurationError,
+    FlowCancelled,
     FlowDefinitionError,
     FlowExists,
     FlowNotFound,
@@ -35,6 +37,8 @@ from ._runner import FlowRun
 __all__ = ["Engine", "FlowHandle", "FlowOutcome"]
 
 log = structlog.get_logger("flowcoord.engine")
+
+_PLAN_CACHE = 16  # plans an engine keeps compiled, the newest (see Engine.compile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,17 +99,39 @@ class FlowHandle:
         self._run.stop()
 
     async def wait(self) -> FlowOutcome:
-        """Wait for the end; return the outcome or raise the flow's error."""
+        """Wait for the end; return the outcome or raise the flow's error.
+
+        A flow whose run was cancelled from outside (the engine shut down by an error raised
+        in its ``async with Engine`` block, or the task running it cancelled) raises
+        :class:`~flowcoord.FlowCancelled`: it stays unfinished in the journal and can be
+        resumed from there.
+        """
         if not self._finished:
             if self._done is None:
                 self._done = anyio.Event()
             await self._done.wait()
         if self._error is not None:
             raise self._error
-        assert self._outcome is not None
+        if self._outcome is None:  # not reached: _finish() gives one or the other
+            raise self._cut_short(None)
         return self._outcome
 
+    def _cut_short(self, cause: BaseException | None) -> FlowCancelled:
+        how = f" ({type(cause).__name__})" if cause is not None else ""
+        return FlowCancelled(
+            f"flow {self.flow_id} ({self.name!r}) did not finish: its run was cancelled from "
+            f"outside the flow{how}, e.g. the engine shut down because an error was raised in "
+            "its 'async with Engine' block",
+            flow_id=self.flow_id,
+            hint="it stays unfinished in the journal and can be resumed from there: "
+            f"engine.resume(flow, {self.flow_id!r})",
+        )
+
     def _finish(self, outcome: FlowOutcome | None, error: BaseException | None) -> None:
+        if outcome is None and not isinstance(error, Exception):
+            # Cancelled (or KeyboardInterrupt...): the engine's doing, not the flow's. Waiters
+            # get a typed error, never the cancellation (it belongs to the engine's task).
+            error = self._cut_short(error)
         self._outcome, self._error = outcome, error
         self._finished = True
         if self._done is not None:
@@ -157,7 +183,10 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._handles: dict[str, FlowHandle] = {}
         self._reserved: set[str] = set()
-        self._plans: dict[int, Plan] = {}
+        # The last _PLAN_CACHE plans compiled, by id(flow), newest last. Bounded: a
+        # conductor or the API builds a fresh flow per job. A cached plan holds its flow,
+        # so its id cannot be reused while it is cached.
+        self._plans: OrderedDict[int, Plan] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -210,10 +239,16 @@ class Engine:
     # -- running -------------------------------------------------------------------------------
 
     def compile(self, flow: Flow) -> Plan:
-        """Validate ``flow`` (cached per flow object)."""
-        plan = self._plans.get(id(flow))
-        if plan is None or plan.flow is not flow:
-            plan = self._plans[id(flow)] = compile_flow(flow)
+        """Validate ``flow`` (cached per flow object, for the last few flows compiled)."""
+        plans = self._plans
+        plan = plans.get(id(flow))
+        if plan is not None and plan.flow is flow:
+            plans.move_to_end(id(flow))
+            return plan
+        plan = plans[id(flow)] = compile_flow(flow)
+        plans.move_to_end(id(flow))
+        while len(plans) > _PLAN_CACHE:
+            plans.popitem(last=False)
         return plan
 
     async def run(
@@ -370,9 +405,7 @@ class Engine:
         finally:
             if self._handles.get(run.flow_id) is handle:
                 del self._handles[run.flow_id]
-            handle._finish(outcome, error if isinstance(error, Exception) else None)
-            if not handle.done:
-                handle._finish(None, error)
+            handle._finish(outcome, error)
 
     async def _prepare(
         self,
