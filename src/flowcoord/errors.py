@@ -19,6 +19,7 @@ The tree::
     ├── JournalError
     │   ├── JournalUnavailable                  cannot reach / open the journal store
     │   ├── JournalSchemaError                  the store's schema is newer than this code
+    │   ├── JournalCorrupt                      an entry is not what flowcoord wrote (seq, kind)
     │   ├── FlowNotFound                        no such flow in the journal
     │   └── FlowExists                          a flow id is already taken by another flow
     ├── OwnershipLost                           fenced: a newer owner holds the flow
@@ -69,6 +70,7 @@ __all__ = [
     "InvalidTaskError",
     "JobAlreadyClaimed",
     "JobNotFound",
+    "JournalCorrupt",
     "JournalError",
     "JournalSchemaError",
     "JournalUnavailable",
@@ -253,6 +255,37 @@ class JournalUnavailable(JournalError):
 
 class JournalSchemaError(JournalError):
     """The journal store's schema is one this version of flowcoord does not know."""
+
+
+class JournalCorrupt(JournalError):
+    """A journal entry cannot be what flowcoord wrote: malformed data, an unknown state, a
+    task the flow does not have. Raised before anything more is written for the flow.
+
+    ``seq`` and ``kind`` name the entry; ``flow_id`` and ``task`` (when known) say whose it
+    is; the message says what is wrong with it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        flow_id: str | None = None,
+        task: str | None = None,
+        seq: int | None = None,
+        kind: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.seq = seq
+        self.kind = kind
+        super().__init__(
+            message,
+            flow_id=flow_id,
+            task=task,
+            hint=hint
+            or "the journal was changed by something other than flowcoord; inspect the raw "
+            "entries (GET /api/flows/ID/journal, or the store itself) and repair or delete "
+            "the entry",
+        )
 
 
 class FlowNotFound(JournalError):

@@ -85,7 +85,11 @@ def summed_below(newest_first: Iterable[tuple[str, str]]) -> int:
             head, _, _ = data.partition(",")  # "from" is written first: no full parse
             if head.startswith('{"from":') and head[8:].isdigit():
                 return int(head[8:])
-            return int(json.loads(data)["from"])
+            try:
+                return int(json.loads(data)["from"])
+            except (ValueError, KeyError, TypeError):
+                return 0  # unreadable: read everything, and replay reports the entry
+
     return 0
 
 

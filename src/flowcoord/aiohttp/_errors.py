@@ -19,6 +19,7 @@ from ..errors import (
     FlowExists,
     FlowNotFound,
     InvalidStateTransition,
+    JournalCorrupt,
     JournalError,
     OwnershipLost,
 )
@@ -37,6 +38,8 @@ _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (FlowExists, 409, "use another flow_id, or omit it to get a fresh one"),
     (InvalidStateTransition, 409, "reload the flow's status and try again"),
     (OwnershipLost, 409, "another engine owns the flow now"),
+    # The journal holds an entry flowcoord cannot have written: retrying will not help.
+    (JournalCorrupt, 500, "repair or delete the flow's corrupt journal entry"),
     (JournalError, 503, "the journal store is unavailable; retry later"),
     (CoordinationError, 503, "the coordination service is unavailable; retry later"),
     (FlowcoordError, 400, "see the error message"),
@@ -120,8 +123,12 @@ def error_middleware(prefix: str) -> Middleware:
             flow_id = getattr(exc, "flow_id", None)
             if flow_id:
                 extra["flow_id"] = flow_id
+            if isinstance(exc, JournalCorrupt):  # which entry: what the message says, as data
+                extra.update(seq=exc.seq, kind=exc.kind, task=exc.task)
             message = getattr(exc, "message", None) or str(exc)
-            if status >= 500:
+            if isinstance(exc, JournalCorrupt):
+                log.error("api_journal_corrupt", path=path, error=str(exc))
+            elif status >= 500:
                 log.warning("api_unavailable", path=path, error=str(exc))
             return json_error(status, message, hint, **extra)
         except Exception:  # a bug: log it, show no traceback
