@@ -87,6 +87,8 @@ class Plan:
         self.fns: list[Callable[..., Any] | None] = []
         #: per node: called with no arguments (nothing required, optional or injected)
         self.bare: list[bool] = []
+        #: per node: the revert to call (None for a barrier or a task without one)
+        self.reverts: list[Callable[..., Any] | None] = []
 
     def _finish(self) -> None:
         tasks = [n.task for n in self.nodes]
@@ -97,6 +99,7 @@ class Plan:
         self.bare = [
             t is not None and not (t.required_args or t.optional_args or t.inject) for t in tasks
         ]
+        self.reverts = [None if t is None or not t.has_revert else t.revert for t in tasks]
 
     def edge(self, a: int, b: int) -> None:
         if a != b and (a, b) not in self._edges:

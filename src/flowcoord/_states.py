@@ -46,7 +46,8 @@ FLOW_TRANSITIONS: dict[FlowState, frozenset[FlowState]] = {
     # RUNNING → RUNNING: a resumed flow picks up where the journal left it.
     _F.RUNNING: frozenset({_F.RUNNING, _F.SUCCESS, _F.REVERTING, _F.SUSPENDED, _F.CANCELLED}),
     _F.SUSPENDED: frozenset({_F.RUNNING, _F.REVERTING, _F.CANCELLED, _F.SUSPENDED}),
-    _F.REVERTING: frozenset({_F.REVERTING, _F.REVERTED, _F.FAILED, _F.CANCELLED}),
+    # REVERTING → SUSPENDED: suspended (or stopped) while reverting; resuming reverts the rest.
+    _F.REVERTING: frozenset({_F.REVERTING, _F.REVERTED, _F.FAILED, _F.CANCELLED, _F.SUSPENDED}),
     _F.SUCCESS: frozenset(),
     _F.REVERTED: frozenset(),
     _F.FAILED: frozenset(),

@@ -77,7 +77,7 @@ def _restored(plan: Plan, rep: FlowReplay) -> tuple[Any, ...]:
         run.values,
         sorted(run.failures),
         sorted(run.revert_failures),
-        run._undo_first,
+        run._pending_scopes,
         run._remaining,
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from .._compile import Plan, Scope
 from .._failure import Failure
 from .._journal._events import EventKind
 from .._journal._journal import FlowWriter
-from .._journal._replay import FlowReplay, TaskRecord
+from .._journal._replay import FlowReplay
 from .._retry import Decision, RetryHistory
 from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
 from .._task import Task
@@ -30,6 +29,7 @@ from ..errors import (
     TaskFailed,
 )
 from ._checkpoints import Checkpoints
+from ._restore import restore, task_outputs
 
 __all__ = ["FlowRun", "task_outputs"]
 
@@ -37,33 +37,10 @@ log = structlog.get_logger("flowcoord.engine")
 
 _P, _R, _S, _F = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILURE
 _REVERTABLE = (TaskState.SUCCESS, TaskState.FAILURE)
-_CHECKPOINTED = TaskRecord(TaskState.SUCCESS)  # stands for a success known from a checkpoint
 _STARTED, _SUCCEEDED = EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED
 # Journal data of the commonest entries, made once: 138 bytes a task less, no formatting.
 _STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
 _NONE_RESULT_DATA = tuple(f'{{"result":null,"attempt":{a}}}' for a in range(17))
-
-
-def task_outputs(t: Task, result: Any) -> dict[str, Any]:
-    """The store names ``t`` provides, taken from its ``result``."""
-    kind = t.provides_kind
-    if kind == "single":
-        return {t.provided[0]: result}
-    if kind == "none":
-        return {}
-    if kind == "tuple":
-        if not isinstance(result, (list, tuple)) or len(result) != len(t.provided):
-            raise TypeError(
-                f"task {t.name!r} provides {t.provided} but returned {result!r} "
-                f"(needs a sequence of {len(t.provided)} values)"
-            )
-        return dict(zip(t.provided, result, strict=True))
-    if not isinstance(result, Mapping) or any(k not in result for k in t.provided):
-        raise TypeError(
-            f"task {t.name!r} provides {sorted(t.provided)} but returned {result!r} "
-            "(needs a mapping with those keys)"
-        )
-    return {k: result[k] for k in t.provided}
 
 
 class FlowRun:
@@ -124,7 +101,10 @@ class FlowRun:
         self._tg: TaskGroup | None = None
         self._fwd: anyio.CancelScope | None = None
         self._replay = replay
-        self._undo_first: list[tuple[int, bool]] = []  # (node, succeeded) to revert on resume
+        # From the journal on resume: retry scopes whose failure handling must run first
+        # (with the failures to decide on), and whether the flow was being cancelled.
+        self._pending_scopes: dict[int, dict[str, Failure]] = {}
+        self._cancelled_before = False
         # Checkpoints (see EventKind.CHECKPOINT) for flows big enough to reach one, without
         # retry scopes, on journals that store (the in-memory one keeps no file to read
         # back): successes not in one yet; None once anything but success happened.
@@ -232,14 +212,11 @@ class FlowRun:
         r = self._replay
         if r is not None and r.exists:
             self.state = r.state
-            self._restore(r)
+            reverting = self._restore(r)
             if r.state.finished:
                 return self._finished()
-            if r.state is FlowState.REVERTING:
-                self._halt = "fail"
-                return await self._revert_phase()
-            if self._undo_first and not await self._undo_interrupted():
-                self._halt = "fail"
+            if reverting:
+                self._halt = "cancel" if self._cancelled_before else "fail"
                 return await self._revert_phase()
         await self._set_flow(FlowState.RUNNING)
         await self._forward()
@@ -253,8 +230,7 @@ class FlowRun:
                 f"flow {self.flow_id} was stopped; it can be resumed from its journal",
                 flow_id=self.flow_id,
             )
-        if self._halt in ("lost", "journal"):
-            assert self._fatal is not None
+        if self._fatal is not None:
             raise self._fatal
         return await self._revert_phase()
 
@@ -269,6 +245,9 @@ class FlowRun:
                 fwd.cancel()
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                pending, self._pending_scopes = self._pending_scopes, {}
+                for k, failures in pending.items():  # failure handling a crash cut short
+                    self._fail_scope(self.plan.scopes[k], failures)
                 self._drain_virtual()
                 self._pump()
                 while True:
@@ -277,14 +256,22 @@ class FlowRun:
                     if self._halt is not None or self._stop:
                         if not self._busy and not self._handlers and not self._inflight:
                             break
-                    elif self._suspend and not self._busy and not self._inflight:
-                        if self.state is FlowState.RUNNING:
-                            await self._set_flow(FlowState.SUSPENDED)
-                        if self._resumed is not None:
-                            await self._resumed.wait()
-                        if self._halt is None and not self._stop:
-                            await self._set_flow(FlowState.RUNNING)
-                            self._pump()
+                    elif (
+                        self._suspend
+                        and not self._busy
+                        and not self._inflight
+                        and not self._handlers
+                    ):
+                        try:
+                            if self.state is FlowState.RUNNING:
+                                await self._set_flow(FlowState.SUSPENDED)
+                            if self._resumed is not None:
+                                await self._resumed.wait()
+                            if self._halt is None and not self._stop:
+                                await self._set_flow(FlowState.RUNNING)
+                                self._pump()
+                        except (OwnershipLost, JournalError) as exc:
+                            self._fatal_error(exc)
                         continue
                     elif not (self._busy or self._handlers or self._workers or self._inflight):
                         if not self._ready:
@@ -306,7 +293,10 @@ class FlowRun:
                     await self._changed.wait()
                     self._changed = anyio.Event()
         if self._halt == "cancel":  # even if nothing ran: a previous run may have left some
-            await self._record_interrupted()
+            try:
+                await self._record_interrupted()
+            except (OwnershipLost, JournalError) as exc:
+                self._fatal_error(exc)
 
     def _pump(self) -> None:
         tg = self._tg
@@ -409,11 +399,18 @@ class FlowRun:
             else:  # admitted: PENDING -> RUNNING is always allowed
                 self.tstate[i] = _R
             w = self.writer
-            seq = w.emit(
-                _STARTED,
-                node.name,
-                _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}',
-            )
+            started = _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'
+            if self._pipeline and self.plan.reverts[i] is not None:
+                # A task with a revert: its start is durable before it runs, so a crash can
+                # never leave work done that no resumed revert knows of.
+                seq = w.seq
+                try:
+                    await w.write(_STARTED, node.name, started)
+                except anyio.get_cancelled_exc_class():
+                    self._set_task(i, _P)  # it did not start (its entry may land: harmless)
+                    raise
+            else:  # nothing to undo: the start rides along with the next commit
+                seq = w.emit(_STARTED, node.name, started)
             if self._ckpt is not None:
                 self._ckpt.started(i, seq)
             try:
@@ -604,6 +601,10 @@ class FlowRun:
                     "decision": "retry",
                     "attempt": attempt + 1,
                     "reset": scope.task_names,
+                    # nested scopes start again at their first attempt
+                    "scopes": [
+                        s.key for s in self.plan.scopes if s is not scope and s.within(scope)
+                    ],
                     "delay": delay,
                 },
                 what="retry",
@@ -651,28 +652,6 @@ class FlowRun:
 
     # -- reverting -----------------------------------------------------------------------------
 
-    async def _undo_interrupted(self) -> bool:
-        """Revert the unsettled attempts found on resume (latest first), so the tasks can run
-        again from a clean slate. False if a revert failed (the flow must then be reverted)."""
-        nodes = self.plan.nodes
-        flow_failures = {nodes[i].name: f for i, f in self.failures.items()}
-        ok = True
-        with anyio.CancelScope(shield=True):
-            for i, succeeded in reversed(self._undo_first):
-                self.tstate[i] = _S if succeeded else _F
-                if succeeded:
-                    self._done += 1
-                await self._revert_node(i, flow_failures)
-                if self.tstate[i] is TaskState.REVERTED:
-                    self._set_task(i, _P)
-                    self.failures.pop(i, None)
-                    self.results[i] = None
-                else:
-                    ok = False
-        if self._fatal is not None:
-            raise self._fatal
-        return ok
-
     async def _record_interrupted(self) -> None:
         """After a cancel: journal the tasks that were interrupted as failed, to revert them:
         those cut short in this run, and those a previous run left running (its engine died
@@ -699,11 +678,23 @@ class FlowRun:
         cancelled = self._halt == "cancel"
         with anyio.CancelScope(shield=True):
             if self.state is not FlowState.REVERTING:
-                await self._set_flow(FlowState.REVERTING)
-            try:
-                await self._revert_nodes(None)
-            except (OwnershipLost, JournalError):
-                raise
+                await self._set_flow(FlowState.REVERTING, "cancelled" if cancelled else None)
+            while not await self._revert_nodes(None):
+                # Suspended (or stopped) with reverts left: those in flight finished.
+                if self._stop:
+                    await self._set_flow(FlowState.SUSPENDED, "stopped")
+                    raise FlowCancelled(
+                        f"flow {self.flow_id} was stopped while reverting; resuming it "
+                        "reverts what is left",
+                        flow_id=self.flow_id,
+                    )
+                await self._set_flow(FlowState.SUSPENDED)
+                if self._resumed is not None:
+                    await self._resumed.wait()
+                if self._fatal is not None:
+                    raise self._fatal
+                self._suspend = False
+                await self._set_flow(FlowState.REVERTING, "cancelled" if cancelled else None)
             if cancelled:
                 final = FlowState.CANCELLED
             else:
@@ -711,8 +702,12 @@ class FlowRun:
             await self._set_flow(final)
         raise self._error(cancelled)
 
-    async def _revert_nodes(self, members: Sequence[int] | None) -> None:
+    async def _revert_nodes(self, members: Sequence[int] | None) -> bool:
+        """Revert ``members`` (None: the whole flow) in reverse dependency order; False if
+        the flow was suspended with reverts left (only for the whole flow: a scope's
+        reverts always finish)."""
         nodes = self.plan.nodes
+        left = False
         subset: Sequence[int] = range(len(nodes)) if members is None else members
         inset = None if members is None else set(members)
         pending: dict[int, int] = {}
@@ -723,7 +718,11 @@ class FlowRun:
         flow_failures = {nodes[i].name: f for i, f in self.failures.items()}
 
         async def revert_one(i: int, tg: TaskGroup) -> None:
+            nonlocal left
             if self._fatal is not None:
+                return
+            if members is None and self._suspend and self.tstate[i] in _REVERTABLE:
+                left = True  # suspended: start no new revert (nor those that follow it)
                 return
             async with limiter:
                 try:
@@ -743,6 +742,7 @@ class FlowRun:
                     tg.start_soon(revert_one, i, tg)
         if self._fatal is not None:
             raise self._fatal
+        return not left
 
     async def _revert_node(self, i: int, flow_failures: dict[str, Failure]) -> None:
         node = self.plan.nodes[i]
@@ -756,15 +756,18 @@ class FlowRun:
             return
         self._set_task(i, TaskState.REVERTING)
         w = self.writer
-        w.emit(EventKind.REVERT_STARTED, node.name)
-        if t.has_revert:
+        revert = self.plan.reverts[i]
+        if revert is not None:
+            # Durable before the revert runs: a crash during it must leave the journal
+            # saying the revert may have happened, so a resume reverts again.
+            await w.write(EventKind.REVERT_STARTED, node.name)
             result: Any = self.results[i] if state is _S else self.failures.get(i)
             kwargs = t.revert_kwargs(
                 self._inputs_for_revert(t), {"result": result, "flow_failures": flow_failures}
             )
             try:
                 with anyio.move_on_after(self._revert_timeout, shield=True) as cs:
-                    await t.revert(**kwargs)
+                    await revert(**kwargs)
                 if cs.cancelled_caught:
                     raise TimeoutError(
                         f"revert of {t.name!r} did not finish within {self._revert_timeout}s"
@@ -777,6 +780,8 @@ class FlowRun:
                 self.revert_failures[i] = failure
                 self._set_task(i, TaskState.REVERT_FAILURE)
                 return
+        else:
+            w.emit(EventKind.REVERT_STARTED, node.name)
         await w.write(EventKind.REVERT_DONE, node.name)
         self._set_task(i, TaskState.REVERTED)
 
@@ -833,87 +838,30 @@ class FlowRun:
             return self.values
         raise self._error(self.state is FlowState.CANCELLED)
 
-    def _restore(self, r: FlowReplay) -> None:
-        """Set node states from the journal: successes keep their results, in-flight tasks
-        run again (at-least-once for those alone)."""
-        nodes = self.plan.nodes
-        reverting = r.state is FlowState.REVERTING or r.state.finished
-        for k, s in enumerate(self.plan.scopes):
-            self._scope_attempt[k] = max(1, r.retries.get(s.key, 1))
-        records, summed = r.tasks, r.summed
-        tstate, attempts, results = self.tstate, self.attempts, self.results
-        for i in self.plan.order:
-            node = nodes[i]
-            t = node.task
-            if t is None:
-                if all(tstate[p] is _S for p in node.preds):
-                    tstate[i] = _S
-                    self._done += 1
-                continue
-            rec = records.get(node.name)
-            if rec is None:  # a success only a checkpoint tells of, or nothing
-                done = summed.get(node.name)
-                if done is None:
-                    continue
-                rec = _CHECKPOINTED
-                attempt, result = done
-            else:
-                attempt, result = rec.attempt, rec.result
-            attempts[i] = attempt
-            st = rec.state
-            if st is _S and rec.failure is None and t.provides_kind == "none":
-                tstate[i] = _S  # the common case, in short
-                self._done += 1
-                results[i] = result
-                continue
-            if rec is _CHECKPOINTED:
-                rec = TaskRecord(_S, attempt, result)
-            if st is TaskState.SUCCESS or (reverting and st is TaskState.REVERTING):
-                self.tstate[i] = _S
-                self._done += 1
-                self.results[i] = rec.result
-                if t.provides_kind != "none":
-                    with contextlib.suppress(TypeError):
-                        self.values.update(task_outputs(t, rec.result))
-                if rec.failure is not None and st is TaskState.REVERTING:
-                    self.tstate[i] = _F
-                    self._done -= 1
-                    self.failures[i] = rec.failure
-            elif reverting and st in (TaskState.FAILURE, TaskState.RUNNING):
-                self.tstate[i] = _F
-                self.failures[i] = rec.failure or Failure(
-                    ("flowcoord.errors.TaskFailed",), "interrupted: the engine stopped mid-task"
-                )
-            elif not reverting and st in (TaskState.FAILURE, TaskState.REVERTING):
-                # A failed attempt, or a revert cut short, whose outcome was never settled
-                # (no retry decision journaled): undo it before the task runs again.
-                failed = st is TaskState.FAILURE or rec.failure is not None
-                if failed:
-                    self.failures[i] = rec.failure or Failure(
-                        ("flowcoord.errors.TaskFailed",), "interrupted: the engine stopped"
-                    )
-                else:
-                    self.results[i] = rec.result
-                self._undo_first.append((i, not failed))
-            elif st in (TaskState.REVERTED, TaskState.REVERT_FAILURE) and reverting:
-                self.tstate[i] = st
-                if rec.revert_failure is not None:
-                    self.revert_failures[i] = rec.revert_failure
-                if rec.failure is not None:
-                    self.failures[i] = rec.failure
-        if reverting:
-            for name, f in r.failures.items():
-                idx = self.plan.by_name.get(name)
-                if idx is not None:
-                    self.failures.setdefault(idx, f)
-        remaining = self._remaining
-        for i, node in enumerate(nodes):
+    def _restore(self, r: FlowReplay) -> bool:
+        """Take up the state the journal tells of (see :func:`restore`); True if the flow
+        must be reverted."""
+        got = restore(self.plan, r, self.values)
+        self.tstate, self.results, self.attempts = got.tstate, got.results, got.attempts
+        self.values, self.failures, self.revert_failures = (
+            got.values,
+            got.failures,
+            got.revert_failures,
+        )
+        self._done = got.done
+        self._scope_attempt = got.scope_attempt
+        self._scope_valued = got.valued
+        self._pending_scopes = got.pending
+        self._cancelled_before = got.cancelled
+        tstate, remaining = self.tstate, self._remaining
+        for i, node in enumerate(self.plan.nodes):
             left = 0
             for p in node.preds:
                 if tstate[p] is not _S:
                     left += 1
             remaining[i] = left
-        if reverting:
+        if got.reverting or got.pending:
             self._no_checkpoints()
-        elif self._ckpt is not None:
+        elif self._ckpt is not None and got.restored:
             self._ckpt.restored()
+        return got.reverting

@@ -155,12 +155,33 @@ class Journal:
             self.flushes += 1
             self.appended += len(batch.entries)
             self._flushed(batch)
-            for callback in batch.callbacks:
-                try:
-                    callback(batch)
-                except Exception:
-                    log.exception("journal_callback_failed")
+            self._callbacks(batch)
+            if batch.error is not None:
+                self._drop_after(batch)
             del batch  # do not hold its entries and callbacks while idle
+
+    @staticmethod
+    def _callbacks(batch: _Batch) -> None:
+        for callback in batch.callbacks:
+            try:
+                callback(batch)
+            except Exception:
+                log.exception("journal_callback_failed")
+
+    def _drop_after(self, failed: _Batch) -> None:
+        """Whether or not ``failed`` landed, later entries of its flows must not: they would
+        lie above a hole. Drop them from the pending batch (their writers were stopped by
+        the failed batch's callbacks, and will say so to whoever waits)."""
+        flows = {e.flow_id for e in failed.entries}
+        pending = self._pending
+        kept = [e for e in pending.entries if e.flow_id not in flows]
+        if len(kept) == len(pending.entries):
+            return
+        pending.entries = kept
+        if not kept:  # nothing left to write: done now
+            self._pending = _Batch()
+            self._flushed(pending)
+            self._callbacks(pending)
 
     def _flushed(self, flush: _Flush) -> None:
         """Wake the first wave now; the second with the next flush, unless one can start
@@ -270,10 +291,11 @@ class FlowWriter:
     def emit(
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
     ) -> int:
-        """Queue an entry without waiting for it to be durable; return its seq."""
+        """Queue an entry without waiting for it to be durable; return its seq. If it cannot
+        be written, this writer stops (every later call raises) and ``settle`` is told."""
         entry = self._entry(kind, task, data, state)
         if not self._at_once(entry):
-            self._journal.submit(entry, urgent=False)
+            self._track(self._journal.submit(entry, urgent=False))
         return entry.seq
 
     async def write(
@@ -293,13 +315,21 @@ class FlowWriter:
         entry = self._entry(kind, task, data, state)
         if self._at_once(entry):
             return None
-        return self._journal.submit(entry)
+        batch = self._journal.submit(entry)
+        self._track(batch)
+        return batch
 
     def _at_once(self, entry: Entry) -> bool:
         """Append ``entry`` now if the backend is durable at once; False if it must queue."""
         if self._append_now is None:
             return False
-        if self._append_now((entry,)):
+        try:
+            refused = self._append_now((entry,))
+        except BaseException as exc:
+            if self._lost is None:
+                self._lost = exc  # nothing after a failed entry: it would lie above a hole
+            raise
+        if refused:
             self._refused()
         return True
 
@@ -326,21 +356,31 @@ class FlowWriter:
         """Settle ``item`` with ``batch`` (from :meth:`submit`): at once if it is flushed."""
         if batch.done.is_set():
             self._settle([item], self._error(batch))
-        elif batch is self._batch:
-            self._items.append(item)
-        else:  # the first of this flow's items on this batch
+        else:
+            self._track(batch).append(item)
+
+    def _track(self, batch: _Batch) -> list[Any]:
+        """The items to settle with ``batch``; the first entry of this flow on a batch
+        registers the one callback that settles them (and stops this writer if the batch
+        failed: nothing may be written above an entry that was not)."""
+        if batch is not self._batch:
             self._batch = batch
-            self._items = items = [item]
-            batch.callbacks.append(functools.partial(self._flushed, items))
+            self._items = []
+            batch.callbacks.append(functools.partial(self._flushed, self._items))
+        return self._items
 
     def _flushed(self, items: list[Any], batch: _Batch) -> None:
         if batch is self._batch:
             self._batch, self._items = None, []
-        self._settle(items, self._error(batch))
+        error = self._error(batch)
+        if error is not None and self._lost is None:
+            self._lost = error
+        if items or error is not None:
+            self._settle(items, error)
 
     def _settle(self, items: list[Any], error: BaseException | None) -> None:
-        assert self.settle is not None, "write_then() needs a settle callback"
-        self.settle(items, error)
+        if self.settle is not None:
+            self.settle(items, error)
 
     def revoke(self, exc: BaseException) -> None:
         """Refuse every later write with ``exc`` (ownership was lost elsewhere)."""
@@ -356,6 +396,8 @@ class FlowWriter:
     def _error(self, batch: _Batch) -> BaseException | None:
         if batch.error is not None:
             return batch.error
+        if self._lost is not None:  # an earlier batch failed: this one carried none of ours
+            return self._lost
         if self.flow_id in batch.refused:
             try:
                 self._refused()
