@@ -17,7 +17,6 @@ import anyio.lowlevel
 import structlog
 
 import flowcoord as fc
-from flowcoord.testing import CrashExplorer
 
 from ._harness import Context, Result, Target, quiet_logging
 
@@ -59,6 +58,9 @@ async def _one_run(path: Path, n: int) -> float:
 
 
 async def run(ctx: Context) -> AsyncIterator[Result]:
+    # imported here: the runner imports every module, also in A/B runs of older commits
+    from flowcoord.testing import CrashExplorer
+
     n = 20
     quiet_logging()
     # faults make flows log warnings (abandoned by design): not what this measures
