@@ -135,7 +135,9 @@ def _find_pending(plan: Plan, r: FlowReplay, out: Restored) -> None:
         if scope is None:  # the flow itself decides: revert everything
             out.reverting = True
             # a task interrupted by a cancel is journaled failed with FlowCancelled
-            out.cancelled = rec.failure is not None and rec.failure.matches(_CANCELLED)
+            out.cancelled = out.cancelled or (
+                rec.failure is not None and rec.failure.matches(_CANCELLED)
+            )
             out.pending.clear()
             return
         failures = out.pending.setdefault(scope.index, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -91,6 +92,9 @@ class Journal:
         self._tg: TaskGroup | None = None
         self._closed = False
         self._held: anyio.Event | None = None  # a second wave to wake with the next flush
+        # Each flow's writer, to stop it when a batch with its entries fails (costs nothing
+        # while batches succeed: no callback per flow and batch for entries nobody waits for).
+        self._writers: weakref.WeakValueDictionary[str, FlowWriter] = weakref.WeakValueDictionary()
         self.flushes = 0
         self.appended = 0
 
@@ -170,9 +174,15 @@ class Journal:
 
     def _drop_after(self, failed: _Batch) -> None:
         """Whether or not ``failed`` landed, later entries of its flows must not: they would
-        lie above a hole. Drop them from the pending batch (their writers were stopped by
-        the failed batch's callbacks, and will say so to whoever waits)."""
+        lie above a hole. Stop their writers (every later write raises; their runs are told)
+        and drop their entries from the pending batch."""
         flows = {e.flow_id for e in failed.entries}
+        error = failed.error
+        assert error is not None
+        for flow_id in flows:
+            writer = self._writers.get(flow_id)
+            if writer is not None:
+                writer.fail(error)
         pending = self._pending
         kept = [e for e in pending.entries if e.flow_id not in flows]
         if len(kept) == len(pending.entries):
@@ -241,7 +251,8 @@ class Journal:
         return await self.backend.read_for_resume(flow_id)
 
     def writer(self, flow_id: str, *, token: int, next_seq: int) -> FlowWriter:
-        return FlowWriter(self, flow_id, token=token, next_seq=next_seq)
+        writer = self._writers[flow_id] = FlowWriter(self, flow_id, token=token, next_seq=next_seq)
+        return writer
 
 
 class FlowWriter:
@@ -256,6 +267,7 @@ class FlowWriter:
     """
 
     __slots__ = (
+        "__weakref__",
         "_append_now",
         "_batch",
         "_items",
@@ -295,7 +307,7 @@ class FlowWriter:
         be written, this writer stops (every later call raises) and ``settle`` is told."""
         entry = self._entry(kind, task, data, state)
         if not self._at_once(entry):
-            self._track(self._journal.submit(entry, urgent=False))
+            self._journal.submit(entry, urgent=False)
         return entry.seq
 
     async def write(
@@ -315,9 +327,7 @@ class FlowWriter:
         entry = self._entry(kind, task, data, state)
         if self._at_once(entry):
             return None
-        batch = self._journal.submit(entry)
-        self._track(batch)
-        return batch
+        return self._journal.submit(entry)
 
     def _at_once(self, entry: Entry) -> bool:
         """Append ``entry`` now if the backend is durable at once; False if it must queue."""
@@ -360,9 +370,8 @@ class FlowWriter:
             self._track(batch).append(item)
 
     def _track(self, batch: _Batch) -> list[Any]:
-        """The items to settle with ``batch``; the first entry of this flow on a batch
-        registers the one callback that settles them (and stops this writer if the batch
-        failed: nothing may be written above an entry that was not)."""
+        """The items to settle with ``batch``; the first of this flow's items on a batch
+        registers the one callback that settles them."""
         if batch is not self._batch:
             self._batch = batch
             self._items = []
@@ -372,11 +381,14 @@ class FlowWriter:
     def _flushed(self, items: list[Any], batch: _Batch) -> None:
         if batch is self._batch:
             self._batch, self._items = None, []
-        error = self._error(batch)
-        if error is not None and self._lost is None:
+        self._settle(items, self._error(batch))
+
+    def fail(self, error: BaseException) -> None:
+        """A batch with this flow's entries failed: refuse every later write (nothing may be
+        journaled above an entry that was not) and tell ``settle``, even if nobody waits."""
+        if self._lost is None:
             self._lost = error
-        if items or error is not None:
-            self._settle(items, error)
+        self._settle([], error)
 
     def _settle(self, items: list[Any], error: BaseException | None) -> None:
         if self.settle is not None:

@@ -1,0 +1,207 @@
+"""A flow run's state: per-node arrays, state changes and listeners, halting, and the
+dependency bookkeeping every part of a run shares (see :class:`FlowRun` for the whole)."""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from .._compile import Plan
+from .._failure import Failure
+from .._journal._events import EventKind
+from .._journal._journal import FlowWriter
+from .._journal._replay import FlowReplay
+from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
+from ..errors import OwnershipLost
+from ._checkpoints import Checkpoints
+
+__all__ = ["Halt", "RunState"]
+
+log = structlog.get_logger("flowcoord.engine")
+
+_P, _R, _S = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS
+
+
+class Halt(enum.Enum):
+    """Why a run stopped going forward."""
+
+    FAIL = "fail"  # a failure nothing retries: revert the flow
+    CANCEL = "cancel"  # cancelled: revert, end CANCELLED
+    LOST = "lost"  # ownership lost: write nothing more
+    JOURNAL = "journal"  # the journal failed: write nothing more
+
+
+class RunState:
+    """What a run knows and how it changes; the parts of a run (reverts, retry scopes, the
+    scheduler) are layered on it."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        flow_id: str,
+        writer: FlowWriter,
+        store: Mapping[str, Any],
+        *,
+        concurrency: int,
+        revert_timeout: float,
+        listeners: Sequence[StateListener] = (),
+        replay: FlowReplay | None = None,
+        checkpoint_every: int = 1000,
+    ) -> None:
+        self.plan = plan
+        self.flow_id = flow_id
+        self.name = plan.flow.name
+        self.writer = writer
+        self.values: dict[str, Any] = dict(store)
+        self._stored = frozenset(store)
+        self._bound = max(1, concurrency)
+        self._revert_timeout = revert_timeout
+        self._listeners = listeners
+        n = len(plan.nodes)
+        self.tstate: list[TaskState] = [_P] * n
+        self.results: list[Any] = [None] * n
+        self.attempts: list[int] = [0] * n
+        self.failures: dict[int, Failure] = {}
+        self.revert_failures: dict[int, Failure] = {}
+        self._remaining = [len(node.preds) for node in plan.nodes]
+        self._ready: deque[int] = deque()
+        self._done = 0
+        self._workers = 0
+        self._busy = 0
+        self._handlers = 0
+        # Tasks done whose success is not durable yet (pipelined: their worker moved on;
+        # dependents start once the entry is durable). Only with journals that flush.
+        self._inflight = 0
+        self._pipeline = not writer.immediate
+        self._scope_running = [0] * len(plan.scopes)
+        self._scope_halted = [False] * len(plan.scopes)
+        self._scope_idle = [anyio.Event() for _ in plan.scopes]
+        self._scope_failures: list[dict[str, Failure]] = [{} for _ in plan.scopes]
+        self._scope_attempt = [1] * len(plan.scopes)
+        self._scope_valued = [not s.retry.provides for s in plan.scopes]
+        self.state = FlowState.PENDING
+        self._halt: Halt | None = None
+        self._fatal: BaseException | None = None
+        self._suspend = False
+        self._stop = False
+        self._changed = anyio.Event()
+        self._resumed: anyio.Event | None = None  # made by suspend()
+        self._tg: TaskGroup | None = None
+        self._fwd: anyio.CancelScope | None = None
+        self._replay = replay
+        # From the journal on resume: retry scopes whose failure handling must run first
+        # (with the failures to decide on), and whether the flow was being cancelled.
+        self._pending_scopes: dict[int, dict[str, Failure]] = {}
+        self._cancelled_before = False
+        # Checkpoints (see EventKind.CHECKPOINT) for flows big enough to reach one, without
+        # retry scopes, on journals that store (the in-memory one keeps no file to read
+        # back): successes not in one yet; None once anything but success happened.
+        self._ckpt = (
+            Checkpoints(plan, writer, checkpoint_every)
+            if Checkpoints.wanted(plan, writer, checkpoint_every)
+            else None
+        )
+
+    @property
+    def _log(self) -> Any:
+        """This flow's logger, bound on first use: binding costs more than a no-op task, and
+        a flow that goes well logs nothing."""
+        bound = self.__dict__.get("_bound_log")
+        if bound is None:
+            bound = self.__dict__["_bound_log"] = log.bind(flow_id=self.flow_id, flow=self.name)
+        return bound
+
+    # -- states and listeners ------------------------------------------------------------------
+
+    def _notify(self, task: str | None, old: str, new: str) -> None:
+        change = StateChange(self.flow_id, self.name, task, old, new)
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:
+                self._log.exception("listener_failed", listener=repr(listener))
+
+    def _set_task(self, i: int, new: TaskState) -> None:
+        old = self.tstate[i]
+        node = self.plan.nodes[i]
+        check_task(self.flow_id, node.name, old, new)
+        self.tstate[i] = new
+        if new is _S:
+            self._done += 1
+        elif old is _S:
+            self._done -= 1
+        if self._listeners and node.task is not None:
+            self._notify(node.name, old.value, new.value)
+
+    async def _set_flow(self, new: FlowState, reason: str | None = None) -> None:
+        old = self.state
+        check_flow(self.flow_id, old, new)
+        data = "{}" if reason is None else self.writer.encode({"reason": reason}, what="reason")
+        if new is FlowState.RUNNING:
+            # Nothing waits on it: a crash before it lands leaves a resumable flow all the
+            # same, so it rides along with the first task entries instead of costing a commit.
+            self.writer.emit(EventKind.FLOW_STATE, None, data, new.value)
+        else:
+            await self.writer.write(EventKind.FLOW_STATE, None, data, new.value)
+        self.state = new
+        if new not in (FlowState.RUNNING, FlowState.SUCCESS):  # those: listeners, not logs
+            self._log.info("flow_state", old=old.value, new=new.value, reason=reason)
+        if self._listeners:
+            self._notify(None, old.value, new.value)
+
+    # -- halting -------------------------------------------------------------------------------
+
+    def _no_checkpoints(self) -> None:
+        """Something other than a success happened: checkpoints stop for this run (their
+        successes must never be replayed after a later entry about the same task)."""
+        self._ckpt = None
+
+    def _fatal_error(self, exc: BaseException) -> None:
+        self._no_checkpoints()
+        if self._fatal is None:
+            self._fatal = exc
+            self._halt = Halt.LOST if isinstance(exc, OwnershipLost) else Halt.JOURNAL
+            self._log.warning("flow_abandoned", error=str(exc))
+            if self._fwd is not None:
+                self._fwd.cancel()
+        self._changed.set()
+
+    def _halt_all(self) -> None:
+        self._no_checkpoints()
+        if self._halt is None:
+            self._halt = Halt.FAIL
+        self._changed.set()
+
+    # -- dependencies --------------------------------------------------------------------------
+
+    def _complete(self, i: int) -> None:
+        """Mark node ``i`` done and make its dependents ready; barriers complete at once."""
+        nodes = self.plan.nodes
+        remaining = self._remaining
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            for k in nodes[j].succs:
+                remaining[k] -= 1
+                if remaining[k] == 0:
+                    if nodes[k].task is None:
+                        if not any(self._scope_halted[s.index] for s in nodes[k].scopes):
+                            self._pass_barrier(k)
+                            stack.append(k)
+                    else:
+                        self._ready.append(k)
+
+    def _pass_barrier(self, i: int) -> None:
+        """A virtual node whose predecessors are all done is done itself."""
+        self._set_task(i, _R)
+        self._set_task(i, _S)
+
+    def _pump(self) -> None:
+        """Start workers for ready tasks (the scheduler's)."""
+        raise NotImplementedError
