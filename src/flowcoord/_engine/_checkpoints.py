@@ -19,7 +19,7 @@ from ..errors import FlowcoordError
 
 __all__ = ["Checkpoints"]
 
-_R, _S = TaskState.RUNNING, TaskState.SUCCESS
+_P, _R, _S = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS
 
 
 class Checkpoints:
@@ -59,7 +59,9 @@ class Checkpoints:
         if len(done) < self._every:
             return True
         started = self._started
-        while started and tstate[started[0]] is not _R:
+        # done ones leave; a pending one stays: its start was journaled ahead of it (with
+        # its last predecessor's success) and must stay readable until it is done
+        while started and tstate[started[0]] is not _R and tstate[started[0]] is not _P:
             started.popleft()
         nodes, w = self._plan.nodes, self._writer
         if self._all:

@@ -54,6 +54,7 @@ class Reverts(RunState):
         with anyio.CancelScope(shield=True):
             if self.state is not FlowState.REVERTING:
                 await self._set_flow(FlowState.REVERTING, "cancelled" if cancelled else None)
+            await self._settle_prestarted()
             while not await self._revert_nodes(None):
                 # Suspended (or stopped) with reverts left: those in flight finished.
                 if self._stop:
@@ -76,6 +77,17 @@ class Reverts(RunState):
                 final = FlowState.FAILED if self.revert_failures else FlowState.REVERTED
             await self._set_flow(final)
         raise self._error(cancelled)
+
+    async def _settle_prestarted(self) -> None:
+        """Tasks whose start was journaled with their last predecessor's success but that
+        never ran: journal them reverted (there is nothing to undo; no revert is called)."""
+        nodes, w = self.plan.nodes, self.writer
+        for k in sorted(self._prestarted):
+            if self.tstate[k] is _P:
+                w.emit(EventKind.REVERT_STARTED, nodes[k].name)
+                await w.write(EventKind.REVERT_DONE, nodes[k].name)
+                self._set_task(k, TaskState.REVERTED)
+        self._prestarted.clear()
 
     async def _revert_nodes(self, members: Sequence[int] | None) -> bool:
         """Revert ``members`` (None: the whole flow) in reverse dependency order; False if

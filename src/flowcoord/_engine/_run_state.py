@@ -98,6 +98,7 @@ class RunState:
         # From the journal on resume: retry scopes whose failure handling must run first
         # (with the failures to decide on), and whether the flow was being cancelled.
         self._pending_scopes: dict[int, dict[str, Failure]] = {}
+        self._prestarted: dict[int, tuple[int, int]] = {}  # see FlowRun._prestart
         self._cancelled_before = False
         # Checkpoints (see EventKind.CHECKPOINT) for flows big enough to reach one, without
         # retry scopes, on journals that store (the in-memory one keeps no file to read

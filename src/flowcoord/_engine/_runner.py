@@ -276,10 +276,15 @@ class FlowRun(Scopes):
                 self.tstate[i] = _R
             w = self.writer
             started = _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'
-            if self._pipeline and self.plan.reverts[i] is not None:
+            pre = self._prestarted.pop(i, None) if self._prestarted else None
+            if pre is not None and pre[1] == attempt:
+                pass  # journaled with its last predecessor's success: durable now
+            elif self._pipeline and self.plan.reverts[i] is not None:
                 # A task with a revert: its start is durable before it runs, so a crash can
                 # never leave work done that no resumed revert knows of.
                 seq = w.seq
+                if self._ckpt is not None:
+                    self._ckpt.started(i, seq)
                 try:
                     await w.write(_STARTED, node.name, started)
                 except anyio.get_cancelled_exc_class():
@@ -287,8 +292,8 @@ class FlowRun(Scopes):
                     raise
             else:  # nothing to undo: the start rides along with the next commit
                 seq = w.emit(_STARTED, node.name, started)
-            if self._ckpt is not None:
-                self._ckpt.started(i, seq)
+                if self._ckpt is not None:
+                    self._ckpt.started(i, seq)
             try:
                 if t.timeout is None:
                     result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
@@ -321,15 +326,21 @@ class FlowRun(Scopes):
                 # cancelled, and the task must then count as done (so that a cancel reverts
                 # it); a retry scope waits for its members to settle.
                 with anyio.CancelScope(shield=True):
-                    await w.write(_SUCCEEDED, node.name, data)
+                    batch = w.submit(_SUCCEEDED, node.name, data)
+                    assert batch is not None
+                    self._prestart(i)
+                    await batch.wait()
+                    w.check(batch)
             elif self._ready and self._inflight < self._bound:
                 # More to run: move on now; dependents start once this entry is durable.
                 self._inflight += 1
                 w.write_then(_SUCCEEDED, node.name, data, (i, result, outputs))
+                self._prestart(i)
                 return
             else:
                 batch = w.submit(_SUCCEEDED, node.name, data)
                 assert batch is not None
+                self._prestart(i)
                 try:
                     await batch.wait()
                 except BaseException:
@@ -350,6 +361,29 @@ class FlowRun(Scopes):
                 self._scope_running[k] -= 1
                 if not self._scope_running[k]:
                     self._scope_idle[k].set()
+
+    def _prestart(self, i: int) -> None:
+        """Task ``i``'s success was just queued: journal, in the same commit, the start of
+        each dependent with a revert that it releases (its last unfinished predecessor), so
+        that the dependent need not wait for a commit of its own before it runs."""
+        nodes, reverts, remaining, tstate = (
+            self.plan.nodes,
+            self.plan.reverts,
+            self._remaining,
+            self.tstate,
+        )
+        for k in nodes[i].succs:
+            if remaining[k] != 1 or reverts[k] is None or tstate[k] is not _P:
+                continue
+            node = nodes[k]
+            if any(self._scope_halted[s.index] for s in node.scopes):
+                continue
+            attempt = self.attempts[k] + 1
+            data = _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'
+            seq = self.writer.emit(_STARTED, node.name, data)
+            self._prestarted[k] = (seq, attempt)
+            if self._ckpt is not None:  # its start stays readable until it is done
+                self._ckpt.started(k, seq)
 
     def _settled(
         self, items: list[tuple[int, Any, dict[str, Any]]], error: BaseException | None

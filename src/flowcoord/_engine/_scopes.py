@@ -118,6 +118,8 @@ class Scopes(Reverts):
     def _reset_scope(self, scope: Scope, attempt: int) -> None:
         nodes = self.plan.nodes
         members = scope.members
+        for m in members:  # a start journaled before the reset is not this attempt's
+            self._prestarted.pop(m, None)
         for m in members:
             if self.tstate[m] is not _P:
                 self._set_task(m, _P)
