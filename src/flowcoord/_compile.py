@@ -89,6 +89,7 @@ class Plan:
         self.bare: list[bool] = []
         #: per node: the revert to call (None for a barrier or a task without one)
         self.reverts: list[Callable[..., Any] | None] = []
+        self.revert_succs: list[tuple[int, ...]] = []
 
     def _finish(self) -> None:
         tasks = [n.task for n in self.nodes]
@@ -100,6 +101,11 @@ class Plan:
             t is not None and not (t.required_args or t.optional_args or t.inject) for t in tasks
         ]
         self.reverts = [None if t is None or not t.has_revert else t.revert for t in tasks]
+        #: per node: its successors that are tasks with a revert (their start is journaled
+        #: with this node's success when it releases them; see FlowRun._prestart)
+        self.revert_succs = [
+            tuple(k for k in n.succs if self.reverts[k] is not None) for n in self.nodes
+        ]
 
     def edge(self, a: int, b: int) -> None:
         if a != b and (a, b) not in self._edges:

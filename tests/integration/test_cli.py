@@ -132,6 +132,22 @@ def _show(work: Path, journal: str, flow_id: str) -> Any:
 # -- run, list, show, graph --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("bad", ["../x", "a b", "x" * 5000])
+def test_bad_flow_ids_are_refused_before_anything_is_written(work: Path, bad: str) -> None:
+    journal = str(work / "ids.sqlite")
+    proc = cli(work, "run", "myflows:build", "-i", "size=2", "--journal", journal, "--flow-id", bad)
+    assert_clean_error(proc, "invalid flow id")
+    proc = cli(work, "run", "myflows:build", "-i", "size=2", "--journal", journal, "--flow-id", "s")
+    assert proc.returncode == 0, proc.stderr
+    proc = cli(
+        work, "flows", "retry", "s", "--from-task", "slow", "--flow", "myflows:registry",
+        "--journal", journal, "--new-id", bad,
+    )  # fmt: skip
+    assert_clean_error(proc, "invalid new flow id")
+    listed = cli(work, "flows", "list", "--journal", journal, "--json")
+    assert [f["flow_id"] for f in json.loads(listed.stdout)["flows"]] == ["s"]
+
+
 def test_run_on_sqlite_then_list_and_show(work: Path) -> None:
     journal = f"sqlite:///{work}/journal.sqlite"
     proc = cli(

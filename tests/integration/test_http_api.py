@@ -502,6 +502,22 @@ async def test_retry_refuses_unfinished_flows_and_bad_input(client: Client) -> N
     await _json(await client.post("/api/flows/r-1/retry", json={}, headers=AUTH), 400)
 
 
+@pytest.mark.parametrize("bad", ["../../x", "a b", "x" * 5000, "abc\n"])
+async def test_retry_refuses_a_bad_new_flow_id(client: Client, bad: str) -> None:
+    """One flow-id rule everywhere: retry used to create flows nobody could open."""
+    req = {"flow": "quick", "inputs": {"size": 2}, "flow_id": "r-2"}
+    await _json(await client.post("/api/flows?wait=10", json=req, headers=AUTH), 200)
+    body = await _json(
+        await client.post(
+            "/api/flows/r-2/retry", json={"from_task": "double", "flow_id": bad}, headers=AUTH
+        ),
+        400,
+    )
+    assert "invalid new flow id" in body["error"]
+    listed = await _json(await client.get("/api/flows"), 200)
+    assert [f["flow_id"] for f in listed["flows"]] == ["r-2"]
+
+
 # -- journal and graphs ------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup
 from .._codec import Codec
 from .._compile import Plan, compile_flow
 from .._flow import Flow
+from .._ids import check_flow_id
 from .._journal._contract import JournalBackend
 from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._journal import Journal
@@ -330,6 +331,8 @@ class Engine:
         task succeeded and was not reverted (or was "reverted" without a revert function).
         Everything else runs again. Without ``from_task`` every task runs again.
         """
+        if flow_id is not None:
+            check_flow_id(flow_id, what="new flow id")
         plan = self.compile(flow)
         src = await self.status(source_flow_id)
         _check_same_flow(flow, plan, src)
@@ -427,7 +430,7 @@ class Engine:
         inputs = dict(store or {})
         if resume and not flow_id:
             raise FlowDefinitionError("resuming a flow needs its flow_id", flow=flow.name)
-        flow_id = flow_id or uuid.uuid4().hex
+        flow_id = uuid.uuid4().hex if flow_id is None else check_flow_id(flow_id)
         if flow_id in self._handles or flow_id in self._reserved:
             raise FlowDefinitionError(
                 f"flow {flow_id} is already running on this engine", flow_id=flow_id

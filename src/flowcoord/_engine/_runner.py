@@ -328,19 +328,22 @@ class FlowRun(Scopes):
                 with anyio.CancelScope(shield=True):
                     batch = w.submit(_SUCCEEDED, node.name, data)
                     assert batch is not None
-                    self._prestart(i)
+                    if self.plan.revert_succs[i]:
+                        self._prestart(i)
                     await batch.wait()
                     w.check(batch)
             elif self._ready and self._inflight < self._bound:
                 # More to run: move on now; dependents start once this entry is durable.
                 self._inflight += 1
                 w.write_then(_SUCCEEDED, node.name, data, (i, result, outputs))
-                self._prestart(i)
+                if self.plan.revert_succs[i]:
+                    self._prestart(i)
                 return
             else:
                 batch = w.submit(_SUCCEEDED, node.name, data)
                 assert batch is not None
-                self._prestart(i)
+                if self.plan.revert_succs[i]:
+                    self._prestart(i)
                 try:
                     await batch.wait()
                 except BaseException:
@@ -366,14 +369,9 @@ class FlowRun(Scopes):
         """Task ``i``'s success was just queued: journal, in the same commit, the start of
         each dependent with a revert that it releases (its last unfinished predecessor), so
         that the dependent need not wait for a commit of its own before it runs."""
-        nodes, reverts, remaining, tstate = (
-            self.plan.nodes,
-            self.plan.reverts,
-            self._remaining,
-            self.tstate,
-        )
-        for k in nodes[i].succs:
-            if remaining[k] != 1 or reverts[k] is None or tstate[k] is not _P:
+        nodes, remaining, tstate = self.plan.nodes, self._remaining, self.tstate
+        for k in self.plan.revert_succs[i]:
+            if remaining[k] != 1 or tstate[k] is not _P:
                 continue
             node = nodes[k]
             if any(self._scope_halted[s.index] for s in node.scopes):

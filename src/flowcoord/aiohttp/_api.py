@@ -6,7 +6,6 @@ import contextlib
 import hmac
 import json
 import math
-import re
 from typing import Any
 
 import anyio
@@ -14,6 +13,7 @@ from aiohttp import web
 
 from .._engine._engine import Engine, FlowHandle
 from .._graph_export import task_edges, to_dot
+from .._ids import FLOW_ID_RULE, is_flow_id
 from .._journal._events import FlowRecord
 from .._states import FlowState
 from .._views import entry_view, record_view, status_view, task_states
@@ -23,8 +23,7 @@ from ._layout import render_svg
 
 __all__ = ["add_api_routes"]
 
-_FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-_FLOW_ID_HINT = "a flow id is 1-128 letters, digits and . _ : @ - (starting alphanumeric)"
+_FLOW_ID_HINT = f"a flow id is {FLOW_ID_RULE}"
 _SUBMIT_KEYS = frozenset({"flow", "inputs", "flow_id"})
 _MAX_WAIT = 300.0
 _STATES = ", ".join(s.value for s in FlowState)
@@ -86,7 +85,7 @@ def _authorize_read(request: web.Request) -> None:
 
 def _flow_id(request: web.Request) -> str:
     flow_id = request.match_info["flow_id"]
-    if not _FLOW_ID.match(flow_id):
+    if not is_flow_id(flow_id):
         raise ApiError(400, f"invalid flow id {flow_id!r}", _FLOW_ID_HINT)
     return flow_id
 
@@ -346,7 +345,7 @@ async def submit(request: web.Request) -> web.Response:
     if not isinstance(inputs, dict):
         raise ApiError(400, "field 'inputs' must be a JSON object", "send inputs as {name: value}")
     flow_id = body.get("flow_id")
-    if flow_id is not None and (not isinstance(flow_id, str) or not _FLOW_ID.match(flow_id)):
+    if flow_id is not None and not is_flow_id(flow_id):
         raise ApiError(400, f"invalid flow_id {flow_id!r}", _FLOW_ID_HINT)
     wait = _wait_query(request)
     engine = get_engine(request)
@@ -466,8 +465,8 @@ async def retry(request: web.Request) -> web.Response:
             400, "field 'from_task' must name a task of the flow", 'send {"from_task": "<task>"}'
         )
     new_id = body.get("flow_id")
-    if new_id is not None and (not isinstance(new_id, str) or not new_id or len(new_id) > 200):
-        raise ApiError(400, "field 'flow_id' must be a non-empty string of at most 200 chars")
+    if new_id is not None and not is_flow_id(new_id):
+        raise ApiError(400, f"invalid new flow id {str(new_id)[:60]!r}", _FLOW_ID_HINT)
     rep = await engine.status(flow_id)
     if task not in rep.task_names:
         raise ApiError(
