@@ -20,6 +20,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
     session.run("mypy", "--strict", "src", "tests")
+    session.run("lint-imports")
 
 
 @nox.session

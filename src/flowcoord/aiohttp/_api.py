@@ -17,9 +17,9 @@ from .._ids import FLOW_ID_RULE, is_flow_id
 from .._journal._events import FlowRecord
 from .._states import FlowState
 from .._views import entry_view, record_view, status_view, task_states
-from ._app import AppState, get_engine, state_of
 from ._errors import ApiError, dumps
 from ._layout import render_svg
+from ._state import AppState, get_engine, state_of
 
 __all__ = ["add_api_routes"]
 

@@ -4,49 +4,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
 import anyio
 import structlog
 from aiohttp import web
 
-from .._compile import Plan, compile_flow
-from .._engine._engine import Engine, FlowHandle
+from .._engine._engine import Engine
 from .._registry import FlowRegistry
-from ..errors import ConfigurationError, FlowcoordError, JournalUnavailable
+from ..errors import ConfigurationError
+from ._api import add_api_routes
+from ._dashboard import add_dashboard_routes
+from ._errors import error_middleware
+from ._state import STATE_KEY, AppState, get_engine, get_registry, state_of
 
 __all__ = ["STATE_KEY", "AppState", "create_app", "get_engine", "get_registry", "setup", "state_of"]
 
 log = structlog.get_logger("flowcoord.aiohttp")
-
-
-@dataclass(slots=True)
-class AppState:
-    """What :func:`setup` keeps on the application (under :data:`STATE_KEY`)."""
-
-    make_engine: Callable[[], Engine]
-    registry: FlowRegistry
-    token: str | None
-    prefix: str
-    shutdown_timeout: float
-    protect_reads: bool = False
-    engine: Engine | None = None
-    starting: set[str] = field(default_factory=set)
-    handles: dict[str, FlowHandle] = field(default_factory=dict)
-    plans: dict[str, Plan] = field(default_factory=dict)
-
-    def plan(self, name: str) -> Plan | None:
-        """The compiled plan of the registered flow ``name`` (cached), or ``None``."""
-        plan = self.plans.get(name)
-        if plan is None and name in self.registry:
-            try:
-                plan = self.plans[name] = compile_flow(self.registry.build(name))
-            except FlowcoordError:
-                return None
-        return plan
-
-
-STATE_KEY = web.AppKey("flowcoord", AppState)
 
 
 def setup(
@@ -71,9 +44,6 @@ def setup(
     ``protect_reads=True`` asks for the token on reads too (flow inputs, results and
     tracebacks can be sensitive); the dashboard then sends the token typed into it.
     """
-    from ._api import add_api_routes
-    from ._dashboard import add_dashboard_routes
-    from ._errors import error_middleware
 
     if (engine is None) == (engine_factory is None):
         raise ConfigurationError("setup() needs exactly one of engine= and engine_factory=")
@@ -138,33 +108,6 @@ def create_app(
         protect_reads=protect_reads,
     )
     return app
-
-
-def state_of(app: web.Application | web.Request) -> AppState:
-    try:
-        if isinstance(app, web.Request):
-            return app.config_dict[STATE_KEY]
-        return app[STATE_KEY]
-    except KeyError:
-        raise ConfigurationError(
-            "flowcoord.aiohttp.setup() was not called on this application"
-        ) from None
-
-
-def get_engine(app: web.Application | web.Request) -> Engine:
-    """The running engine of an app set up with :func:`setup` (pass the app or a request)."""
-    engine = state_of(app).engine
-    if engine is None:
-        raise JournalUnavailable(
-            "the flowcoord engine is not running",
-            hint="it runs between the application's startup and cleanup",
-        )
-    return engine
-
-
-def get_registry(app: web.Application | web.Request) -> FlowRegistry:
-    """The flow registry given to :func:`setup`."""
-    return state_of(app).registry
 
 
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
