@@ -31,6 +31,6 @@ if [ "${FLOWCOORD_SKIP_LINT:-0}" != 1 ]; then
     .venv/bin/ruff check src tests benchmarks examples
     .venv/bin/ruff format --check -q src tests benchmarks examples
     .venv/bin/mypy --strict src tests
-    .venv/bin/lint-imports -q
+    .venv/bin/lint-imports
 fi
 exec .venv/bin/python -m pytest "$@"
