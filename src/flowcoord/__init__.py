@@ -3,6 +3,9 @@ owner at a time and hand-over between engines."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._codec import Codec as Codec
 from ._compile import Plan as Plan
 from ._compile import compile_flow as compile_flow
@@ -14,8 +17,6 @@ from ._coord._contract import JobBoard as JobBoard
 from ._coord._contract import Member as Member
 from ._coord._contract import TrashedJob as TrashedJob
 from ._coord._memory import MemoryCoordinator as MemoryCoordinator
-from ._coord._zk_board import ZooKeeperJobBoard as ZooKeeperJobBoard
-from ._coord._zk_session import ZooKeeperSession as ZooKeeperSession
 from ._coord._zk_types import ACL as ACL
 from ._coord._zk_types import SessionState as SessionState
 from ._engine._engine import Engine as Engine
@@ -33,13 +34,11 @@ from ._journal._events import Entry as Entry
 from ._journal._events import EventKind as EventKind
 from ._journal._events import FlowRecord as FlowRecord
 from ._journal._memory import MemoryJournal as MemoryJournal
-from ._journal._postgres import PostgresJournal as PostgresJournal
 from ._journal._replay import FlowReplay as FlowReplay
 from ._journal._replay import TaskRecord as TaskRecord
 from ._journal._replay import replay as replay
 from ._journal._sqlite import SQLiteJournal as SQLiteJournal
 from ._registry import FlowRegistry as FlowRegistry
-from ._registry import UnknownFlow as UnknownFlow
 from ._retry import Decision as Decision
 from ._retry import ForEach as ForEach
 from ._retry import ParameterizedForEach as ParameterizedForEach
@@ -53,14 +52,47 @@ from ._states import TaskState as TaskState
 from ._task import FunctionTask as FunctionTask
 from ._task import Task as Task
 from ._task import task as task
-from ._worker import JobSpec as JobSpec
-from ._worker import open_board as open_board
-from ._worker import post_jobs as post_jobs
-from ._worker import run_worker as run_worker
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 
+if _TYPE_CHECKING:  # loaded on first use: they bring asyncpg and aiozk (see __getattr__)
+    from ._coord._zk_board import ZooKeeperJobBoard as ZooKeeperJobBoard
+    from ._coord._zk_session import ZooKeeperSession as ZooKeeperSession
+    from ._journal._postgres import PostgresJournal as PostgresJournal
+    from ._worker import JobSpec as JobSpec
+    from ._worker import open_board as open_board
+    from ._worker import post_jobs as post_jobs
+    from ._worker import run_worker as run_worker
+
 __version__ = "0.1.0.dev0"
+
+# Public names whose modules load a driver (asyncpg, aiozk): imported on first use, so that
+# `import flowcoord` stays light for code that runs on the embedded defaults.
+_LAZY = {
+    "ZooKeeperJobBoard": "._coord._zk_board",
+    "ZooKeeperSession": "._coord._zk_session",
+    "PostgresJournal": "._journal._postgres",
+    "JobSpec": "._worker",
+    "open_board": "._worker",
+    "post_jobs": "._worker",
+    "run_worker": "._worker",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowcoord' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = sorted(
     [
@@ -111,7 +143,6 @@ __all__ = sorted(
         "TaskRecord",
         "TaskState",
         "Times",
-        "UnknownFlow",
         "Unordered",
         "compile_flow",
         "replay",

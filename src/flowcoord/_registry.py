@@ -6,15 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import overload
 
 from ._flow import Flow
-from .errors import FlowDefinitionError
+from .errors import FlowDefinitionError, UnknownFlow
 
 __all__ = ["FlowRegistry", "UnknownFlow"]
 
 FlowFactory = Callable[[], Flow]
-
-
-class UnknownFlow(FlowDefinitionError, LookupError):
-    """No flow is registered under this name."""
 
 
 class FlowRegistry:

@@ -8,7 +8,15 @@ from typing import Protocol
 
 from .errors import InvalidStateTransition
 
-__all__ = ["FlowState", "StateChange", "StateListener", "TaskState", "check_flow", "check_task"]
+__all__ = [
+    "FlowState",
+    "StateChange",
+    "StateListener",
+    "TaskState",
+    "check_flow",
+    "check_task",
+    "is_finished",
+]
 
 
 class FlowState(StrEnum):
@@ -65,6 +73,15 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _T.REVERTED: frozenset({_T.PENDING}),
     _T.REVERT_FAILURE: frozenset(),
 }
+
+
+def is_finished(state: str | FlowState) -> bool:
+    """Whether a flow in ``state`` (a summary row's text, too) has ended; an unknown state
+    has not."""
+    try:
+        return FlowState(state).finished
+    except ValueError:
+        return False
 
 
 def check_flow(flow_id: str, old: FlowState, new: FlowState) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from ._failure import Failure
 from ._journal._events import Entry, FlowRecord
 from ._journal._replay import FlowReplay, TaskRecord
-from ._states import FlowState, TaskState
+from ._states import TaskState, is_finished
 
 __all__ = ["entry_view", "failure_view", "record_view", "status_view", "task_states"]
 
@@ -31,18 +31,11 @@ def record_view(rec: FlowRecord) -> dict[str, Any]:
         "flow_id": rec.flow_id,
         "name": rec.name,
         "state": rec.state,
-        "finished": _finished(rec.state),
+        "finished": is_finished(rec.state),
         "token": rec.token,
         "created_at": rec.created_at or None,
         "updated_at": rec.updated_at or None,
     }
-
-
-def _finished(state: str) -> bool:
-    try:
-        return FlowState(state).finished
-    except ValueError:
-        return False
 
 
 def _task_view(name: str, t: TaskRecord) -> dict[str, Any]:

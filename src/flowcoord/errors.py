@@ -8,7 +8,8 @@ The tree::
     │   ├── DuplicateTaskError                  two tasks share a name somewhere in the tree
     │   ├── AmbiguousProviderError              two tasks provide the same name
     │   ├── CycleError                          dependencies form a cycle
-    │   └── MissingInputError                   a required name nothing provides or stores
+    │   ├── MissingInputError                   a required name nothing provides or stores
+    │   └── UnknownFlow (also LookupError)      no flow is registered under this name
     ├── ConfigurationError (also ValueError)    bad URL, DSN, option value
     ├── EncodingError (also ValueError)         a value the codec cannot turn into JSON
     ├── TaskFailed                              a task failed in another process (record only)
@@ -83,6 +84,7 @@ __all__ = [
     "RevertFailed",
     "SessionLost",
     "TaskFailed",
+    "UnknownFlow",
     "VersionConflict",
 ]
 
@@ -157,6 +159,10 @@ class CycleError(FlowDefinitionError):
 
 class MissingInputError(FlowDefinitionError):
     """A task requires a name that no task provides and the caller did not store."""
+
+
+class UnknownFlow(FlowDefinitionError, LookupError):
+    """No flow is registered under this name."""
 
 
 class ConfigurationError(FlowcoordError, ValueError):

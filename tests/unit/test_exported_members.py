@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
+import importlib.metadata
+import re
+import subprocess
+import sys
+
 import flowcoord
 
 
@@ -19,3 +25,56 @@ def test_errors_tree() -> None:
         assert issubclass(getattr(flowcoord, name), flowcoord.FlowcoordError)
     assert issubclass(flowcoord.FlowDefinitionError, ValueError)
     assert issubclass(flowcoord.ConfigurationError, ValueError)
+
+
+def test_the_error_tree_drawn_in_errors_is_true() -> None:
+    """Every class in the drawing of ``flowcoord.errors`` is there, under the parent drawn,
+    with the extra bases noted ("also ValueError"), and every error is drawn."""
+    doc = flowcoord.errors.__doc__ or ""
+    known = {*flowcoord.errors.__all__, "FlowcoordError"}
+    drawn: dict[str, str] = {}
+    parents: list[str] = []
+    root = None
+    for line in doc.splitlines():
+        m = re.match(r"^[\s│├└─]*([A-Z]\w+)(?: \(also (\w+)\))?", line)
+        if not m or m.group(1) not in known:
+            continue
+        col = m.start(1)
+        root = col if root is None else root
+        depth = (col - root) // 4
+        del parents[depth:]
+        name = m.group(1)
+        if parents:
+            drawn[name] = parents[-1]
+        parents.append(name)
+        if m.group(2):
+            assert issubclass(getattr(flowcoord.errors, name), getattr(builtins, m.group(2)))
+    assert set(drawn) | {"FlowcoordError"} == set(flowcoord.errors.__all__) | {"FlowcoordError"}
+    for name, parent in drawn.items():
+        assert getattr(flowcoord.errors, parent) in getattr(flowcoord.errors, name).__bases__, (
+            f"{name} is drawn under {parent}"
+        )
+
+
+def test_aiozk_is_the_version_flowcoord_patches() -> None:
+    """_coord/_zk_fixes.py subclasses aiozk 0.32's connection internals: another minor
+    version must be checked (and the pin in pyproject.toml moved) before it is used."""
+    version = importlib.metadata.version("aiozk")
+    assert version.split(".")[:2] == ["0", "32"], (
+        f"aiozk {version} is installed; flowcoord's fixes were written for 0.32 "
+        "(src/flowcoord/_coord/_zk_fixes.py)"
+    )
+
+
+def test_import_flowcoord_loads_no_driver() -> None:
+    """asyncpg and aiozk load with the first use of what needs them, not with the package."""
+    code = (
+        "import sys, flowcoord\n"
+        "print(sorted(m for m in ('asyncpg', 'aiozk', 'aiohttp') if m in sys.modules))\n"
+        "flowcoord.PostgresJournal, flowcoord.ZooKeeperSession, flowcoord.run_worker\n"
+        "print(sorted(m for m in ('asyncpg', 'aiozk') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == ["[]", "['aiozk', 'asyncpg']"]

@@ -15,7 +15,7 @@ from .._engine._engine import Engine, FlowHandle
 from .._graph_export import task_edges, to_dot
 from .._ids import FLOW_ID_RULE, is_flow_id
 from .._journal._events import FlowRecord
-from .._states import FlowState
+from .._states import FlowState, is_finished
 from .._views import entry_view, record_view, status_view, task_states
 from ._errors import ApiError, dumps
 from ._layout import render_svg
@@ -143,13 +143,6 @@ async def _record(engine: Engine, flow_id: str) -> FlowRecord:
     return rec
 
 
-def _finished(state: str) -> bool:
-    try:
-        return FlowState(state).finished
-    except ValueError:
-        return False
-
-
 def _find_handle(st: AppState, engine: Engine, flow_id: str) -> FlowHandle | None:
     """The handle of a flow running here. Also knows flows started a moment ago, which the
     engine registers only once their run begins."""
@@ -184,7 +177,7 @@ def _accepted(st: AppState, handle: FlowHandle, action: str, status: int = 202) 
 async def _take_over(st: AppState, engine: Engine, rec: FlowRecord, action: str) -> FlowHandle:
     """Run a journaled, unfinished flow that no engine here runs, with the registered flow of
     its name. Fences the journal (token + 1) so a stale writer elsewhere is shut out."""
-    if _finished(rec.state):
+    if is_finished(rec.state):
         raise ApiError(
             409,
             f"flow {rec.flow_id} has finished ({rec.state}); there is nothing to {action}",
@@ -364,7 +357,7 @@ async def submit(request: web.Request) -> web.Response:
                     f"flow id {flow_id} is taken by a {rec.name!r} flow",
                     "use another flow_id, or omit it to get a fresh one",
                 )
-            if _finished(rec.state):
+            if is_finished(rec.state):
                 view = record_view(rec)
                 view["url"] = f"{st.prefix}/flows/{flow_id}"
                 return _json(view, 200)
@@ -472,7 +465,7 @@ async def retry(request: web.Request) -> web.Response:
         raise ApiError(
             422, f"flow {flow_id} has no task {task!r}", f"tasks: {', '.join(rep.task_names)}"
         )
-    if not _finished(rep.state.value) or _find_handle(st, engine, flow_id) is not None:
+    if not is_finished(rep.state.value) or _find_handle(st, engine, flow_id) is not None:
         raise ApiError(
             409,
             f"flow {flow_id} has not finished ({rep.state.value})",
