@@ -374,21 +374,38 @@ class Engine:
                 Entry(new_id, seq, EventKind.TASK_SUCCEEDED, node.name, data, None, token)
             )
             seq += 1
-        head = self.codec.encode(
-            {
-                "name": flow.name,
-                "inputs": src.inputs,
-                "tasks": plan.task_names,
-                "forked_from": source_flow_id,
-                "from_task": from_task,
-            },
+        record, first = self._created(
+            new_id,
+            flow,
+            plan,
+            src.inputs,
+            token,
             what="fork",
+            forked_from=source_flow_id,
+            from_task=from_task,
         )
-        record = FlowRecord(new_id, flow.name, FlowState.PENDING.value, token)
-        first = Entry(new_id, 0, EventKind.FLOW_CREATED, None, head, None, token)
         if not await self.journal.create_flow(record, [first, *entries]):
             raise FlowExists(f"flow {new_id} exists already", flow_id=new_id)
         return await self.start(flow, flow_id=new_id, token=token)
+
+    def _created(
+        self,
+        flow_id: str,
+        flow: Flow,
+        plan: Plan,
+        inputs: Mapping[str, Any],
+        token: int,
+        *,
+        what: str,
+        **extra: Any,
+    ) -> tuple[FlowRecord, Entry]:
+        """A new flow's summary row and ``flow.created`` entry (seq 0), for every way a flow
+        is created (run, start, fork)."""
+        data = self.codec.encode(
+            {"name": flow.name, "inputs": inputs, "tasks": plan.task_names, **extra}, what=what
+        )
+        record = FlowRecord(flow_id, flow.name, FlowState.PENDING.value, token)
+        return record, Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
 
     async def _drive_quietly(self, run: FlowRun, handle: FlowHandle) -> None:
         with contextlib.suppress(Exception):  # delivered through handle.wait()
@@ -465,12 +482,9 @@ class Engine:
                     raise
                 journaled = True
         if not journaled:  # create first: one round trip for a new flow
-            data = self.codec.encode(
-                {"name": flow.name, "inputs": inputs, "tasks": plan.task_names},
-                what=f"inputs of flow {flow.name!r}",
+            record, first = self._created(
+                flow_id, flow, plan, inputs, token, what=f"inputs of flow {flow.name!r}"
             )
-            record = FlowRecord(flow_id, flow.name, FlowState.PENDING.value, token)
-            first = Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
             journaled = not await journal.create_flow(record, [first])
         if journaled:
             if token:

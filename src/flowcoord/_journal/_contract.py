@@ -31,7 +31,8 @@ class JournalBackend(ABC):
     * Backend driver errors leave only as :class:`~flowcoord.JournalError` subclasses.
     """
 
-    #: Set by backends whose appends complete without I/O (the in-memory one).
+    #: Set by backends whose appends complete without I/O (the in-memory one); they implement
+    #: :meth:`append_now`.
     immediate: bool = False
     #: Set by backends that implement :meth:`create_flows` (many creations in one call).
     batch_creates: bool = False
@@ -71,6 +72,11 @@ class JournalBackend(ABC):
 
     @abstractmethod
     async def append(self, entries: Sequence[Entry]) -> frozenset[str]: ...
+
+    def append_now(self, entries: Sequence[Entry]) -> frozenset[str]:
+        """:meth:`append` without waiting, for backends whose appends need no I/O (they set
+        ``immediate``); the engine then writes each entry as it happens, with no flusher."""
+        raise NotImplementedError(f"{type(self).__name__} is not immediate: use append()")
 
     @abstractmethod
     async def fence(self, flow_id: str, token: int) -> int:

@@ -218,7 +218,7 @@ class Journal:
         if self.backend.immediate:
             batch = _Batch()
             batch.entries.append(entry)
-            batch.refused = self.backend.append_now([entry])  # type: ignore[attr-defined]
+            batch.refused = self.backend.append_now([entry])
             batch.done.set()
             return batch
         if self._tg is None or self._closed:
@@ -288,7 +288,7 @@ class FlowWriter:
         self.seq = next_seq
         self._lost: BaseException | None = None
         backend = journal.backend
-        self._append_now = backend.append_now if backend.immediate else None  # type: ignore[attr-defined]
+        self._append_now = backend.append_now if backend.immediate else None
         self.settle: Callable[[list[Any], BaseException | None], None] | None = None
         self._batch: _Batch | None = None  # the pending batch our items ride on
         self._items: list[Any] = []

@@ -114,8 +114,6 @@ class RecordingBackend(JournalBackend):
         self.fault: Fault | None = None
         self.calls: dict[str, int] = {}
         self.cut: Callable[[], Awaitable[object]] | None = None
-        if self.immediate:
-            self.append_now = self._append_now
 
     def _count(self, method: str) -> Fault | None:
         n = self.calls[method] = self.calls.get(method, 0) + 1
@@ -134,9 +132,9 @@ class RecordingBackend(JournalBackend):
             return None
         return fault
 
-    def _append_now(self, entries: Sequence[Entry]) -> frozenset[str]:
+    def append_now(self, entries: Sequence[Entry]) -> frozenset[str]:
         fault = self._count("append")
-        refused: frozenset[str] = self.inner.append_now(entries)  # type: ignore[attr-defined]
+        refused = self.inner.append_now(entries)
         self._wrote(entries, refused)
         if fault is not None:
             raise fault.exception()
