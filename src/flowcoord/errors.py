@@ -16,6 +16,7 @@ The tree::
     ├── RevertFailed                            a revert raised; wraps the original exception
     ├── FlowFailed (also ExceptionGroup)        several failures, or a failure plus revert failures
     ├── FlowCancelled                           the flow was cancelled before it finished
+    ├── FlowFinished                            nothing to resume or cancel: the flow has ended
     ├── InvalidStateTransition                  a state machine refused a transition
     ├── JournalError
     │   ├── JournalUnavailable                  cannot reach / open the journal store
@@ -65,6 +66,7 @@ __all__ = [
     "FlowDefinitionError",
     "FlowExists",
     "FlowFailed",
+    "FlowFinished",
     "FlowNotFound",
     "FlowcoordError",
     "InvalidStateTransition",
@@ -242,6 +244,19 @@ class FlowFailed(FlowcoordError, ExceptionGroup):
 
 class FlowCancelled(FlowcoordError):
     """The flow was cancelled; completed tasks were reverted unless asked otherwise."""
+
+
+class FlowFinished(FlowcoordError):
+    """A take-over (resume, cancel) was asked of a flow that has ended; ``state`` says how."""
+
+    def __init__(self, message: str, *, flow_id: str | None = None, state: str = "") -> None:
+        self.state = state
+        super().__init__(
+            message,
+            flow_id=flow_id,
+            hint="a finished flow stays as it is; run it again as a new flow (or retry it "
+            "from a task)",
+        )
 
 
 class InvalidStateTransition(FlowcoordError):

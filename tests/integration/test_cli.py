@@ -410,7 +410,10 @@ def test_cancel_reverts_an_unfinished_flow(work: Path) -> None:
     status = _show(work, journal, "c1")
     assert [t["state"] for t in status["tasks"]] == ["REVERTED", "REVERTED", "PENDING"]
     again = cli(work, "flows", "cancel", "c1", "--journal", journal, "--flow", "myflows:build")
-    assert again.returncode == 0  # already cancelled: reported, nothing more done
+    # already cancelled: said so, non-zero, nothing more done
+    assert_clean_error(again, "has finished (CANCELLED); there is nothing to cancel")
+    resumed = cli(work, "flows", "resume", "c1", "--journal", journal, "--flow", "myflows:build")
+    assert_clean_error(resumed, "has finished (CANCELLED); there is nothing to resume")
 
 
 # -- serve -------------------------------------------------------------------------------------

@@ -112,3 +112,34 @@ async def test_the_plan_cache_stays_small_and_the_same_flow_still_hits_it() -> N
     assert first_ref() is None  # the cache let go of a flow it no longer needs
     again = fc.Linear("again", task)
     assert engine.compile(again) is engine.compile(again)
+
+
+async def test_take_over_fences_resumes_or_cancels_and_refuses_finished_flows() -> None:
+    gate, ran = anyio.Event(), anyio.Event()
+
+    @fc.task
+    async def first() -> None:
+        ran.set()
+
+    @fc.task
+    async def wait() -> None:
+        await gate.wait()
+
+    flow = fc.Linear("t", first, wait)
+    backend = fc.MemoryJournal()
+    async with fc.Engine(backend) as old:
+        handle = await old.start(flow, flow_id="t1", token=3)
+        await ran.wait()
+        async with fc.Engine(backend) as new:
+            with pytest.raises(fc.FlowNotFound):
+                await new.take_over(flow, "nope")
+            taken = await new.take_over(flow, "t1", cancel=True)
+            with pytest.raises(fc.FlowCancelled):
+                await taken.wait()
+            assert (await backend.get_flow("t1")).token == 4  # type: ignore[union-attr]
+            with pytest.raises(fc.FlowFinished, match="nothing to resume") as info:
+                await new.take_over(flow, "t1")
+            assert info.value.state == "CANCELLED"
+        gate.set()
+        with pytest.raises(fc.OwnershipLost):  # the old owner was fenced out
+            await handle.wait()

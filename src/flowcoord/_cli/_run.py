@@ -65,12 +65,11 @@ async def _drive(
     with anyio.CancelScope() as abort:
         async with Engine(backend) as engine:
             plan = engine.compile(flow)
-            done, token = 0, 0
+            done, token = 0, 0  # a plain run: its own flow, nothing to fence
             rec = await backend.get_flow(flow_id)
             if rec is not None:
                 rep = await engine.status(flow_id)
                 done = sum(1 for t in rep.tasks.values() if t.state is TaskState.SUCCESS)
-                token = rec.token + 1 if token_bump else 0
             elif cancel:
                 raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
             bar = _Progress(
@@ -81,10 +80,12 @@ async def _drive(
             if fork_from is not None:
                 source, from_task = fork_from
                 handle = await engine.fork(flow, source, from_task=from_task, flow_id=flow_id)
+            elif token_bump:  # resume / cancel: take it over from whoever ran it
+                handle = await engine.take_over(flow, flow_id, cancel=cancel)
             else:
                 handle = await engine.start(flow, inputs, flow_id=flow_id, token=token)
-            if cancel:
-                handle.cancel()
+                if cancel:
+                    handle.cancel()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_signals, handle, abort, signals)
                 if bar.enabled:

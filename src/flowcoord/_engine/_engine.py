@@ -24,12 +24,13 @@ from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._journal import Journal
 from .._journal._memory import MemoryJournal
 from .._journal._replay import FlowReplay, replay
-from .._states import FlowState, StateListener, TaskState
+from .._states import FlowState, StateListener, TaskState, is_finished
 from ..errors import (
     ConfigurationError,
     FlowCancelled,
     FlowDefinitionError,
     FlowExists,
+    FlowFinished,
     FlowNotFound,
     JournalUnavailable,
 )
@@ -279,6 +280,30 @@ class Engine:
         """
         run = await self._prepare(flow, None, flow_id, token, concurrency, resume=True)
         return await self._drive(run, FlowHandle(run))
+
+    async def take_over(self, flow: Flow, flow_id: str, *, cancel: bool = False) -> FlowHandle:
+        """Take a journaled, unfinished flow over from whoever ran it (an engine that died,
+        or a stale one) and run it here in the background: the journal is fenced with the
+        next token, so the previous owner can never write to it again, and the flow resumes
+        (or, with ``cancel``, is cancelled: reverted, ending CANCELLED). The one take-over
+        path of the CLI and the HTTP API. :class:`FlowNotFound` if there is no such flow,
+        :class:`FlowFinished` if it has ended. (On a job board, a live claim is the owner's
+        business: conductors take flows over through their claims.)"""
+        check_flow_id(flow_id)
+        rec = await self.journal.backend.get_flow(flow_id)
+        if rec is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+        if is_finished(rec.state):
+            action = "cancel" if cancel else "resume"
+            raise FlowFinished(
+                f"flow {flow_id} has finished ({rec.state}); there is nothing to {action}",
+                flow_id=flow_id,
+                state=rec.state,
+            )
+        handle = await self.start(flow, flow_id=flow_id, token=rec.token + 1, resume=True)
+        if cancel:
+            handle.cancel()
+        return handle
 
     async def start(
         self,

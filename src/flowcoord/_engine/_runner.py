@@ -114,7 +114,8 @@ class FlowRun(Scopes):
             if r.state.finished:
                 return self._finished()
             if reverting:
-                self._halt = Halt.CANCEL if self._cancelled_before else Halt.FAIL
+                cancelled = self._cancelled_before or self._halt is Halt.CANCEL
+                self._halt = Halt.CANCEL if cancelled else Halt.FAIL
                 return await self._revert_phase()
         await self._set_flow(FlowState.RUNNING)
         await self._forward()

@@ -175,8 +175,9 @@ def _accepted(st: AppState, handle: FlowHandle, action: str, status: int = 202) 
 
 
 async def _take_over(st: AppState, engine: Engine, rec: FlowRecord, action: str) -> FlowHandle:
-    """Run a journaled, unfinished flow that no engine here runs, with the registered flow of
-    its name. Fences the journal (token + 1) so a stale writer elsewhere is shut out."""
+    """Take over a journaled, unfinished flow that no engine here runs, with the registered
+    flow of its name (:meth:`Engine.take_over`: the journal is fenced, so a stale writer
+    elsewhere is shut out)."""
     if is_finished(rec.state):
         raise ApiError(
             409,
@@ -188,7 +189,7 @@ async def _take_over(st: AppState, engine: Engine, rec: FlowRecord, action: str)
     flow = st.registry.build(rec.name)
     st.starting.add(rec.flow_id)
     try:
-        handle = await engine.start(flow, None, flow_id=rec.flow_id, token=rec.token + 1)
+        handle = await engine.take_over(flow, rec.flow_id, cancel=action == "cancel")
         return _track(st, handle)
     finally:
         st.starting.discard(rec.flow_id)

@@ -17,6 +17,7 @@ from ..errors import (
     FlowcoordError,
     FlowDefinitionError,
     FlowExists,
+    FlowFinished,
     FlowNotFound,
     InvalidStateTransition,
     JournalCorrupt,
@@ -36,6 +37,7 @@ _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (EncodingError, 422, "send JSON-compatible values"),
     (FlowNotFound, 404, "list flows with GET /flows"),
     (FlowExists, 409, "use another flow_id, or omit it to get a fresh one"),
+    (FlowFinished, 409, "submit the flow again with POST .../flows"),
     (InvalidStateTransition, 409, "reload the flow's status and try again"),
     (OwnershipLost, 409, "another engine owns the flow now"),
     # The journal holds an entry flowcoord cannot have written: retrying will not help.
