@@ -7,7 +7,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -27,13 +26,13 @@ from .._journal._replay import FlowReplay, replay
 from .._states import FlowState, StateListener, TaskState, is_finished
 from ..errors import (
     ConfigurationError,
-    FlowCancelled,
     FlowDefinitionError,
     FlowExists,
     FlowFinished,
     FlowNotFound,
     JournalUnavailable,
 )
+from ._handle import FlowHandle, FlowOutcome
 from ._runner import FlowRun
 
 __all__ = ["Engine", "FlowHandle", "FlowOutcome"]
@@ -41,103 +40,6 @@ __all__ = ["Engine", "FlowHandle", "FlowOutcome"]
 log = structlog.get_logger("flowcoord.engine")
 
 _PLAN_CACHE = 16  # plans an engine keeps compiled, the newest (see Engine.compile)
-
-
-@dataclass(frozen=True, slots=True)
-class FlowOutcome:
-    """A finished flow: its id, final state and store (inputs plus every provided name)."""
-
-    flow_id: str
-    name: str
-    state: FlowState
-    store: Mapping[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.store[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.store.get(name, default)
-
-
-class FlowHandle:
-    """A flow running on an engine: watch it, cancel, suspend, resume or stop it."""
-
-    def __init__(self, run: FlowRun) -> None:
-        self._run = run
-        self.flow_id = run.flow_id
-        self.name = run.name
-        self._done: anyio.Event | None = None  # made by the first wait()
-        self._finished = False
-        self._outcome: FlowOutcome | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def state(self) -> FlowState:
-        return self._run.state
-
-    @property
-    def done(self) -> bool:
-        return self._finished
-
-    def cancel(self) -> None:
-        """Cancel running tasks, revert what was done; the run raises FlowCancelled."""
-        self._run.cancel()
-
-    def suspend(self) -> None:
-        """Start no new task; running ones finish. The flow waits in SUSPENDED for resume()."""
-        self._run.suspend()
-
-    def resume(self) -> None:
-        self._run.resume()
-
-    def abort(self, reason: str = "ownership lost") -> None:
-        """Ownership of the flow is gone: cancel its running tasks and write nothing more.
-        The run raises :class:`~flowcoord.OwnershipLost`; the flow's new owner carries on."""
-        self._run.abort(reason)
-
-    def stop(self) -> None:
-        """Start no new task, let running ones finish, then end without reverting (the flow
-        stays SUSPENDED in the journal and can be resumed by any engine)."""
-        self._run.stop()
-
-    async def wait(self) -> FlowOutcome:
-        """Wait for the end; return the outcome or raise the flow's error.
-
-        A flow whose run was cancelled from outside (the engine shut down by an error raised
-        in its ``async with Engine`` block, or the task running it cancelled) raises
-        :class:`~flowcoord.FlowCancelled`: it stays unfinished in the journal and can be
-        resumed from there.
-        """
-        if not self._finished:
-            if self._done is None:
-                self._done = anyio.Event()
-            await self._done.wait()
-        if self._error is not None:
-            raise self._error
-        if self._outcome is None:  # not reached: _finish() gives one or the other
-            raise self._cut_short(None)
-        return self._outcome
-
-    def _cut_short(self, cause: BaseException | None) -> FlowCancelled:
-        how = f" ({type(cause).__name__})" if cause is not None else ""
-        return FlowCancelled(
-            f"flow {self.flow_id} ({self.name!r}) did not finish: its run was cancelled from "
-            f"outside the flow{how}, e.g. the engine shut down because an error was raised in "
-            "its 'async with Engine' block",
-            flow_id=self.flow_id,
-            hint="it stays unfinished in the journal and can be resumed from there: "
-            f"engine.resume(flow, {self.flow_id!r})",
-        )
-
-    def _finish(self, outcome: FlowOutcome | None, error: BaseException | None) -> None:
-        if outcome is None and not isinstance(error, Exception):
-            # Cancelled (or KeyboardInterrupt...): the engine's doing, not the flow's. Waiters
-            # get a typed error, never the cancellation (it belongs to the engine's task).
-            error = self._cut_short(error)
-        self._outcome, self._error = outcome, error
-        self._finished = True
-        if self._done is not None:
-            self._done.set()
 
 
 class Engine:
