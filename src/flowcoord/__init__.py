@@ -4,7 +4,6 @@ owner at a time and hand-over between engines."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
 from ._codec import Codec as Codec
 from ._compile import Plan as Plan
@@ -38,6 +37,7 @@ from ._journal._replay import FlowReplay as FlowReplay
 from ._journal._replay import TaskRecord as TaskRecord
 from ._journal._replay import replay as replay
 from ._journal._sqlite import SQLiteJournal as SQLiteJournal
+from ._lazy import lazy_names as _lazy_names
 from ._registry import FlowRegistry as FlowRegistry
 from ._retry import Decision as Decision
 from ._retry import ForEach as ForEach
@@ -79,20 +79,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flowcoord' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY)
 
 __all__ = sorted(
     [

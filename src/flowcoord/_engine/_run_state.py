@@ -58,6 +58,7 @@ class RunState:
         self.flow_id = flow_id
         self.name = plan.flow.name
         self.writer = writer
+        writer.settle = self._settled
         self.values: dict[str, Any] = dict(store)
         self._stored = frozenset(store)
         self._bound = max(1, concurrency)
@@ -205,4 +206,9 @@ class RunState:
 
     def _pump(self) -> None:
         """Start workers for ready tasks (the scheduler's)."""
+        raise NotImplementedError
+
+    def _settled(self, items: list[Any], error: BaseException | None) -> None:
+        """Successes became durable in one commit, or could not be written (the
+        scheduler's; see :meth:`FlowWriter.settle <flowcoord._journal._journal.FlowWriter>`)."""
         raise NotImplementedError

@@ -5,16 +5,13 @@ listeners, halting), :mod:`._reverts`, :mod:`._scopes` (retry decisions), :mod:`
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
 
-from .._compile import Plan
 from .._journal._events import EventKind
-from .._journal._journal import FlowWriter
 from .._journal._replay import FlowReplay
-from .._states import FlowState, StateListener, TaskState
+from .._states import FlowState, TaskState
 from .._task import Task
 from ..errors import EncodingError, FlowCancelled, FlowcoordError, JournalError, OwnershipLost
 from ._restore import restore, task_outputs
@@ -32,32 +29,6 @@ _NONE_RESULT_DATA = tuple(f'{{"result":null,"attempt":{a}}}' for a in range(17))
 
 class FlowRun(Scopes):
     """Runs (or resumes) one flow. Created by :class:`~flowcoord.Engine`; single use."""
-
-    def __init__(
-        self,
-        plan: Plan,
-        flow_id: str,
-        writer: FlowWriter,
-        store: Mapping[str, Any],
-        *,
-        concurrency: int,
-        revert_timeout: float,
-        listeners: Sequence[StateListener] = (),
-        replay: FlowReplay | None = None,
-        checkpoint_every: int = 1000,
-    ) -> None:
-        super().__init__(
-            plan,
-            flow_id,
-            writer,
-            store,
-            concurrency=concurrency,
-            revert_timeout=revert_timeout,
-            listeners=listeners,
-            replay=replay,
-            checkpoint_every=checkpoint_every,
-        )
-        writer.settle = self._settled
 
     # -- control (from FlowHandle) -------------------------------------------------------------
 
