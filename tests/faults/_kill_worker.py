@@ -15,10 +15,24 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
 import anyio
 
 import flowcoord as fc
+
+
+def command(tmp: Path, scenario: str, kill_at: str = "") -> list[str]:
+    """The command line that runs ``scenario`` on the journal and effects file in ``tmp``."""
+    return [
+        sys.executable,
+        "-m",
+        "tests.faults._kill_worker",
+        scenario,
+        str(tmp / "j.sqlite"),
+        str(tmp / "effects"),
+        kill_at,
+    ]
 
 
 def _effect(path: str, line: str) -> None:

@@ -6,23 +6,16 @@ from __future__ import annotations
 import collections
 import signal
 import subprocess
-import sys
 from pathlib import Path
+
+from ._kill_worker import command
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(tmp: Path, scenario: str, kill_at: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.faults._kill_worker",
-            scenario,
-            str(tmp / "j.sqlite"),
-            str(tmp / "effects"),
-            kill_at,
-        ],
+        command(tmp, scenario, kill_at),
         cwd=ROOT,
         capture_output=True,
         text=True,

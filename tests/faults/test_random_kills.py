@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,20 +16,14 @@ import pytest
 import flowcoord as fc
 from flowcoord.testing._invariants import check_journal
 
+from ._kill_worker import command
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spawn(tmp: Path, scenario: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.faults._kill_worker",
-            scenario,
-            str(tmp / "j.sqlite"),
-            str(tmp / "effects"),
-            "",
-        ],
+        command(tmp, scenario),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

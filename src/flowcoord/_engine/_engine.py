@@ -192,7 +192,7 @@ class Engine:
         :class:`FlowFinished` if it has ended. (On a job board, a live claim is the owner's
         business: conductors take flows over through their claims.)"""
         check_flow_id(flow_id)
-        rec = await self.journal.backend.get_flow(flow_id)
+        rec = await self.backend.get_flow(flow_id)
         if rec is None:
             raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
         if is_finished(rec.state):

@@ -60,7 +60,6 @@ class RunState:
         self.writer = writer
         writer.settle = self._settled
         self.values: dict[str, Any] = dict(store)
-        self._stored = frozenset(store)
         self._bound = max(1, concurrency)
         self._revert_timeout = revert_timeout
         self._listeners = listeners

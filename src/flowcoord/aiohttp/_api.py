@@ -177,13 +177,7 @@ def _accepted(st: AppState, handle: FlowHandle, action: str, status: int = 202) 
 async def _take_over(st: AppState, engine: Engine, rec: FlowRecord, action: str) -> FlowHandle:
     """Take over a journaled, unfinished flow that no engine here runs, with the registered
     flow of its name (:meth:`Engine.take_over`: the journal is fenced, so a stale writer
-    elsewhere is shut out)."""
-    if is_finished(rec.state):
-        raise ApiError(
-            409,
-            f"flow {rec.flow_id} has finished ({rec.state}); there is nothing to {action}",
-            "submit the flow again with POST .../flows",
-        )
+    elsewhere is shut out; a finished flow is a FlowFinished, answered 409)."""
     if rec.flow_id in st.starting:
         raise ApiError(409, f"flow {rec.flow_id} is being started", "retry in a moment")
     flow = st.registry.build(rec.name)

@@ -19,7 +19,7 @@ from .._flow import Flow
 from .._journal._contract import JournalBackend
 from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._memory import MemoryJournal
-from .._states import FlowState, StateChange
+from .._states import FlowState, StateChange, is_finished
 from ..errors import FlowcoordError
 from ._invariants import (
     Segment,
@@ -163,6 +163,7 @@ class CrashExplorer:
         self._rec = RecordingBackend(self._backend)
         self._rec.cut = cut
         self._prefix = f"x{uuid.uuid4().hex[:10]}"
+        self._name = ""  # the flow's name, known once explore() built it
 
     def _make(self) -> Flow:
         flow = self._flow
@@ -176,6 +177,7 @@ class CrashExplorer:
         probe = self._make()
         plan = compile_flow(probe)
         limits = {s.key: n for s in plan.scopes if (n := _limit(s.retry, self._inputs)) is not None}
+        self._name = probe.name
         report = ExplorationReport(probe.name, type(self._backend).__name__)
         async with self._backend:
             self._rec.calls = {}
@@ -185,7 +187,7 @@ class CrashExplorer:
             report.reference = final_state(ref_entries)
             report.entries = len(ref_entries)
             ref_effects = effects([Segment(ref.trace)])
-            if not ref.trace.log or final_state(ref_entries) not in _FINISHED:
+            if not ref.trace.log or not report.reference.finished:
                 report.violations.append(
                     Violation("reference", "unfinished", f"the uncrashed run ended {ref.error!r}")
                 )
@@ -194,7 +196,7 @@ class CrashExplorer:
             irreversible = frozenset(
                 n.name for n, fn in zip(plan.nodes, plan.reverts, strict=True) if fn is None
             )
-            ctx = _Context(plan, ref, ref_entries, ref_effects, limits, report, irreversible)
+            ctx = _Context(ref, ref_entries, ref_effects, limits, report, irreversible)
             for k in self._cuts(len(ref_entries)):
                 await self._explore_cut(ctx, k)
             if self._faults:
@@ -261,8 +263,7 @@ class CrashExplorer:
         for e in entries:
             if e.kind is EventKind.FLOW_STATE and e.state:
                 state = e.state
-        name = self._make().name
-        await self._backend.create_flow(FlowRecord(flow_id, name, state), entries)
+        await self._backend.create_flow(FlowRecord(flow_id, self._name, state), entries)
 
     async def _check(
         self,
@@ -347,9 +348,7 @@ class CrashExplorer:
                     return
                 for a in self._actions:
                     if a.name not in sc.fired and change.task == a.task and change.new == a.state:
-                        sc.fired.add(a.name)
-                        sc.trace.action(a.name)
-                        getattr(handle, a.do)()
+                        _take(sc, a, handle)
                 if (
                     change.task is None
                     and change.new == FlowState.SUSPENDED.value
@@ -370,9 +369,7 @@ class CrashExplorer:
                             if a.name in redo and a.do == "cancel":
                                 handle.cancel()
                         for a in late:  # before the run starts: as if called meanwhile
-                            sc.fired.add(a.name)
-                            sc.trace.action(a.name)
-                            getattr(handle, a.do)()
+                            _take(sc, a, handle)
                         outcome = await handle.wait()
                         sc.store = dict(outcome.store)
             except TimeoutError as exc:
@@ -382,7 +379,7 @@ class CrashExplorer:
             except Exception as exc:
                 sc.error = exc
         record = await self._backend.get_flow(sc.flow_id)
-        return record is not None and FlowState(record.state) in _FINISHED
+        return record is not None and is_finished(record.state)
 
 
 _ENTERED = {
@@ -397,7 +394,6 @@ _ENTERED = {
 
 @dataclass(slots=True)
 class _Context:
-    plan: Any
     ref: _Scenario
     ref_entries: list[Entry]
     ref_effects: dict[str, frozenset[bool]]
@@ -406,7 +402,11 @@ class _Context:
     irreversible: frozenset[str] = frozenset()
 
 
-_FINISHED = frozenset(s for s in FlowState if s.finished)
+def _take(sc: _Scenario, action: Action, handle: Any) -> None:
+    """Take ``action`` on the flow (once in a scenario) and log it in the trace."""
+    sc.fired.add(action.name)
+    sc.trace.action(action.name)
+    getattr(handle, action.do)()
 
 
 async def _resume_soon(handle: Any) -> None:

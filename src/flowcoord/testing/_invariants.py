@@ -10,6 +10,7 @@ a task or revert running at a crash runs again, and must be idempotent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -190,8 +191,6 @@ def final_state(entries: Sequence[Entry]) -> FlowState:
 
 
 def _json(text: str) -> dict[str, object]:
-    import json
-
     try:
         value = json.loads(text)
     except ValueError:
