@@ -343,13 +343,13 @@ async def _copy_without_final_state(
             row = await conn.fetchrow(
                 f'SELECT kind, state FROM "{source}".entries WHERE seq = $1', last
             )
-            final = (fc.EventKind.FLOW_STATE.value, fc.FlowState.SUCCESS.value)
+            final = (fc.journal.EventKind.FLOW_STATE.value, fc.FlowState.SUCCESS.value)
             if row is None or tuple(row) != final:
                 raise RuntimeError(f"the last entry is {row}, not the SUCCESS state")
             if not last_checkpoint:
                 last = await conn.fetchval(
                     f'SELECT max(seq) FROM "{source}".entries WHERE kind = $1',
-                    fc.EventKind.CHECKPOINT.value,
+                    fc.journal.EventKind.CHECKPOINT.value,
                 )
             await conn.execute(
                 f'INSERT INTO "{target}".entries SELECT * FROM "{source}".entries'

@@ -34,7 +34,7 @@ import anyio.to_thread
 import flowcoord as fc
 from flowcoord._coord._conductor import Conductor
 from flowcoord._coord._zk_board import ZooKeeperJobBoard
-from flowcoord._worker import JobSpec, post_jobs
+from flowcoord.coordination import JobSpec, post_jobs
 from flowcoord.testing import ZooKeeperNotInstalled, ZooKeeperServer
 from flowcoord.testing._zookeeper import four_letter_word
 
@@ -74,7 +74,9 @@ async def _writes(ctx: Context, server: ZooKeeperServer, n: int, k: int) -> list
     registry.register("wide", lambda: flow(k))
     namespace = f"/bench-{os.getpid()}-{time.monotonic_ns()}"
     async with (
-        fc.ZooKeeperSession(server.hosts, namespace=namespace, session_timeout=4.0) as zk,
+        fc.coordination.ZooKeeperSession(
+            server.hosts, namespace=namespace, session_timeout=4.0
+        ) as zk,
         fc.Engine() as engine,
     ):
         board = ZooKeeperJobBoard(zk)

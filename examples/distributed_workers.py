@@ -27,7 +27,7 @@ import anyio
 import structlog
 
 import flowcoord as fc
-from flowcoord._worker import JobSpec, open_board, post_jobs
+from flowcoord.coordination import JobSpec, open_board, post_jobs
 
 HERE = Path(__file__).resolve().parent
 NAMESPACE = "/fleet-example"

@@ -24,7 +24,9 @@ def _ids(case: Case) -> str:
     return case.name
 
 
-async def _explore(case: Case, journal: fc.JournalBackend | None, depth: int) -> ExplorationReport:
+async def _explore(
+    case: Case, journal: fc.journal.JournalBackend | None, depth: int
+) -> ExplorationReport:
     report = await CrashExplorer(
         case.make, case.inputs, journal=journal, depth=depth, actions=case.actions
     ).explore()

@@ -202,7 +202,7 @@ def test_the_plugin_fixtures_give_real_servers(
                     await conn.fetchval("select 1")
 
             async def test_zookeeper(flowcoord_zookeeper):
-                async with fc.ZooKeeperSession(flowcoord_zookeeper.hosts) as session:
+                async with fc.coordination.ZooKeeperSession(flowcoord_zookeeper.hosts) as session:
                     assert session.state.value == "connected"
             """
         )

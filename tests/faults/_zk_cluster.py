@@ -159,7 +159,7 @@ class Cluster:
             if not self.journal.exists():
                 return False
             got = await self.entries(flow_ids)
-            return all(fc.replay(f, e).state.finished for f, e in got.items())
+            return all(fc.journal.replay(f, e).state.finished for f, e in got.items())
 
         try:
             with anyio.fail_after(within):

@@ -3,7 +3,7 @@
 usage: python -m tests.faults._zk_worker --zk HOSTS --namespace NS --journal FILE
        --effects FILE --name NAME [--capacity N] [--session-timeout S] [--max-claims N]
 
-It runs :func:`flowcoord._worker.run_worker` on a SQLite journal shared by every process.
+It runs :func:`flowcoord.coordination.run_worker` on a SQLite journal shared by every process.
 Everything the tests check is appended, one line at a time (``O_APPEND``), to the effects
 file, which therefore gives one order over all processes::
 
@@ -35,7 +35,7 @@ import structlog
 
 import flowcoord as fc
 from flowcoord._coord._conductor import Conductor
-from flowcoord._worker import run_worker
+from flowcoord.coordination import run_worker
 
 STAGES, WIDTH, CHAIN = 4, 3, 6
 _LOST_EVENTS = {"job_lost", "flow_abandoned"}

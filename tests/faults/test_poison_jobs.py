@@ -19,7 +19,8 @@ import anyio
 import pytest
 
 import flowcoord as fc
-from flowcoord._worker import JobSpec, open_board, post_jobs, run_worker, worker_options
+from flowcoord._cli._worker import worker_options
+from flowcoord.coordination import JobSpec, open_board, post_jobs, run_worker
 from flowcoord.testing import ZooKeeperServer
 
 from ._zk_cluster import ROOT, Cluster, Worker
@@ -85,7 +86,9 @@ async def test_a_poison_job_kills_its_worker_but_only_it_is_trashed(cluster: Clu
         assert f"claimed {MAX_CLAIMS} times without finishing" in trashed[0].reason
         await c.wait_finished(good, within=10)
         entries = await c.entries(good)
-        assert all(fc.replay(f, es).state is fc.FlowState.SUCCESS for f, es in entries.items())
+        assert all(
+            fc.journal.replay(f, es).state is fc.FlowState.SUCCESS for f, es in entries.items()
+        )
         # The poison job killed a worker on each of its claims but the last (which trashed
         # it); after the first death it ran alone: whatever else that worker had started
         # had finished by then.

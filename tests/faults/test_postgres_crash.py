@@ -78,7 +78,7 @@ async def _settled_successes(dsn: str, schema: str) -> set[str]:
     done: set[str] = set()
     async with fc.PostgresJournal(dsn, schema=schema) as journal:
         for flow_id in flow_ids():
-            rep = fc.replay(flow_id, await journal.read(flow_id))
+            rep = fc.journal.replay(flow_id, await journal.read(flow_id))
             done |= {f"{flow_id}/{n}" for n, r in rep.tasks.items() if r.state is _SUCCESS}
     return done
 
@@ -92,16 +92,16 @@ async def _final_check(dsn: str, schema: str) -> None:
             entries = await journal.read(flow_id)
             assert [e.seq for e in entries] == list(range(len(entries))), flow_id
             succeeded = collections.Counter(
-                e.task for e in entries if e.kind is fc.EventKind.TASK_SUCCEEDED
+                e.task for e in entries if e.kind is fc.journal.EventKind.TASK_SUCCEEDED
             )
             assert succeeded == dict.fromkeys(task_names(), 1), flow_id
-            rep = fc.replay(flow_id, entries)
+            rep = fc.journal.replay(flow_id, entries)
             assert rep.state is fc.FlowState.SUCCESS
             assert {n: r.result for n, r in rep.tasks.items()} == {
                 n: f"{flow_id}/{n}" for n in task_names()
             }
             # What a resume reads (checkpoints sum up part of it) restores the same results.
-            fast = fc.replay(flow_id, await journal.read_for_resume(flow_id))
+            fast = fc.journal.replay(flow_id, await journal.read_for_resume(flow_id))
             assert {n: r.result for n, r in fast.tasks.items()} == {
                 n: r.result for n, r in rep.tasks.items()
             }

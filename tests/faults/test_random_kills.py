@@ -45,7 +45,7 @@ def _history(tmp: Path) -> dict[str, list[str]]:
     return out
 
 
-async def _journal(tmp: Path) -> list[fc.Entry]:
+async def _journal(tmp: Path) -> list[fc.journal.Entry]:
     async with fc.SQLiteJournal(tmp / "j.sqlite") as backend:
         return await backend.read("kill")
 

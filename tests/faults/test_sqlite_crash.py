@@ -37,7 +37,7 @@ def _lines(effects: Path) -> list[str]:
 
 async def _journaled_successes(journal: Path, flow_id: str) -> set[str]:
     async with SQLiteJournal(journal) as backend:
-        rep = fc.replay(flow_id, await backend.read(flow_id))
+        rep = fc.journal.replay(flow_id, await backend.read(flow_id))
     return {n for n, r in rep.tasks.items() if r.state is fc.TaskState.SUCCESS}
 
 

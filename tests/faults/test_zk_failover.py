@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from flowcoord._worker import JobSpec, open_board, post_jobs
+from flowcoord.coordination import JobSpec, open_board, post_jobs
 from flowcoord.testing import FaultProxy, ZooKeeperEnsemble, ZooKeeperServer
 
 from ._zk_cluster import ROOT, Cluster, assert_one_owner_at_a_time, successes

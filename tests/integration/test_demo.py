@@ -11,7 +11,7 @@ from pathlib import Path
 def test_demo_runs(tmp_path: Path) -> None:
     env = {**os.environ, "FLOWCOORD_DEMO_SLOW": "0.1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "flowcoord._demo", str(tmp_path / "j.sqlite")],
+        [sys.executable, "-m", "flowcoord._cli._demo", str(tmp_path / "j.sqlite")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -71,7 +71,7 @@ def make_registry(gate: Gate) -> fc.FlowRegistry:
 
 
 def make_app(
-    registry: fc.FlowRegistry, journal: fc.JournalBackend, **kwargs: Any
+    registry: fc.FlowRegistry, journal: fc.journal.JournalBackend, **kwargs: Any
 ) -> web.Application:
     app = web.Application()
 
@@ -584,7 +584,7 @@ async def test_shutdown_leaves_running_flows_resumable(gate: Gate) -> None:
     rec = await journal.get_flow("z-1")
     assert rec is not None
     assert rec.state in ("RUNNING", "SUSPENDED")
-    with pytest.raises(fc.JournalUnavailable):
+    with pytest.raises(fc.errors.JournalUnavailable):
         fcweb.get_engine(app)
     gate.release.set()
     async with TestClient(TestServer(make_app(registry, journal))) as c:

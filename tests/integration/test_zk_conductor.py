@@ -91,7 +91,9 @@ async def test_session_loss_aborts_and_another_conductor_takes_over(
     async with proxied_board(zk_server, zk_namespace) as (b1, proxy):
         job = await b1.post("three", flow_id="flow-1")
         lost = anyio.Event()
-        b1.session.add_listener(lambda ch: lost.set() if ch.state is fc.SessionState.LOST else None)
+        b1.session.add_listener(
+            lambda ch: lost.set() if ch.state is fc.coordination.SessionState.LOST else None
+        )
         async with fc.Engine(journal) as e1, Conductor(b1, e1, w.registry, name="one") as c1:
             await w.reached.wait()  # one is inside task b
             proxy.pause()  # black hole: SUSPENDED after T/3, LOST after 2T/3
@@ -112,7 +114,7 @@ async def test_session_loss_aborts_and_another_conductor_takes_over(
                 assert job.job_id not in {j.job_id for j in await b2.jobs()}
             proxy.resume()
     entries = await journal.read("flow-1")
-    assert fc.replay("flow-1", entries).state is fc.FlowState.SUCCESS
+    assert fc.journal.replay("flow-1", entries).state is fc.FlowState.SUCCESS
     assert (w.runs["a"], w.runs["b"], w.runs["c"]) == (1, 2, 1)
     assert len(entries) > entries_before
     tokens = [e.token for e in entries]
@@ -149,7 +151,7 @@ async def test_a_lost_session_loses_its_claims(
         assert [(m.name, m.claims) for m in await b2.members()] == [("one", (job.job_id,))]
         proxy.pause()
         with anyio.fail_after(3 * T):
-            await b1.session.wait_for(fc.SessionState.LOST)
+            await b1.session.wait_for(fc.coordination.SessionState.LOST)
         assert b1.session.generation == claim.generation + 1
         with anyio.fail_after(3 * T):  # the server expires it; the lock goes with it
             while (await b2.get(job.job_id)).owner is not None:
@@ -158,7 +160,7 @@ async def test_a_lost_session_loses_its_claims(
         assert other.token > claim.token
         proxy.resume()
         with anyio.fail_after(3 * T):
-            await b1.session.wait_for(fc.SessionState.CONNECTED)
+            await b1.session.wait_for(fc.coordination.SessionState.CONNECTED)
         assert not await b1.holds(claim)
         with pytest.raises(OwnershipLost):
             await b1.consume(claim)

@@ -20,14 +20,14 @@ from aiozk import exc as zk_exc
 from aiozk import protocol
 from anyio.abc import SocketStream
 
-from flowcoord._coord import (
+from flowcoord._coord._zk_fixes import FixedConnection
+from flowcoord.coordination import (
     CheckVersion,
     CreateNode,
+    SessionChange,
     SessionState,
-    StateChange,
     ZooKeeperSession,
 )
-from flowcoord._coord._zk_fixes import FixedConnection
 from flowcoord.errors import (
     AccessDenied,
     ConfigurationError,
@@ -66,7 +66,7 @@ def session(
     )
 
 
-async def next_change(changes: anyio.abc.ObjectReceiveStream[StateChange]) -> StateChange:
+async def next_change(changes: anyio.abc.ObjectReceiveStream[SessionChange]) -> SessionChange:
     with anyio.fail_after(10):
         return await changes.receive()
 

@@ -11,11 +11,11 @@ import anyio.lowlevel
 import pytest
 
 import flowcoord as fc
-from flowcoord._compile import Plan
 from flowcoord._engine._runner import FlowRun
 from flowcoord._journal._events import Entry, EventKind, FlowRecord, resume_entries
 from flowcoord._journal._journal import Journal
 from flowcoord._journal._replay import FlowReplay, replay
+from flowcoord._model._compile import Plan
 
 pytestmark = pytest.mark.anyio
 
@@ -174,7 +174,7 @@ async def test_which_flows_write_checkpoints(tmp_path: Path) -> None:
     small = fc.Unordered("m", *(_task(f"m{i}", calls) for i in range(EVERY - 1)))
     big = fc.Unordered("b", *(_task(f"b{i}", calls) for i in range(EVERY)))
     sqlite = fc.SQLiteJournal(tmp_path / "j.sqlite")
-    journals: list[tuple[fc.JournalBackend, tuple[fc.Flow, ...]]] = [
+    journals: list[tuple[fc.journal.JournalBackend, tuple[fc.Flow, ...]]] = [
         (sqlite, (scoped, small, big)),
         (fc.MemoryJournal(), (big,)),
     ]

@@ -93,7 +93,7 @@ async def test_session_loss_aborts_and_another_conductor_takes_over() -> None:
             await _idle(c2)
         assert c2.stats.consumed == 1
     entries = await journal.read("flow-1")
-    rep = fc.replay("flow-1", entries)
+    rep = fc.journal.replay("flow-1", entries)
     assert rep.state is fc.FlowState.SUCCESS
     assert w.runs["a"] == 1  # journaled success: not re-run by the new owner
     assert w.runs["b"] == 2  # in flight at the hand-over: at-least-once

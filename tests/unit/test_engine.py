@@ -189,7 +189,7 @@ async def test_times_retry_with_backoff_then_success() -> None:
         entries = await engine.journal.read("r")
     assert out["v"] == 3
     assert waits == [1, 2]
-    decisions = [json.loads(e.data) for e in entries if e.kind is fc.EventKind.RETRY]
+    decisions = [json.loads(e.data) for e in entries if e.kind is fc.journal.EventKind.RETRY]
     assert [d["attempt"] for d in decisions] == [2, 3]
     assert all(d["decision"] == "retry" for d in decisions)
 
@@ -476,7 +476,7 @@ async def test_missing_input_is_refused_before_anything_is_written() -> None:
 
     journal = fc.MemoryJournal()
     async with fc.Engine(journal) as engine:
-        with pytest.raises(fc.MissingInputError):
+        with pytest.raises(fc.errors.MissingInputError):
             await engine.run(fc.Linear("f", needs), flow_id="m")
         assert await journal.get_flow("m") is None
         with pytest.raises(fc.EncodingError):
@@ -595,9 +595,11 @@ async def test_started_flow_is_visible_at_once_and_cannot_start_twice() -> None:
         await handle.wait()
 
 
-@pytest.mark.parametrize("cut_after", [fc.EventKind.TASK_FAILED, fc.EventKind.REVERT_STARTED])
+@pytest.mark.parametrize(
+    "cut_after", [fc.journal.EventKind.TASK_FAILED, fc.journal.EventKind.REVERT_STARTED]
+)
 async def test_resume_undoes_an_unsettled_failed_attempt_before_rerunning(
-    cut_after: fc.EventKind,
+    cut_after: fc.journal.EventKind,
 ) -> None:
     """Crash right after a failed attempt (or while reverting it), before any retry
     decision was journaled: on resume the attempt is reverted, then the task runs again."""
@@ -631,7 +633,7 @@ async def test_resume_undoes_an_unsettled_failed_attempt_before_rerunning(
     entries = await full.read("x")
     cut = next(k for k, e in enumerate(entries) if e.kind is cut_after and e.task == "tb")
     crashed = fc.MemoryJournal()
-    record = fc.FlowRecord("x", "f", "RUNNING")
+    record = fc.journal.FlowRecord("x", "f", "RUNNING")
     assert await crashed.create_flow(record, entries[: cut + 1])
     calls.clear()
     async with fc.Engine(crashed) as engine:
@@ -661,16 +663,18 @@ async def test_resume_after_a_retry_decision_continues_with_the_next_value() -> 
         await engine.run(build(), flow_id="r")
     assert tried == ["a", "b", "c"]
     entries = await full.read("r")
-    first_retry = next(k for k, e in enumerate(entries) if e.kind is fc.EventKind.RETRY)
+    first_retry = next(k for k, e in enumerate(entries) if e.kind is fc.journal.EventKind.RETRY)
     crashed = fc.MemoryJournal()
-    assert await crashed.create_flow(fc.FlowRecord("r", "f", "RUNNING"), entries[: first_retry + 1])
+    assert await crashed.create_flow(
+        fc.journal.FlowRecord("r", "f", "RUNNING"), entries[: first_retry + 1]
+    )
     tried.clear()
     async with fc.Engine(crashed) as engine:
         out = await engine.run(build(), flow_id="r")
     assert tried == ["b", "c"]  # attempt 2 onwards, not from the start
     assert out["host"] == "c"
     decisions = [
-        json.loads(e.data) for e in await crashed.read("r") if e.kind is fc.EventKind.RETRY
+        json.loads(e.data) for e in await crashed.read("r") if e.kind is fc.journal.EventKind.RETRY
     ]
     assert [d["attempt"] for d in decisions] == [2, 3]
 

@@ -30,7 +30,7 @@ def _layer(prefix: str, n: int, dep: str | None, seen: list[str], journal: Any) 
             if dep is not None:
                 # a dependent starts only once its provider's success is durable
                 entries = await journal.read("d")
-                done = {e.task for e in entries if e.kind is fc.EventKind.TASK_SUCCEEDED}
+                done = {e.task for e in entries if e.kind is fc.journal.EventKind.TASK_SUCCEEDED}
                 assert f"{dep}{k}" in done
             seen.append(name)
             return k
@@ -159,7 +159,9 @@ class _GatedJournal(fc.SQLiteJournal):
         self.hold, self.held, self.gate = hold, anyio.Event(), anyio.Event()
 
     async def append(self, entries: Any) -> frozenset[str]:
-        if any(e.kind is fc.EventKind.TASK_SUCCEEDED and e.task == self.hold for e in entries):
+        if any(
+            e.kind is fc.journal.EventKind.TASK_SUCCEEDED and e.task == self.hold for e in entries
+        ):
             self.held.set()
             await self.gate.wait()
         return await super().append(entries)

@@ -137,7 +137,7 @@ async def test_take_over_fences_resumes_or_cancels_and_refuses_finished_flows() 
             with pytest.raises(fc.FlowCancelled):
                 await taken.wait()
             assert (await backend.get_flow("t1")).token == 4  # type: ignore[union-attr]
-            with pytest.raises(fc.FlowFinished, match="nothing to resume") as info:
+            with pytest.raises(fc.errors.FlowFinished, match="nothing to resume") as info:
                 await new.take_over(flow, "t1")
             assert info.value.state == "CANCELLED"
         gate.set()

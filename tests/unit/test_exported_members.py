@@ -3,26 +3,61 @@
 from __future__ import annotations
 
 import builtins
+import importlib
 import importlib.metadata
+import inspect
 import re
 import subprocess
 import sys
 
+import pytest
+
 import flowcoord
+import flowcoord.coordination
+import flowcoord.journal
+
+PUBLIC = ("flowcoord", "flowcoord.journal", "flowcoord.coordination")
 
 
-def test_all_matches_public_names() -> None:
+@pytest.mark.parametrize("module", PUBLIC)
+def test_all_matches_public_names(module: str) -> None:
+    mod = importlib.import_module(module)
     # "@py_builtins" & co.: pytest rewrites the asserts of a package that ships a pytest plugin
-    public = {n for n in dir(flowcoord) if n[0] not in "_@"}
-    # submodules imported as a side effect are not API
-    public -= {"errors", "aiohttp", "testing", "annotations"}
-    assert set(flowcoord.__all__) == public
+    public = {n for n in dir(mod) if n[0] not in "_@"}
+    # public sub-packages and submodules imported as a side effect are not names of their own
+    public -= {"errors", "journal", "coordination", "aiohttp", "testing", "annotations"}
+    assert set(mod.__all__) == public
+    assert sorted(mod.__all__) == sorted(set(mod.__all__))
+
+
+def test_the_top_level_is_what_a_flow_author_needs() -> None:
+    """Small on purpose: the backend contract, entries, job boards and ZooKeeper live in
+    flowcoord.journal and flowcoord.coordination; every error in flowcoord.errors."""
+    assert len(flowcoord.__all__) <= 40
     assert flowcoord.__all__ == sorted(flowcoord.__all__)
+    for name in ("JournalBackend", "Entry", "replay", "Conductor", "ZooKeeperSession"):
+        assert not hasattr(flowcoord, name), name
+
+
+@pytest.mark.parametrize("module", PUBLIC)
+def test_public_names_show_their_public_path(module: str) -> None:
+    """``__module__`` is the path a name is documented and imported at, never a private
+    module (reprs, tracebacks and the API reference show it)."""
+    mod = importlib.import_module(module)
+    for name in mod.__all__:
+        value = getattr(mod, name)
+        if isinstance(value, type) or inspect.isfunction(value):
+            assert value.__module__ in (*PUBLIC, "flowcoord.errors"), f"{module}.{name}"
+            owner = importlib.import_module(value.__module__)
+            assert getattr(owner, name) is value
 
 
 def test_errors_tree() -> None:
     for name in flowcoord.errors.__all__:
-        assert issubclass(getattr(flowcoord, name), flowcoord.FlowcoordError)
+        assert issubclass(getattr(flowcoord.errors, name), flowcoord.FlowcoordError)
+    for name in flowcoord.__all__:
+        if name in flowcoord.errors.__all__:
+            assert getattr(flowcoord, name) is getattr(flowcoord.errors, name)
     assert issubclass(flowcoord.FlowDefinitionError, ValueError)
     assert issubclass(flowcoord.ConfigurationError, ValueError)
 
@@ -71,7 +106,8 @@ def test_import_flowcoord_loads_no_driver() -> None:
     code = (
         "import sys, flowcoord\n"
         "print(sorted(m for m in ('asyncpg', 'aiozk', 'aiohttp') if m in sys.modules))\n"
-        "flowcoord.PostgresJournal, flowcoord.ZooKeeperSession, flowcoord.run_worker\n"
+        "flowcoord.PostgresJournal, flowcoord.coordination.ZooKeeperSession\n"
+        "flowcoord.coordination.run_worker\n"
         "print(sorted(m for m in ('asyncpg', 'aiozk') if m in sys.modules))\n"
     )
     out = subprocess.run(

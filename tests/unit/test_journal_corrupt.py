@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import flowcoord as fc
-from flowcoord import Entry, EventKind, JournalCorrupt, replay
-from flowcoord.errors import JournalError
+from flowcoord.errors import JournalCorrupt, JournalError
+from flowcoord.journal import Entry, EventKind, replay
 
 pytestmark = pytest.mark.anyio
 

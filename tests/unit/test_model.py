@@ -26,14 +26,14 @@ def test_rebind_mapping_and_sequence() -> None:
     assert t.requires == ("vm_size",)
     t2 = allocate.with_options(name="a3", rebind=["n", "z"])
     assert (t2.requires, t2.optional) == (("n",), ("z",))
-    with pytest.raises(fc.InvalidTaskError, match="rebind names 'nope'"):
+    with pytest.raises(fc.errors.InvalidTaskError, match="rebind names 'nope'"):
         allocate.with_options(name="a4", rebind={"nope": "x"})
 
 
 def test_inject_removes_requirement() -> None:
     t = allocate.with_options(name="a5", inject={"size": 4})
     assert t.requires == ()
-    with pytest.raises(fc.InvalidTaskError, match="inject names 'bogus'"):
+    with pytest.raises(fc.errors.InvalidTaskError, match="inject names 'bogus'"):
         allocate.with_options(name="a6", inject={"bogus": 1})
 
 
@@ -43,9 +43,9 @@ def test_provides_forms() -> None:
 
     assert fc.task(provides=("a", "b"))(f).provides_kind == "tuple"
     assert fc.task(provides={"b", "a"})(f).provided == ("a", "b")
-    with pytest.raises(fc.InvalidTaskError):
+    with pytest.raises(fc.errors.InvalidTaskError):
         fc.task(provides=("a", "a"))(f)
-    with pytest.raises(fc.InvalidTaskError):
+    with pytest.raises(fc.errors.InvalidTaskError):
         fc.task(provides=3)(f)  # type: ignore[call-overload]
 
 
@@ -53,13 +53,13 @@ def test_sync_function_and_varargs_are_refused() -> None:
     def sync() -> None:
         return None
 
-    with pytest.raises(fc.InvalidTaskError, match="must be an async def"):
+    with pytest.raises(fc.errors.InvalidTaskError, match="must be an async def"):
         fc.task(sync)  # type: ignore[arg-type]
 
     async def star(*args: int) -> None:
         return None
 
-    with pytest.raises(fc.InvalidTaskError, match="by keyword"):
+    with pytest.raises(fc.errors.InvalidTaskError, match="by keyword"):
         fc.task(star)
 
 
@@ -69,7 +69,7 @@ def test_revert_parameters_checked() -> None:
     async def bad_revert(size: int, unknown: int) -> None:
         return None
 
-    with pytest.raises(fc.InvalidTaskError, match="unknown"):
+    with pytest.raises(fc.errors.InvalidTaskError, match="unknown"):
         t.on_revert(bad_revert)
 
 
@@ -99,7 +99,7 @@ async def x_to_y(x: int) -> int:
 
 def test_duplicate_names_anywhere_in_tree() -> None:
     flow = fc.Linear("f", make_x, fc.Unordered("inner", make_x.with_options(name="make_x")))
-    with pytest.raises(fc.DuplicateTaskError) as info:
+    with pytest.raises(fc.errors.DuplicateTaskError) as info:
         fc.compile_flow(flow)
     assert info.value.tasks == ("make_x",)
     assert "flow 'f'" in str(info.value)
@@ -107,7 +107,7 @@ def test_duplicate_names_anywhere_in_tree() -> None:
 
 def test_two_providers_is_ambiguous() -> None:
     other = make_x.with_options(name="other_x")
-    with pytest.raises(fc.AmbiguousProviderError) as info:
+    with pytest.raises(fc.errors.AmbiguousProviderError) as info:
         fc.compile_flow(fc.Unordered("f", make_x, other))
     assert set(info.value.tasks) == {"make_x", "other_x"}
     assert info.value.names == ("x",)
@@ -115,14 +115,14 @@ def test_two_providers_is_ambiguous() -> None:
 
 def test_cycle_names_the_cycle() -> None:
     # Linear says y before x, data says x before y.
-    with pytest.raises(fc.CycleError) as info:
+    with pytest.raises(fc.errors.CycleError) as info:
         fc.compile_flow(fc.Linear("f", x_to_y, make_x))
     assert set(info.value.tasks) == {"make_x", "x_to_y"}
 
 
 def test_missing_input_names_task_and_input() -> None:
     plan = fc.compile_flow(fc.Linear("f", x_to_y, allocate))
-    with pytest.raises(fc.MissingInputError) as info:
+    with pytest.raises(fc.errors.MissingInputError) as info:
         plan.check_inputs({})
     assert info.value.tasks == ("x_to_y", "allocate")
     assert info.value.names == ("x", "size")
@@ -176,5 +176,5 @@ def test_registry() -> None:
 
     assert isinstance(reg.build("a"), fc.Linear)
     assert "a" in reg
-    with pytest.raises(fc.UnknownFlow, match="registered"):
+    with pytest.raises(fc.errors.UnknownFlow, match="registered"):
         reg.build("b")

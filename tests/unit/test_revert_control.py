@@ -38,7 +38,7 @@ def _flow(
     return fc.Linear("r", make("a"), make("b"), make("c"), make("d", fails=True))
 
 
-def _states(entries: list[fc.Entry]) -> list[str]:
+def _states(entries: list[fc.journal.Entry]) -> list[str]:
     return [e.state or "" for e in entries if e.kind is EventKind.FLOW_STATE]
 
 
@@ -46,7 +46,7 @@ def _states(entries: list[fc.Entry]) -> list[str]:
 async def test_suspend_during_revert_then_resume_on_a_new_engine(
     journal: str, tmp_path: Path
 ) -> None:
-    def backend() -> fc.JournalBackend:
+    def backend() -> fc.journal.JournalBackend:
         return fc.MemoryJournal() if journal == "memory" else fc.SQLiteJournal(tmp_path / "j")
 
     reverted: list[str] = []
@@ -97,7 +97,7 @@ async def test_suspend_during_revert_then_resume_on_the_same_engine() -> None:
     assert _states(entries)[-4:] == ["REVERTING", "SUSPENDED", "REVERTING", "REVERTED"]
 
 
-async def _read(backend: fc.JournalBackend, flow_id: str) -> list[fc.Entry]:
+async def _read(backend: fc.journal.JournalBackend, flow_id: str) -> list[fc.journal.Entry]:
     if isinstance(backend, fc.MemoryJournal):
         return await backend.read(flow_id)
     async with backend:
@@ -124,7 +124,7 @@ async def test_no_entry_lands_above_one_that_failed(
     async with inner:
         engine = fc.Engine(backend)
         async with engine:
-            with pytest.raises(fc.JournalError, match="injected"):
+            with pytest.raises(fc.errors.JournalError, match="injected"):
                 await engine.run(flow, flow_id="h")
         seqs = [e.seq for e in await inner.read("h")]
         assert seqs == list(range(len(seqs)))  # the flow stopped at the failed entry

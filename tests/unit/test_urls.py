@@ -9,7 +9,7 @@ import pytest
 from flowcoord import ConfigurationError, MemoryJournal
 from flowcoord._journal._postgres import PostgresJournal
 from flowcoord._journal._sqlite import SQLiteJournal
-from flowcoord._urls import open_journal, redact
+from flowcoord._journal._urls import open_journal, redact
 
 
 def test_memory() -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import anyio
 
-from .._graph_export import to_dot, to_mermaid
 from .._journal._events import FlowRecord
 from .._journal._replay import FlowReplay, replay
+from .._journal._urls import open_journal, redact
+from .._model._graph_export import to_dot, to_mermaid
 from .._states import FlowState, TaskState
-from .._urls import open_journal, redact
 from .._views import record_view, status_view
 from ..errors import ConfigurationError, FlowNotFound
 from ._common import EXIT_OK

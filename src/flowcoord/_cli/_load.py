@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .._flow import Flow
-from .._registry import FlowRegistry
+from .._model._flow import Flow
+from .._model._registry import FlowRegistry
 from ..errors import ConfigurationError, FlowcoordError
 
 

@@ -12,7 +12,7 @@ import structlog
 
 from .. import __version__
 from .._args import int_in
-from .._urls import URL_FORMS
+from .._journal._urls import URL_FORMS
 from ..errors import FlowcoordError
 from ._common import _ENV_JOURNAL, _ENV_TOKEN, EXIT_INTERRUPTED, EXIT_USAGE, _Interrupted
 from ._inspect import cmd_flows_list, cmd_flows_show, cmd_graph

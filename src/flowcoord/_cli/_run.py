@@ -13,10 +13,10 @@ from typing import Any
 import anyio
 
 from .._engine._engine import Engine, FlowHandle
-from .._flow import Flow
 from .._journal._contract import JournalBackend
+from .._journal._urls import open_journal, redact
+from .._model._flow import Flow
 from .._states import FlowState, TaskState
-from .._urls import open_journal, redact
 from ..errors import FlowCancelled, FlowNotFound, JournalError, OwnershipLost
 from ._common import EXIT_FAILED, EXIT_OK, _Interrupted
 from ._load import load_flow, parse_inputs

@@ -14,7 +14,7 @@ import sys
 import anyio
 
 from .._engine._engine import Engine
-from .._urls import open_journal, redact
+from .._journal._urls import open_journal, redact
 from ..errors import ConfigurationError
 from ._common import _ENV_TOKEN, EXIT_OK, EXIT_USAGE
 from ._load import load_registry
@@ -69,13 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    try:
-        demo = importlib.import_module("flowcoord._demo")
-    except ModuleNotFoundError:
-        print("flowcoord: the demo is not part of this build", file=sys.stderr)
-        return EXIT_USAGE
-    result = demo.main(list(args.args))
-    return int(result or 0)
+    from ._demo import main
+
+    return int(main(list(args.args)) or 0)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -92,7 +88,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .._worker import run_worker, worker_options
+    from .._coord._workers import run_worker
+    from ._worker import worker_options
 
     opts = worker_options(args.args)  # bad usage exits with status 2
     if opts.gc_threshold:

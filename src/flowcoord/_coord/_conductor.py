@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 
 from .._aio import close_task_group
 from .._engine._engine import Engine, FlowHandle
-from .._registry import FlowRegistry
+from .._model._registry import FlowRegistry
 from .._states import FlowState
 from ..errors import (
     CoordinationError,
@@ -26,7 +26,7 @@ from ..errors import (
     JournalError,
     OwnershipLost,
 )
-from ._contract import Claim, Job, JobBoard, SessionState, StateChange
+from ._contract import Claim, Job, JobBoard, SessionChange, SessionState
 
 __all__ = ["Conductor", "ConductorStats"]
 
@@ -163,7 +163,7 @@ class Conductor:
 
     # -- session -------------------------------------------------------------------------------
 
-    def _on_session(self, change: StateChange) -> None:
+    def _on_session(self, change: SessionChange) -> None:
         self._log.info("session", state=change.state.value, generation=change.generation)
         if change.state is SessionState.SUSPENDED:
             for r in self.running.values():

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._zk_types import SessionState, StateChange, StateListener
+from ._session import SessionChange, SessionListener, SessionState
 
 __all__ = [
     "Claim",
@@ -19,9 +19,9 @@ __all__ = [
     "Job",
     "JobBoard",
     "Member",
+    "SessionChange",
+    "SessionListener",
     "SessionState",
-    "StateChange",
-    "StateListener",
     "TrashedJob",
 ]
 
@@ -37,7 +37,7 @@ class CoordinationSession(Protocol):
 
     async def wait_for(self, state: SessionState) -> None: ...
 
-    def add_listener(self, listener: StateListener) -> Callable[[], None]: ...
+    def add_listener(self, listener: SessionListener) -> Callable[[], None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ class JobBoard(ABC):
 
     * ``post`` stores a job durably; ``jobs`` lists them by priority (highest first) then age.
     * ``claim`` is atomic: of two concurrent claims of one job exactly one wins, the other
-      raises :class:`~flowcoord.JobAlreadyClaimed`. A claim also counts the job's ``claims``.
+      raises :class:`~flowcoord.errors.JobAlreadyClaimed`. A claim also counts the job's ``claims``.
       Claims are tied to the session: when it is lost, its claims vanish.
     * ``consume`` removes a claimed job, ``abandon`` releases the claim (the job stays and
       may count a failure), ``trash`` moves it aside with a reason. Each refuses a claim the

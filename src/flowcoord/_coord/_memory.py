@@ -23,7 +23,7 @@ from ..errors import (
     SessionLost,
 )
 from ._contract import Claim, Job, JobBoard, Member, TrashedJob
-from ._zk_types import SessionState, StateChange, StateListener
+from ._session import SessionChange, SessionListener, SessionState
 
 __all__ = ["MemoryCoordinator", "MemoryJobBoard", "MemorySession"]
 
@@ -35,7 +35,7 @@ class MemorySession:
         self._coord = coordinator
         self._state = SessionState.CONNECTED
         self._generation = 0
-        self._listeners: list[StateListener] = []
+        self._listeners: list[SessionListener] = []
         self._changed = anyio.Event()
         self.session_id = coordinator._next_zxid()
 
@@ -47,7 +47,7 @@ class MemorySession:
     def generation(self) -> int:
         return self._generation
 
-    def add_listener(self, listener: StateListener) -> Callable[[], None]:
+    def add_listener(self, listener: SessionListener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
@@ -63,7 +63,9 @@ class MemorySession:
             self._generation += 1
             self._coord._drop_session(self)
         self._state = new
-        change = StateChange(new, old, self._generation, self.session_id, time.monotonic(), reason)
+        change = SessionChange(
+            new, old, self._generation, self.session_id, time.monotonic(), reason
+        )
         for listener in list(self._listeners):
             listener(change)
         self._changed.set()

@@ -44,13 +44,13 @@ from ..errors import (
     VersionConflict,
 )
 from ._contract import Claim, Job, JobBoard, Member, TrashedJob
+from ._session import SessionState
 from ._zk_session import Watcher, ZooKeeperSession
 from ._zk_types import (
     CheckVersion,
     CreateNode,
     DeleteNode,
     NodeStat,
-    SessionState,
     SetData,
     TxnOp,
 )

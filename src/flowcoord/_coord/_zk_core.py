@@ -34,8 +34,8 @@ from aiozk import protocol
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..errors import AuthFailed, ConfigurationError, CoordinationUnavailable
+from ._session import SessionChange, SessionListener, SessionState
 from ._zk_fixes import FixedConnection
-from ._zk_types import SessionState, StateChange, StateListener
 
 __all__ = ["ConnectionLost", "SessionCore", "parse_hosts"]
 
@@ -128,8 +128,8 @@ class SessionCore:
         self.fatal: Exception | None = None
         self._entered: Counter[SessionState] = Counter()
         self._changed: anyio.Event | None = None
-        self._subscribers: list[MemoryObjectSendStream[StateChange]] = []
-        self._listeners: list[StateListener] = []
+        self._subscribers: list[MemoryObjectSendStream[SessionChange]] = []
+        self._listeners: list[SessionListener] = []
 
     # -- timing (derived from the negotiated session timeout) --------------------------------
 
@@ -162,7 +162,7 @@ class SessionCore:
             self.generation += 1
         self.state = new
         self._entered[new] += 1
-        change = StateChange(
+        change = SessionChange(
             new, old, self.generation, self.session_id, anyio.current_time(), reason
         )
         log.info(
@@ -199,8 +199,8 @@ class SessionCore:
             await self._wait_change()
 
     @contextmanager
-    def subscribe(self) -> Iterator[MemoryObjectReceiveStream[StateChange]]:
-        send, receive = anyio.create_memory_object_stream[StateChange](math.inf)
+    def subscribe(self) -> Iterator[MemoryObjectReceiveStream[SessionChange]]:
+        send, receive = anyio.create_memory_object_stream[SessionChange](math.inf)
         if self.state is SessionState.CLOSED:
             send.close()
         else:
@@ -213,7 +213,7 @@ class SessionCore:
                 self._subscribers.remove(send)
             send.close()
 
-    def add_listener(self, listener: StateListener) -> Callable[[], None]:
+    def add_listener(self, listener: SessionListener) -> Callable[[], None]:
         self._listeners.append(listener)
 
         def remove() -> None:

@@ -34,6 +34,7 @@ from ..errors import (
     CoordinationUnavailable,
     FlowcoordError,
 )
+from ._session import SessionChange, SessionListener, SessionState
 from ._zk_core import ConnectionLost, SessionCore
 from ._zk_errors import translate
 from ._zk_types import (
@@ -42,10 +43,7 @@ from ._zk_types import (
     CreateNode,
     NodeStat,
     OpResult,
-    SessionState,
     SetData,
-    StateChange,
-    StateListener,
     TxnOp,
 )
 from ._zk_writes import Namespace, TaggedWrites, read, unwrap
@@ -209,12 +207,12 @@ class ZooKeeperSession(anyio.AsyncContextManagerMixin):
         await self._core.wait_for(state)
 
     @contextmanager
-    def subscribe(self) -> Iterator[MemoryObjectReceiveStream[StateChange]]:
+    def subscribe(self) -> Iterator[MemoryObjectReceiveStream[SessionChange]]:
         """Every transition from now on, in order, none missed; the stream ends on CLOSED."""
         with self._core.subscribe() as changes:
             yield changes
 
-    def add_listener(self, listener: StateListener) -> Callable[[], None]:
+    def add_listener(self, listener: SessionListener) -> Callable[[], None]:
         """Call ``listener(change)`` on every transition; returns a function that removes it."""
         return self._core.add_listener(listener)
 
@@ -239,7 +237,7 @@ class ZooKeeperSession(anyio.AsyncContextManagerMixin):
         for watcher in list(self._watchers.get(full_path, ())):
             watcher._fire()
 
-    def _wake_all_watchers(self, change: StateChange) -> None:
+    def _wake_all_watchers(self, change: SessionChange) -> None:
         for group in list(self._watchers.values()):
             for watcher in list(group):
                 watcher._fire()

@@ -1,4 +1,5 @@
-"""Records and small value types of the ZooKeeper session layer (no I/O here)."""
+"""Records and small value types of the ZooKeeper session layer (no I/O here); the session
+states every coordination backend shares are in :mod:`._session`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import base64
 import enum
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import ConfigurationError
 
@@ -18,50 +19,9 @@ __all__ = [
     "NodeStat",
     "OpResult",
     "Perm",
-    "SessionState",
     "SetData",
-    "StateChange",
-    "StateListener",
     "TxnOp",
 ]
-
-
-class SessionState(enum.Enum):
-    """Where a coordination session stands, as flowcoord's own supervision sees it.
-
-    - CONNECTED: in confirmed contact with a server; claims made in this session hold.
-    - SUSPENDED: contact interrupted; claims may still hold, but start no new work.
-    - LOST: the session expired, or has been out of contact long enough (2/3 of the session
-      timeout) to be presumed expired. Every ephemeral node it made is gone or going;
-      ``generation`` has moved on. A later CONNECTED is a brand-new session.
-    - CLOSED: the session was closed by its owner (or failed for good); nothing works any more.
-    """
-
-    CONNECTED = "connected"
-    SUSPENDED = "suspended"
-    LOST = "lost"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class StateChange:
-    """One transition, as delivered to subscribers and listeners, in order."""
-
-    state: SessionState
-    previous: SessionState
-    generation: int
-    """Number of LOST transitions so far; claims are valid only within one generation."""
-    session_id: int
-    """ZooKeeper session id after the transition (0 when there is none)."""
-    at: float
-    """Event-loop clock (``anyio.current_time()``) when it happened."""
-    reason: str = ""
-
-
-class StateListener(Protocol):
-    """A synchronous callback run on every transition, inside the event loop. Keep it short."""
-
-    def __call__(self, change: StateChange, /) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from .._compile import Plan
 from .._journal._events import EventKind
 from .._journal._journal import FlowWriter
+from .._model._compile import Plan
 from .._states import TaskState
 from ..errors import FlowcoordError
 

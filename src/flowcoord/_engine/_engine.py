@@ -15,14 +15,14 @@ import structlog
 from anyio.abc import TaskGroup
 
 from .._codec import Codec
-from .._compile import Plan, compile_flow
-from .._flow import Flow
 from .._ids import check_flow_id
 from .._journal._contract import JournalBackend
 from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._journal import Journal
 from .._journal._memory import MemoryJournal
 from .._journal._replay import FlowReplay, replay
+from .._model._compile import Plan, compile_flow
+from .._model._flow import Flow
 from .._states import FlowState, StateListener, TaskState, is_finished
 from ..errors import (
     ConfigurationError,

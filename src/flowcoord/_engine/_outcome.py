@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .._compile import Plan
 from .._failure import Failure
+from .._model._compile import Plan
 from ..errors import FlowCancelled, FlowFailed, RevertFailed, TaskFailed
 
 __all__ = ["flow_error"]

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._compile import Plan, Scope
 from .._failure import Failure
 from .._journal._replay import FlowReplay, TaskRecord
+from .._model._compile import Plan, Scope
 from .._states import FlowState, TaskState
 
 __all__ = ["Restored", "restore", "task_outputs"]

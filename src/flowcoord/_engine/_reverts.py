@@ -12,8 +12,8 @@ from anyio.abc import TaskGroup
 
 from .._failure import Failure
 from .._journal._events import EventKind
+from .._model._task import Task
 from .._states import FlowState, TaskState
-from .._task import Task
 from ..errors import FlowCancelled, JournalError, OwnershipLost
 from ._outcome import flow_error
 from ._run_state import Halt, RunState

@@ -12,11 +12,11 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from .._compile import Plan
 from .._failure import Failure
 from .._journal._events import EventKind
 from .._journal._journal import FlowWriter
 from .._journal._replay import FlowReplay
+from .._model._compile import Plan
 from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
 from ..errors import OwnershipLost
 from ._checkpoints import Checkpoints

@@ -11,8 +11,8 @@ import anyio
 
 from .._journal._events import EventKind
 from .._journal._replay import FlowReplay
+from .._model._task import Task
 from .._states import FlowState, TaskState
-from .._task import Task
 from ..errors import EncodingError, FlowCancelled, FlowcoordError, JournalError, OwnershipLost
 from ._restore import restore, task_outputs
 from ._run_state import Halt

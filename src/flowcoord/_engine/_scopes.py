@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import anyio
 
-from .._compile import Scope
 from .._failure import Failure
 from .._journal._events import EventKind
-from .._retry import Decision, RetryHistory
+from .._model._compile import Scope
+from .._model._retry import Decision, RetryHistory
 from .._states import TaskState
 from ..errors import JournalError, OwnershipLost
 from ._reverts import Reverts

@@ -28,7 +28,7 @@ class JournalBackend(ABC):
       if the current token is already newer, :class:`~flowcoord.FlowNotFound` if no flow.
     * ``read`` returns a flow's entries ordered by ``seq``, in one round trip;
       ``read_for_resume`` the same without what the flow's checkpoints sum up.
-    * Backend driver errors leave only as :class:`~flowcoord.JournalError` subclasses.
+    * Backend driver errors leave only as :class:`~flowcoord.errors.JournalError` subclasses.
     """
 
     #: Set by backends whose appends complete without I/O (the in-memory one); they implement

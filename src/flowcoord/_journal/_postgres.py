@@ -152,7 +152,7 @@ class PostgresJournal(JournalBackend):
     ``open()`` connects a pool and creates or migrates the schema (versioned in its ``meta``
     table). Every call runs on a pooled connection; when the connection or the server goes
     away it is retried with exponential backoff and jitter until ``retry_deadline`` seconds
-    have passed, then :class:`~flowcoord.JournalUnavailable` is raised. Each attempt is
+    have passed, then :class:`~flowcoord.errors.JournalUnavailable` is raised. Each attempt is
     bounded by ``attempt_timeout`` (a black-holed connection is abandoned for a new one).
     Appends are idempotent by ``(flow_id, seq)``, so repeating one whose commit outcome was
     lost is safe. A connection that the server closed (``pg_terminate_backend``, a restart) or
@@ -162,7 +162,7 @@ class PostgresJournal(JournalBackend):
     ``connect_deadline`` (seconds, default 1) bounds how long ``open()`` retries when there
     is nobody at the address at all (connection refused: no server listening on that host and
     port; no route; a host name that does not resolve): it then raises
-    :class:`~flowcoord.JournalUnavailable` at once, naming host and port, rather than after
+    :class:`~flowcoord.errors.JournalUnavailable` at once, naming host and port, rather than after
     ``retry_deadline``. Raise it to wait for a server that is still being started. A server
     that answers but is starting up, shutting down or out of connections is waited for up to
     ``retry_deadline``, and so is every connection lost after ``open()``.

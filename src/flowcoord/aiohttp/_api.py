@@ -12,9 +12,9 @@ import anyio
 from aiohttp import web
 
 from .._engine._engine import Engine, FlowHandle
-from .._graph_export import task_edges, to_dot
 from .._ids import FLOW_ID_RULE, is_flow_id
 from .._journal._events import FlowRecord
+from .._model._graph_export import task_edges, to_dot
 from .._states import FlowState, is_finished
 from .._views import entry_view, record_view, status_view, task_states
 from ._errors import ApiError, dumps

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from .._engine._engine import Engine
-from .._registry import FlowRegistry
+from .._model._registry import FlowRegistry
 from ..errors import ConfigurationError
 from ._api import add_api_routes
 from ._dashboard import add_dashboard_routes

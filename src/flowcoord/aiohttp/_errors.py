@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .._registry import UnknownFlow
+from .._model._registry import UnknownFlow
 from ..errors import (
     ConfigurationError,
     CoordinationError,

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .._compile import Plan, compile_flow
 from .._engine._engine import Engine, FlowHandle
-from .._registry import FlowRegistry
+from .._model._compile import Plan, compile_flow
+from .._model._registry import FlowRegistry
 from ..errors import ConfigurationError, FlowcoordError, JournalUnavailable
 
 __all__ = ["STATE_KEY", "AppState", "get_engine", "get_registry", "state_of"]

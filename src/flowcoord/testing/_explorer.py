@@ -14,11 +14,11 @@ from typing import Any, Literal
 import anyio
 
 from .._codec import Codec
-from .._compile import compile_flow
-from .._flow import Flow
 from .._journal._contract import JournalBackend
 from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._memory import MemoryJournal
+from .._model._compile import compile_flow
+from .._model._flow import Flow
 from .._states import FlowState, StateChange, is_finished
 from ..errors import FlowcoordError
 from ._invariants import (

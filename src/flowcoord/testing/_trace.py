@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 import anyio
 
-from .._compile import Plan
 from .._engine._engine import Engine
-from .._flow import Flow
 from .._journal._contract import JournalBackend
 from .._journal._events import Entry, FlowRecord
+from .._model._compile import Plan
+from .._model._flow import Flow
 from .._states import StateChange
 from ..errors import JournalError, JournalUnavailable
 

@@ -38,8 +38,8 @@ from typing import Any
 
 import pytest
 
-from .._flow import Flow
 from .._journal._contract import JournalBackend
+from .._model._flow import Flow
 from ._explorer import CrashExplorer, ExplorationReport
 from ._postgres import TemporaryPostgres
 from ._proxy import FaultProxy

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, overload
 
-from .errors import InvalidTaskError
+from ..errors import InvalidTaskError
 
 if TYPE_CHECKING:
     from ._retry import Retry

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import overload
 
+from ..errors import FlowDefinitionError, UnknownFlow
 from ._flow import Flow
-from .errors import FlowDefinitionError, UnknownFlow
 
 __all__ = ["FlowRegistry", "UnknownFlow"]
 

@@ -1,4 +1,4 @@
-"""The worker: a long-running conductor process on a ZooKeeper job board, and job posting.
+"""Workers: a long-running conductor process on a ZooKeeper job board, and job posting.
 
 ``flowcoord worker --zk HOSTS --namespace NS --journal URL --registry module:attr`` runs
 :func:`run_worker`: one ZooKeeper session, one job board, one engine on the journal, one
@@ -9,19 +9,18 @@ tasks at once (their jobs are abandoned all the same). Producers post jobs with
 :func:`post_jobs` or through :func:`open_board`.
 
 Poison jobs: a job whose earlier claim ended without it finishing runs alone on its worker
-(see :class:`~flowcoord.Conductor`); one claimed more than ``max_claims`` times (``--max-claims``)
-or given up after errors ``max_failures`` times (``--max-failures``) goes to the board's trash
-with the reason.
+(see :class:`~flowcoord.coordination.Conductor`); one claimed more than ``max_claims`` times
+(``--max-claims``) or given up after errors ``max_failures`` times (``--max-failures``) goes to
+the board's trash with the reason.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,18 +28,17 @@ from typing import Any
 import anyio
 import structlog
 
-from ._args import int_in
-from ._coord._conductor import Conductor, ConductorStats
-from ._coord._contract import Job
-from ._coord._zk_board import ZooKeeperJobBoard
-from ._coord._zk_session import ZooKeeperSession
-from ._coord._zk_types import SessionState, StateChange
-from ._engine._engine import Engine
-from ._journal._contract import JournalBackend
-from ._registry import FlowRegistry
-from .errors import ConfigurationError, CoordinationUnavailable
+from .._engine._engine import Engine
+from .._journal._contract import JournalBackend
+from .._model._registry import FlowRegistry
+from ..errors import ConfigurationError, CoordinationUnavailable
+from ._conductor import Conductor, ConductorStats
+from ._contract import Job
+from ._session import SessionChange, SessionState
+from ._zk_board import ZooKeeperJobBoard
+from ._zk_session import ZooKeeperSession
 
-__all__ = ["JobSpec", "open_board", "post_jobs", "run_worker", "worker_options", "worker_parser"]
+__all__ = ["DEFAULT_BOARD_PATH", "JobSpec", "open_board", "post_jobs", "run_worker"]
 
 log = structlog.get_logger("flowcoord.worker")
 
@@ -118,9 +116,9 @@ async def run_worker(
     finishing (its owners died or lost their sessions; from its second claim on it ran
     alone), or given up after journal errors ``max_failures`` times, is trashed with the
     reason. ``on_ready(conductor)`` is called once the conductor runs (tests and embedders
-    hook listeners there). Raises :class:`~flowcoord.CoordinationUnavailable` when no ZooKeeper
-    server gives a session within ``session_timeout``, or when the session closes for good
-    (e.g. the credentials were refused).
+    hook listeners there). Raises :class:`~flowcoord.errors.CoordinationUnavailable` when no
+    ZooKeeper server gives a session within ``session_timeout``, or when the session closes for
+    good (e.g. the credentials were refused).
     """
     for what, value in (
         ("capacity", capacity),
@@ -135,7 +133,7 @@ async def run_worker(
     stop = anyio.Event()
     failure: list[BaseException] = []
 
-    def on_session(change: StateChange) -> None:
+    def on_session(change: SessionChange) -> None:
         if change.state is SessionState.CLOSED and not stop.is_set():
             failure.append(CoordinationUnavailable(f"ZooKeeper session closed: {change.reason}"))
             stop.set()
@@ -191,76 +189,3 @@ async def _watch_signals(stop: anyio.Event, conductor: Conductor) -> None:
             for running in list(conductor.running.values()):
                 if running.handle is not None:
                     running.handle.abort("the worker was told to stop at once")
-
-
-def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
-    """The ``flowcoord worker`` options (parsed by the CLI, run by :func:`run_worker`)."""
-    p = argparse.ArgumentParser(
-        prog=prog, description="Take flows from a ZooKeeper job board and run them."
-    )
-    p.add_argument("--zk", required=True, metavar="HOSTS", help="host:port[,host:port...]")
-    p.add_argument("--namespace", default="/flowcoord", help="ZooKeeper chroot (/flowcoord)")
-    p.add_argument("--journal", required=True, metavar="URL", help="the journal's URL")
-    p.add_argument("--registry", required=True, metavar="module:attr", help="a FlowRegistry")
-    p.add_argument("--capacity", type=_positive_int, default=10, help="jobs at once (10)")
-    p.add_argument("--name", help="member name (default: host-pid)")
-    p.add_argument(
-        "--session-timeout", type=_positive_float, default=10.0, metavar="S", help="seconds (10)"
-    )
-    p.add_argument("--board", default=DEFAULT_BOARD_PATH, help="board path in the namespace")
-    p.add_argument(
-        "--gc-threshold",
-        type=_positive_int,
-        metavar="N",
-        help="raise the garbage collector's first threshold to N (e.g. 20000): far fewer "
-        "full collections when many flows start at once; Python's default is 700",
-    )
-    p.add_argument(
-        "--zk-auth",
-        metavar="USER:PASS",
-        default=os.environ.get("FLOWCOORD_ZK_AUTH"),
-        help="ZooKeeper digest credentials (or $FLOWCOORD_ZK_AUTH); nodes get a digest ACL",
-    )
-    p.add_argument(
-        "--max-claims",
-        type=_positive_int,
-        default=5,
-        metavar="N",
-        help="trash a job claimed more than N times without finishing, i.e. whose owners "
-        "kept dying (5). A job re-claimed after its owner died runs alone, so a poison job "
-        "is charged its own deaths and the jobs beside it survive; keep N >= 2",
-    )
-    p.add_argument(
-        "--max-failures",
-        type=_positive_int,
-        default=3,
-        metavar="N",
-        help="trash a job given up after journal errors N times (3)",
-    )
-    p.add_argument(
-        "--shutdown-timeout",
-        type=_positive_float,
-        default=30.0,
-        metavar="S",
-        help="on SIGTERM, wait this long for running tasks before aborting them (30)",
-    )
-    return p
-
-
-def worker_options(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse ``flowcoord worker`` arguments (exits with status 2 on bad usage)."""
-    return worker_parser().parse_args(list(argv))
-
-
-def _positive_int(text: str) -> int:
-    return int_in(text, 1, None, "a positive integer")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value

@@ -9,8 +9,8 @@ from typing import Any
 
 import tenacity
 
-from ._failure import Failure
-from .errors import InvalidTaskError
+from .._failure import Failure
+from ..errors import InvalidTaskError
 
 __all__ = ["Decision", "ForEach", "ParameterizedForEach", "Retry", "RetryHistory", "Times"]
 

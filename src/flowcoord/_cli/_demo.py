@@ -16,7 +16,6 @@ import anyio
 import structlog
 
 import flowcoord as fc
-from flowcoord._journal._sqlite import SQLiteJournal
 
 __all__ = ["build_provision", "main"]
 
@@ -90,7 +89,7 @@ def _listener(change: fc.StateChange) -> None:
 
 
 async def _scenarios(journal_path: Path) -> None:
-    async with fc.Engine(SQLiteJournal(journal_path), listeners=[_listener]) as engine:
+    async with fc.Engine(fc.SQLiteJournal(journal_path), listeners=[_listener]) as engine:
         _say("\n1. Provision a VM (allocate → start ∥ attach disk → publish):")
         out = await engine.run(build_provision(), {"size": 2, "hostname": "web-1"})
         _say(f"  result: {out['address']}  (volume {out['volume']})")
@@ -105,13 +104,13 @@ async def _scenarios(journal_path: Path) -> None:
 
 
 async def _resume(journal_path: Path, flow_id: str) -> None:
-    async with fc.Engine(SQLiteJournal(journal_path)) as engine:
+    async with fc.Engine(fc.SQLiteJournal(journal_path)) as engine:
         rep = await engine.status(flow_id)
         for name in ("allocate", "start_vm", "attach_disk", "publish_address"):
             rec = rep.tasks.get(name)
             _say(f"    {name:<16} {rec.state if rec else 'not started'}")
     _say("  a new engine resumes it: done tasks are skipped, in-flight ones re-run:")
-    async with fc.Engine(SQLiteJournal(journal_path), listeners=[_listener]) as engine:
+    async with fc.Engine(fc.SQLiteJournal(journal_path), listeners=[_listener]) as engine:
         out = await engine.run(build_provision(), flow_id=flow_id)
         _say(f"  result: {out['address']}")
     _say(f"\nJournal file: {journal_path} (pass a path to 'flowcoord demo' to keep it)")
@@ -120,7 +119,7 @@ async def _resume(journal_path: Path, flow_id: str) -> None:
 def _crash(journal_path: Path, flow_id: str) -> None:
     _say("\n3. Crash and resume: a worker process is killed (kill -9) mid-flow …")
     child = subprocess.Popen(
-        [sys.executable, "-m", "flowcoord._demo", "--child", str(journal_path), flow_id],
+        [sys.executable, "-m", "flowcoord._cli._demo", "--child", str(journal_path), flow_id],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -137,7 +136,7 @@ def _crash(journal_path: Path, flow_id: str) -> None:
 
 
 async def _child(journal_path: str, flow_id: str) -> None:
-    async with fc.Engine(SQLiteJournal(journal_path), listeners=[_listener]) as engine:
+    async with fc.Engine(fc.SQLiteJournal(journal_path), listeners=[_listener]) as engine:
         await engine.run(
             build_provision(), {"size": 8, "hostname": "db-1", "disk_gb": 100}, flow_id=flow_id
         )

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from ._journal._contract import JournalBackend
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from ._contract import JournalBackend
 
 __all__ = ["URL_FORMS", "open_journal", "redact"]
 
@@ -43,7 +43,7 @@ def open_journal(url: str) -> JournalBackend:
                 f"journal URL {url!r}: 'memory:' takes nothing after the colon",
                 hint="write just 'memory:'",
             )
-        from ._journal._memory import MemoryJournal
+        from ._memory import MemoryJournal
 
         return MemoryJournal()
     if scheme == "sqlite":
@@ -122,7 +122,7 @@ def _sqlite_path(url: str, path: Path) -> JournalBackend:
             f"journal URL {url!r}: directory {str(parent)!r} does not exist",
             hint="create the directory first, or point the journal at an existing one",
         )
-    from ._journal._sqlite import SQLiteJournal
+    from ._sqlite import SQLiteJournal
 
     return SQLiteJournal(path)
 
@@ -154,7 +154,7 @@ def _postgres(url: str) -> JournalBackend:
             keep.append((key, value))
     dsn = urlunsplit(parts._replace(query=urlencode(keep)))
     try:
-        from ._journal._postgres import PostgresJournal
+        from ._postgres import PostgresJournal
     except ImportError as exc:  # asyncpg missing or the backend not installed
         raise ConfigurationError(
             f"the PostgreSQL journal backend cannot be loaded: {exc}",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Self, TypeAlias
 
+from ..errors import FlowDefinitionError
 from ._task import Task
-from .errors import FlowDefinitionError
 
 if TYPE_CHECKING:
     from ._retry import Retry

@@ -7,10 +7,10 @@ import itertools
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from ..errors import AmbiguousProviderError, CycleError, DuplicateTaskError, MissingInputError
 from ._flow import Flow, Graph, Item, Linear
 from ._retry import Retry
 from ._task import FunctionTask, Task
-from .errors import AmbiguousProviderError, CycleError, DuplicateTaskError, MissingInputError
 
 __all__ = ["Node", "Plan", "Scope", "compile_flow"]
 

@@ -1,0 +1,86 @@
+"""``flowcoord worker``'s options: parsed here, run by
+:func:`flowcoord.coordination.run_worker`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from .._args import int_in
+from .._coord._workers import DEFAULT_BOARD_PATH
+
+__all__ = ["worker_options", "worker_parser"]
+
+
+def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
+    """The ``flowcoord worker`` options (parsed by the CLI, run by :func:`run_worker`)."""
+    p = argparse.ArgumentParser(
+        prog=prog, description="Take flows from a ZooKeeper job board and run them."
+    )
+    p.add_argument("--zk", required=True, metavar="HOSTS", help="host:port[,host:port...]")
+    p.add_argument("--namespace", default="/flowcoord", help="ZooKeeper chroot (/flowcoord)")
+    p.add_argument("--journal", required=True, metavar="URL", help="the journal's URL")
+    p.add_argument("--registry", required=True, metavar="module:attr", help="a FlowRegistry")
+    p.add_argument("--capacity", type=_positive_int, default=10, help="jobs at once (10)")
+    p.add_argument("--name", help="member name (default: host-pid)")
+    p.add_argument(
+        "--session-timeout", type=_positive_float, default=10.0, metavar="S", help="seconds (10)"
+    )
+    p.add_argument("--board", default=DEFAULT_BOARD_PATH, help="board path in the namespace")
+    p.add_argument(
+        "--gc-threshold",
+        type=_positive_int,
+        metavar="N",
+        help="raise the garbage collector's first threshold to N (e.g. 20000): far fewer "
+        "full collections when many flows start at once; Python's default is 700",
+    )
+    p.add_argument(
+        "--zk-auth",
+        metavar="USER:PASS",
+        default=os.environ.get("FLOWCOORD_ZK_AUTH"),
+        help="ZooKeeper digest credentials (or $FLOWCOORD_ZK_AUTH); nodes get a digest ACL",
+    )
+    p.add_argument(
+        "--max-claims",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="trash a job claimed more than N times without finishing, i.e. whose owners "
+        "kept dying (5). A job re-claimed after its owner died runs alone, so a poison job "
+        "is charged its own deaths and the jobs beside it survive; keep N >= 2",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="trash a job given up after journal errors N times (3)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, wait this long for running tasks before aborting them (30)",
+    )
+    return p
+
+
+def worker_options(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``flowcoord worker`` arguments (exits with status 2 on bad usage)."""
+    return worker_parser().parse_args(list(argv))
+
+
+def _positive_int(text: str) -> int:
+    return int_in(text, 1, None, "a positive integer")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
