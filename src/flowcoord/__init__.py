@@ -1,8 +1,8 @@
 """flowcoord: asyncio-native coordination — journaled, resumable, revertible flows with one
 owner at a time and hand-over between engines.
 
-The top level holds what a flow author needs: tasks and flows, the engine and its handles,
-retry controllers, states, the three journals, graph export, and the errors a flow's caller
+The top level holds what a flow author needs: tasks and flows, workflows, the engine and its
+handles, retry controllers, states, the three journals, graph export, and the errors a flow's caller
 handles. The rest is in public sub-packages: :mod:`flowcoord.journal` (the backend contract,
 entries, replay), :mod:`flowcoord.coordination` (job boards, ZooKeeper, workers),
 :mod:`flowcoord.errors` (every error), :mod:`flowcoord.testing` (servers, fault injection,
@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._codec import Codec as Codec
+from ._engine._context import Context as Context
+from ._engine._context import Step as Step
 from ._engine._engine import Engine as Engine
 from ._engine._handle import FlowHandle as FlowHandle
 from ._engine._handle import FlowOutcome as FlowOutcome
@@ -40,6 +42,8 @@ from ._model._retry import Times as Times
 from ._model._task import FunctionTask as FunctionTask
 from ._model._task import Task as Task
 from ._model._task import task as task
+from ._model._workflow import Workflow as Workflow
+from ._model._workflow import workflow as workflow
 from ._states import FlowState as FlowState
 from ._states import StateChange as StateChange
 from ._states import StateListener as StateListener
@@ -75,6 +79,11 @@ __all__ = sorted(
         "Plan",
         "to_dot",
         "to_mermaid",
+        # workflows
+        "workflow",
+        "Workflow",
+        "Context",
+        "Step",
         # retry
         "Retry",
         "Times",

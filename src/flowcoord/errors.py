@@ -9,10 +9,12 @@ The tree::
     │   ├── AmbiguousProviderError              two tasks provide the same name
     │   ├── CycleError                          dependencies form a cycle
     │   ├── MissingInputError                   a required name nothing provides or stores
+    │   ├── NonDeterministicWorkflow            a workflow's code no longer matches its journal
     │   └── UnknownFlow (also LookupError)      no flow is registered under this name
     ├── ConfigurationError (also ValueError)    bad URL, DSN, option value
     ├── EncodingError (also ValueError)         a value the codec cannot turn into JSON
     ├── TaskFailed                              a task failed in another process (record only)
+    │   └── StepFailed                          a workflow's step failed (live or journaled)
     ├── RevertFailed                            a revert raised; wraps the original exception
     ├── FlowFailed (also ExceptionGroup)        several failures, or a failure plus revert failures
     ├── FlowCancelled                           the flow was cancelled before it finished
@@ -82,9 +84,11 @@ __all__ = [
     "NodeExists",
     "NodeMissing",
     "NodeNotEmpty",
+    "NonDeterministicWorkflow",
     "OwnershipLost",
     "RevertFailed",
     "SessionLost",
+    "StepFailed",
     "TaskFailed",
     "UnknownFlow",
     "VersionConflict",
@@ -163,6 +167,34 @@ class MissingInputError(FlowDefinitionError):
     """A task requires a name that no task provides and the caller did not store."""
 
 
+class NonDeterministicWorkflow(FlowDefinitionError):
+    """A resumed workflow's code calls something else at a position than its journal holds
+    (``position``, the ``journaled`` step name and the one ``called``, None when the code
+    stopped before it). Raised before anything is written; the flow stays as journaled, to
+    be resumed by the code that started it (or with ``ctx.patched`` guarding the change)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        flow: str | None = None,
+        flow_id: str | None = None,
+        position: int,
+        journaled: str,
+        called: str | None,
+    ) -> None:
+        self.position = position
+        self.journaled = journaled
+        self.called = called
+        super().__init__(
+            message,
+            flow=flow,
+            flow_id=flow_id,
+            hint="resume it with the code that started it; guard code changes for running "
+            "workflows with ctx.patched(...)",
+        )
+
+
 class UnknownFlow(FlowDefinitionError, LookupError):
     """No flow is registered under this name."""
 
@@ -185,6 +217,22 @@ class TaskFailed(FlowcoordError):
         self.failure = failure
         super().__init__(
             f"task {task!r} failed: {failure.exc_type}: {failure.message}",
+            flow_id=flow_id,
+            task=task,
+        )
+
+
+class StepFailed(TaskFailed):
+    """A workflow's step failed; ``failure`` records it (``failure.matches(ValueError)``) and
+    ``__cause__`` is the exception when it was raised in this run. The same error is raised
+    when a resumed run reaches that step: a workflow sees the same thing on every run."""
+
+    def __init__(self, failure: Failure, *, flow_id: str | None = None, task: str | None = None):
+        self.failure = failure
+        what = f"step {task!r}" if task is not None else "the workflow"
+        FlowcoordError.__init__(
+            self,
+            f"{what} failed: {failure.exc_type}: {failure.message}",
             flow_id=flow_id,
             task=task,
         )

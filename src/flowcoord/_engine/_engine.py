@@ -18,11 +18,12 @@ from .._codec import Codec
 from .._ids import check_flow_id
 from .._journal._contract import JournalBackend
 from .._journal._events import Entry, EventKind, FlowRecord
-from .._journal._journal import Journal
+from .._journal._group_commit import GroupCommit
 from .._journal._memory import MemoryJournal
 from .._journal._replay import FlowReplay, replay
 from .._model._compile import Plan, compile_flow
 from .._model._flow import Flow
+from .._model._workflow import Workflow
 from .._states import FlowState, StateListener, TaskState, is_finished
 from ..errors import (
     ConfigurationError,
@@ -34,6 +35,7 @@ from ..errors import (
 )
 from ._handle import FlowHandle, FlowOutcome
 from ._runner import FlowRun
+from ._workflow import WorkflowRun, load_workflow
 
 __all__ = ["Engine", "FlowHandle", "FlowOutcome"]
 
@@ -82,7 +84,7 @@ class Engine:
         self.concurrency = concurrency
         self.revert_timeout = revert_timeout
         self._listeners: list[StateListener] = list(listeners)
-        self._journal: Journal | None = None
+        self._journal: GroupCommit | None = None
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._handles: dict[str, FlowHandle] = {}
@@ -99,7 +101,7 @@ class Engine:
         await stack.__aenter__()
         try:
             await stack.enter_async_context(self.backend)
-            journal = Journal(self.backend, codec=self.codec)
+            journal = GroupCommit(self.backend, codec=self.codec)
             await stack.enter_async_context(journal.running())
             self._tg = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
@@ -131,7 +133,7 @@ class Engine:
             self._journal = None
 
     @property
-    def journal(self) -> Journal:
+    def journal(self) -> GroupCommit:
         if self._journal is None:
             raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
         return self._journal
@@ -157,7 +159,7 @@ class Engine:
 
     async def run(
         self,
-        flow: Flow,
+        flow: Flow | Workflow,
         store: Mapping[str, Any] | None = None,
         *,
         flow_id: str | None = None,
@@ -174,7 +176,7 @@ class Engine:
         return await self._drive(run, FlowHandle(run))
 
     async def resume(
-        self, flow: Flow, flow_id: str, *, token: int = 0, concurrency: int | None = None
+        self, flow: Flow | Workflow, flow_id: str, *, token: int = 0, concurrency: int | None = None
     ) -> FlowOutcome:
         """Resume the journaled flow ``flow_id`` (a crash, a take-over) and run it to the end,
         as :meth:`run` would, but without first trying to create it: for big flows that
@@ -183,7 +185,9 @@ class Engine:
         run = await self._prepare(flow, None, flow_id, token, concurrency, resume=True)
         return await self._drive(run, FlowHandle(run))
 
-    async def take_over(self, flow: Flow, flow_id: str, *, cancel: bool = False) -> FlowHandle:
+    async def take_over(
+        self, flow: Flow | Workflow, flow_id: str, *, cancel: bool = False
+    ) -> FlowHandle:
         """Take a journaled, unfinished flow over from whoever ran it (an engine that died,
         or a stale one) and run it here in the background: the journal is fenced with the
         next token, so the previous owner can never write to it again, and the flow resumes
@@ -209,7 +213,7 @@ class Engine:
 
     async def start(
         self,
-        flow: Flow,
+        flow: Flow | Workflow,
         store: Mapping[str, Any] | None = None,
         *,
         flow_id: str | None = None,
@@ -334,17 +338,18 @@ class Engine:
         record = FlowRecord(flow_id, flow.name, FlowState.PENDING.value, token)
         return record, Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
 
-    async def _drive_quietly(self, run: FlowRun, handle: FlowHandle) -> None:
+    async def _drive_quietly(self, run: FlowRun | WorkflowRun, handle: FlowHandle) -> None:
         with contextlib.suppress(Exception):  # delivered through handle.wait()
             await self._drive(run, handle)
 
-    async def _drive(self, run: FlowRun, handle: FlowHandle) -> FlowOutcome:
+    async def _drive(self, run: FlowRun | WorkflowRun, handle: FlowHandle) -> FlowOutcome:
         self._handles[run.flow_id] = handle
         outcome: FlowOutcome | None = None
         error: BaseException | None = None
         try:
             store = await run.run()
-            outcome = FlowOutcome(run.flow_id, run.name, run.state, dict(store))
+            result = run.result if isinstance(run, WorkflowRun) else None
+            outcome = FlowOutcome(run.flow_id, run.name, run.state, dict(store), result)
             return outcome
         except BaseException as exc:
             error = exc
@@ -356,14 +361,20 @@ class Engine:
 
     async def _prepare(
         self,
-        flow: Flow,
+        flow: Flow | Workflow,
         store: Mapping[str, Any] | None,
         flow_id: str | None,
         token: int,
         concurrency: int | None,
         *,
         resume: bool = False,
-    ) -> FlowRun:
+    ) -> FlowRun | WorkflowRun:
+        if isinstance(flow, Workflow):
+            flow_id = self._reserve(flow.name, flow_id, resume)
+            try:
+                return await load_workflow(self, flow, dict(store or {}), flow_id, token, resume)
+            finally:
+                self._reserved.discard(flow_id)
         if not isinstance(flow, Flow):
             raise FlowDefinitionError(
                 f"engine.run() needs a Flow, got {flow!r}",
@@ -372,14 +383,7 @@ class Engine:
         journal = self.journal
         plan = self.compile(flow)
         inputs = dict(store or {})
-        if resume and not flow_id:
-            raise FlowDefinitionError("resuming a flow needs its flow_id", flow=flow.name)
-        flow_id = uuid.uuid4().hex if flow_id is None else check_flow_id(flow_id)
-        if flow_id in self._handles or flow_id in self._reserved:
-            raise FlowDefinitionError(
-                f"flow {flow_id} is already running on this engine", flow_id=flow_id
-            )
-        self._reserved.add(flow_id)
+        flow_id = self._reserve(flow.name, flow_id, resume)
         try:
             return await self._load(
                 journal, flow, plan, inputs, flow_id, token, concurrency, resume
@@ -387,9 +391,21 @@ class Engine:
         finally:
             self._reserved.discard(flow_id)
 
+    def _reserve(self, name: str, flow_id: str | None, resume: bool) -> str:
+        """The flow id a run will have (checked, or new), reserved on this engine."""
+        if resume and not flow_id:
+            raise FlowDefinitionError("resuming a flow needs its flow_id", flow=name)
+        flow_id = uuid.uuid4().hex if flow_id is None else check_flow_id(flow_id)
+        if flow_id in self._handles or flow_id in self._reserved:
+            raise FlowDefinitionError(
+                f"flow {flow_id} is already running on this engine", flow_id=flow_id
+            )
+        self._reserved.add(flow_id)
+        return flow_id
+
     async def _load(
         self,
-        journal: Journal,
+        journal: GroupCommit,
         flow: Flow,
         plan: Plan,
         inputs: dict[str, Any],

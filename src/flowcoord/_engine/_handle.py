@@ -11,18 +11,21 @@ import anyio
 from .._states import FlowState
 from ..errors import FlowCancelled
 from ._runner import FlowRun
+from ._workflow import WorkflowRun
 
 __all__ = ["FlowHandle", "FlowOutcome"]
 
 
 @dataclass(frozen=True, slots=True)
 class FlowOutcome:
-    """A finished flow: its id, final state and store (inputs plus every provided name)."""
+    """A finished flow: its id, final state and store (inputs plus every provided name; a
+    workflow's: its inputs and ``"result"``), and ``result``, what a workflow returned."""
 
     flow_id: str
     name: str
     state: FlowState
     store: Mapping[str, Any] = field(default_factory=dict)
+    result: Any = None
 
     def __getitem__(self, name: str) -> Any:
         return self.store[name]
@@ -34,7 +37,7 @@ class FlowOutcome:
 class FlowHandle:
     """A flow running on an engine: watch it, cancel, suspend, resume or stop it."""
 
-    def __init__(self, run: FlowRun) -> None:
+    def __init__(self, run: FlowRun | WorkflowRun) -> None:
         self._run = run
         self.flow_id = run.flow_id
         self.name = run.name

@@ -1,0 +1,181 @@
+"""The face a workflow's code sees: ``ctx.step`` (journaled by call order), ``ctx.gather``,
+and journaled clock, random numbers and ids."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+
+from .._model._task import FunctionTask, Task
+from ..errors import InvalidTaskError
+
+if TYPE_CHECKING:
+    from ._workflow import WorkflowRun
+
+__all__ = ["Context", "Step"]
+
+T = TypeVar("T")
+
+
+class Step(Generic[T]):
+    """A step called but not awaited yet: it has its position (taken when ``ctx.step`` was
+    called, so concurrent steps are numbered in the order they are called in, not the order
+    they finish). Await it once."""
+
+    __slots__ = ("_awaited", "_run", "args", "group", "kwargs", "pos", "task")
+
+    def __init__(
+        self, run: WorkflowRun, pos: int, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._run = run
+        self.pos = pos
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+        self.group: int | None = None
+        self._awaited = False
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self._awaited:
+            raise RuntimeError(f"step {self.pos} ({self.name!r}) was awaited already")
+        self._awaited = True
+        result: T = yield from self._run.run_step(self).__await__()
+        return result
+
+    def __repr__(self) -> str:
+        return f"<Step {self.pos} {self.name!r}>"
+
+
+class Context:
+    """What a workflow's code is given first: ``await ctx.step(fn, *args, **kwargs)`` runs
+    ``fn`` as a journaled step (an :func:`~flowcoord.task` — its revert compensates — or any
+    ``async def``, with ``revert=`` for its compensation); ``ctx.gather`` runs steps at once;
+    ``ctx.now()``, ``ctx.random()``, ``ctx.uuid()`` are journaled, so a resumed run sees the
+    values the first run saw.
+
+    A resumed run calls the workflow again from the top: a journaled step returns its
+    journaled result (or raises its journaled failure, as :class:`~flowcoord.errors.StepFailed`)
+    without running; the first step the journal does not have runs live. The code between
+    steps must therefore be deterministic: a step whose name differs from the journal's at its
+    position raises :class:`~flowcoord.errors.NonDeterministicWorkflow`.
+    """
+
+    __slots__ = ("_pos", "_run", "_tasks")
+
+    def __init__(self, run: WorkflowRun) -> None:
+        self._run = run
+        self._pos = 0
+        self._tasks: dict[tuple[Any, ...], Task] = {}
+
+    @property
+    def flow_id(self) -> str:
+        return self._run.flow_id
+
+    @property
+    def name(self) -> str:
+        return self._run.name
+
+    @property
+    def position(self) -> int:
+        """The position of the latest step (or journaled value) called; 0 before any."""
+        return self._pos
+
+    def _next(self) -> int:
+        self._pos += 1
+        return self._pos
+
+    def step(
+        self,
+        fn: Task | Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        name: str | None = None,
+        revert: Callable[..., Awaitable[Any]] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Step[T]:
+        """A journaled call of ``fn(*args, **kwargs)``; await it for its result. Its arguments
+        and result go through the engine's codec (the result you get is the journaled one,
+        also the first time: a tuple comes back as a list). ``revert``: an ``async def``
+        taking the step's parameters by name (and ``result``) that undoes it when the
+        workflow fails or is cancelled; a task's own revert is used otherwise. ``timeout``:
+        seconds, the step fails with ``TimeoutError`` beyond them."""
+        task = self._task(fn, name, revert, timeout)
+        return Step(self._run, self._next(), task, args, kwargs)
+
+    async def gather(self, *steps: Awaitable[Any]) -> list[Any]:
+        """Run ``steps`` at once and return their results in order. Every step runs to its
+        end; if some failed, the first of them (by position, so the same on every run)
+        raises. Their compensations run at once too."""
+        group = min((s.pos for s in steps if isinstance(s, Step)), default=None)
+        for s in steps:
+            if isinstance(s, Step):
+                s.group = group
+        results: list[Any] = [None] * len(steps)
+        errors: list[BaseException | None] = [None] * len(steps)
+
+        async def one(k: int) -> None:
+            try:
+                results[k] = await steps[k]
+            except Exception as exc:
+                errors[k] = exc
+
+        async with anyio.create_task_group() as tg:
+            for k in range(len(steps)):
+                tg.start_soon(one, k)
+        for err in errors:
+            if err is not None:
+                raise err
+        return results
+
+    def now(self) -> float:
+        """The time (``time.time()``) when this point was first reached, journaled."""
+        return float(self._run.value(self._next(), "now", time.time))
+
+    def random(self) -> float:
+        """A random float in [0, 1), drawn once and journaled."""
+        return float(self._run.value(self._next(), "random", random.random))
+
+    def uuid(self) -> str:
+        """A random UUID (hex), made once and journaled."""
+        return str(self._run.value(self._next(), "uuid", lambda: uuid.uuid4().hex))
+
+    def _task(
+        self,
+        fn: Task | Callable[..., Awaitable[Any]],
+        name: str | None,
+        revert: Callable[..., Awaitable[Any]] | None,
+        timeout: float | None,
+    ) -> Task:
+        if isinstance(fn, Task) and name is None and revert is None and timeout is None:
+            return fn
+        key = (fn, name, revert, timeout)
+        task = self._tasks.get(key)
+        if task is None:
+            if isinstance(fn, FunctionTask):
+                task = FunctionTask(
+                    fn.fn,
+                    name or fn.name,
+                    revert=revert or fn.revert_fn,
+                    timeout=timeout or fn.timeout,
+                    inject=fn.inject,
+                )
+            elif isinstance(fn, Task):
+                raise InvalidTaskError(
+                    f"step {fn.name!r}: name=, revert= and timeout= apply to functions and "
+                    "@task functions; a Task subclass defines them itself",
+                    tasks=[fn.name],
+                )
+            else:
+                task = FunctionTask(fn, name, revert=revert, timeout=timeout)
+            self._tasks[key] = task
+        return task

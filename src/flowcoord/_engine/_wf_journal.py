@@ -1,0 +1,149 @@
+"""What a workflow's journal says, step by step: the entries folded into one record per
+position, for a resumed run to return journaled results and to finish a rollback.
+
+A step is journaled as a task named ``"<position>:<step name>"`` with the pattern flows'
+entry kinds (``task.started`` carries the step's arguments and its gather group,
+``task.succeeded`` its result, ``task.failed`` its failure, ``revert.*`` its compensation), so
+status, the CLI, the API and the dashboard read workflows as they read pattern flows.
+``flow.state`` entries carry the workflow's result (SUCCESS) or its failure (REVERTING).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._codec import Codec
+from .._failure import Failure
+from .._journal._events import Entry, EventKind
+from .._states import FlowState
+from ..errors import JournalCorrupt
+
+__all__ = ["StepRecord", "WorkflowJournal", "split_key", "step_key"]
+
+
+def step_key(pos: int, name: str) -> str:
+    return f"{pos}:{name}"
+
+
+def split_key(key: str) -> tuple[int, str] | None:
+    head, sep, name = key.partition(":")
+    if not sep or not head.isdigit():
+        return None
+    return int(head), name
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One position of a workflow, as journaled."""
+
+    pos: int
+    name: str
+    started: bool = False
+    succeeded: bool = False
+    failure: Failure | None = None
+    result: Any = None
+    args: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    group: int | None = None
+    revertible: bool = False  # journaled with a compensation to call
+    revert_started: bool = False
+    reverted: bool = False
+    revert_failure: Failure | None = None
+
+
+@dataclass(slots=True)
+class WorkflowJournal:
+    """A workflow's journal folded: its state, steps by position, result or failure."""
+
+    flow_id: str
+    name: str = ""
+    state: FlowState = FlowState.PENDING
+    inputs: dict[str, Any] = field(default_factory=dict)
+    steps: dict[int, StepRecord] = field(default_factory=dict)
+    result: Any = None
+    failure: Failure | None = None
+    cancelled: bool = False
+    reverting: bool = False
+    last_seq: int = -1
+
+    @classmethod
+    def fold(cls, flow_id: str, entries: Iterable[Entry], codec: Codec) -> WorkflowJournal:
+        j = cls(flow_id)
+        for e in entries:
+            try:
+                j._apply(e, codec)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise JournalCorrupt(
+                    f"flow {flow_id}: entry {e.seq} ({e.kind}) is not a workflow entry: {exc}",
+                    flow_id=flow_id,
+                    seq=e.seq,
+                    kind=str(e.kind),
+                    task=e.task,
+                ) from None
+            j.last_seq = e.seq
+        return j
+
+    def _apply(self, e: Entry, codec: Codec) -> None:
+        data = codec.decode(e.data) if e.data and e.data != "{}" else {}
+        kind = e.kind
+        if kind is EventKind.FLOW_CREATED:
+            self.name = str(data["name"])
+            self.inputs = dict(data.get("inputs") or {})
+            return
+        if kind is EventKind.FLOW_STATE:
+            self.state = FlowState(e.state or "")
+            if self.state is FlowState.REVERTING:
+                self.reverting = True
+                self.cancelled = data.get("reason") == "cancelled"
+                if isinstance(data.get("failure"), dict):
+                    self.failure = Failure.from_dict(data["failure"])
+            elif self.state is FlowState.SUCCESS:
+                self.result = data.get("result")
+            return
+        if e.task is None:
+            return
+        where = split_key(e.task)
+        if where is None:
+            raise ValueError(f"task {e.task!r} is not a workflow step")
+        pos, name = where
+        rec = self.steps.get(pos)
+        if rec is None:
+            rec = self.steps[pos] = StepRecord(pos, name)
+        if kind is EventKind.TASK_STARTED:
+            rec.started = True
+            rec.attempt = int(data.get("attempt", rec.attempt + 1))
+            rec.args = dict(data.get("args") or {})
+            rec.group = data.get("group")
+            rec.revertible = bool(data.get("revert"))
+        elif kind is EventKind.TASK_SUCCEEDED:
+            rec.succeeded, rec.failure = True, None
+            rec.result = data.get("result")
+        elif kind is EventKind.TASK_FAILED:
+            rec.failure = Failure.from_dict(data["failure"])
+        elif kind is EventKind.REVERT_STARTED:
+            rec.revert_started = True
+        elif kind is EventKind.REVERT_DONE:
+            rec.reverted = True
+        elif kind is EventKind.REVERT_FAILED:
+            rec.revert_failure = Failure.from_dict(data["failure"])
+
+    def to_compensate(self) -> list[list[StepRecord]]:
+        """Steps to compensate, newest first, one list per gather group (reverted at once):
+        every step journaled with a compensation that started (succeeded, failed or cut
+        short: its effect may be there, as for a pattern flow's tasks) and was not reverted
+        yet."""
+        todo = [
+            r
+            for r in self.steps.values()
+            if r.revertible and r.started and not r.reverted and r.revert_failure is None
+        ]
+        todo.sort(key=lambda r: r.pos, reverse=True)
+        groups: list[list[StepRecord]] = []
+        for r in todo:
+            if groups and r.group is not None and groups[-1][0].group == r.group:
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        return groups

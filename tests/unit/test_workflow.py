@@ -1,0 +1,309 @@
+"""Code-first workflows: steps journaled by call order, resume, determinism guard, journaled
+values, compensation (sagas), cancel; and crash-exactness at every journal cut."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import flowcoord as fc
+from flowcoord.errors import (
+    FlowDefinitionError,
+    MissingInputError,
+    NonDeterministicWorkflow,
+    RevertFailed,
+    StepFailed,
+)
+from flowcoord.journal import Entry, EventKind, FlowRecord
+
+pytestmark = pytest.mark.anyio
+
+
+class World:
+    """The outside world the steps change: a set of effects, and every call made."""
+
+    def __init__(self) -> None:
+        self.effects: set[str] = set()
+        self.calls: list[str] = []
+        self.fail_at: str | None = None
+        self.fail_undo: str | None = None
+
+    def make(self) -> fc.Workflow:
+        world = self
+
+        async def undo(what: str, result: str | None) -> None:
+            # called for a step that failed or was cut short too (result None): undo by input
+            world.calls.append(f"undo {what}")
+            if world.fail_undo == what:
+                raise RuntimeError(f"cannot undo {what}")
+            assert result in (None, f"{what}!")
+            world.effects.discard(f"{what}!")
+
+        async def do(what: str) -> str:
+            world.calls.append(what)
+            world.effects.add(f"{what}!")
+            if world.fail_at == what:
+                raise ValueError(f"{what} broke")
+            return f"{what}!"
+
+        async def plain(what: str) -> str:
+            world.calls.append(what)
+            return what.upper()
+
+        @fc.workflow(name="provision")
+        async def provision(ctx: fc.Context, size: int) -> dict[str, Any]:
+            vm = await ctx.step(do, f"vm{size}", revert=undo)
+            ip, disk = await ctx.gather(
+                ctx.step(do, "ip", revert=undo), ctx.step(do, "disk", revert=undo)
+            )
+            token = ctx.uuid()
+            label = await ctx.step(plain, "label")
+            await ctx.step(do, "publish", revert=undo)
+            return {"vm": vm, "ip": ip, "disk": disk, "label": label, "token": token}
+
+        return provision
+
+
+async def test_steps_run_once_and_a_resume_returns_the_journaled_results() -> None:
+    world = World()
+    wf = world.make()
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        out = await engine.run(wf, {"size": 2}, flow_id="w1")
+        assert out.state is fc.FlowState.SUCCESS
+        assert out.result["vm"] == "vm2!"
+        assert out.result["label"] == "LABEL"
+        assert out["result"] == out.result
+        assert out["size"] == 2
+        first = list(world.calls)
+        assert first == ["vm2", "ip", "disk", "label", "publish"]
+        again = await engine.run(wf, {"size": 2}, flow_id="w1")
+        assert again.result == out.result
+        assert world.calls == first
+        rep = await engine.status("w1")
+    assert list(rep.tasks) == ["1:do", "2:do", "3:do", "4:uuid", "5:plain", "6:do"]
+    assert all(t.state is fc.TaskState.SUCCESS for t in rep.tasks.values())
+
+
+async def test_a_failed_step_compensates_completed_steps_newest_first() -> None:
+    world = World()
+    world.fail_at = "publish"
+    async with fc.Engine() as engine:
+        with pytest.raises(StepFailed) as info:
+            await engine.run(world.make(), {"size": 1}, flow_id="w2")
+        rep = await engine.status("w2")
+    assert info.value.failure.matches(ValueError)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert rep.state is fc.FlowState.REVERTED
+    undone = [c for c in world.calls if c.startswith("undo")]
+    # publish (it failed: its effect may be there) first, the gathered pair at once, vm last
+    assert undone[0] == "undo publish"
+    assert undone[-1] == "undo vm1"
+    assert set(undone[1:3]) == {"undo ip", "undo disk"}
+    assert world.effects == set()
+
+
+async def test_a_failing_compensation_ends_failed_and_says_so() -> None:
+    world = World()
+    world.fail_at, world.fail_undo = "publish", "ip"
+    async with fc.Engine() as engine:
+        with pytest.raises(RevertFailed):
+            await engine.run(world.make(), {"size": 1}, flow_id="w3")
+        rep = await engine.status("w3")
+    assert rep.state is fc.FlowState.FAILED
+    assert "undo vm1" in world.calls  # the others were still compensated
+    assert world.effects == {"ip!"}
+
+
+async def test_a_workflow_can_catch_a_step_failure_the_same_way_on_every_run() -> None:
+    calls: list[str] = []
+
+    async def flaky() -> None:
+        calls.append("flaky")
+        raise KeyError("gone")
+
+    async def fallback() -> str:
+        calls.append("fallback")
+        return "ok"
+
+    @fc.workflow
+    async def careful(ctx: fc.Context) -> str:
+        try:
+            await ctx.step(flaky)
+        except StepFailed as exc:
+            if not exc.failure.matches(KeyError):
+                raise
+            return str(await ctx.step(fallback))
+        return "unreachable"
+
+    async with fc.Engine() as engine:
+        assert (await engine.run(careful, flow_id="c1")).result == "ok"
+        assert (await engine.run(careful, flow_id="c1")).result == "ok"
+    assert calls == ["flaky", "fallback"]
+
+
+async def test_changed_code_is_refused_before_anything_is_written() -> None:
+    async def a() -> int:
+        return 1
+
+    async def b() -> int:
+        return 2
+
+    gate = anyio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    @fc.workflow(name="w")
+    async def v1(ctx: fc.Context) -> None:
+        await ctx.step(a)
+        await ctx.step(wait)
+        await ctx.step(b)
+
+    @fc.workflow(name="w")
+    async def v2(ctx: fc.Context) -> None:
+        await ctx.step(b)
+        await ctx.step(wait)
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        handle = await engine.start(v1, flow_id="d1")
+        await anyio.wait_all_tasks_blocked()
+        handle.stop()
+        gate.set()
+        assert (await handle.wait()).state is fc.FlowState.SUSPENDED  # stopped before b
+        before = await journal.read("d1")
+        with pytest.raises(NonDeterministicWorkflow) as info:
+            await engine.resume(v2, "d1")
+        assert (info.value.position, info.value.journaled, info.value.called) == (1, "a", "b")
+        after = await journal.read("d1")
+    # only the RUNNING state a resume notes first may follow; no step entry was written
+    assert [e for e in after[len(before) :] if e.task is not None] == []
+
+
+async def test_bad_inputs_are_refused_before_anything_is_written() -> None:
+    world = World()
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        with pytest.raises(MissingInputError, match="size"):
+            await engine.run(world.make(), {}, flow_id="i1")
+        with pytest.raises(FlowDefinitionError, match="sise"):
+            await engine.run(world.make(), {"size": 1, "sise": 2}, flow_id="i2")
+    assert await journal.get_flow("i1") is None
+    assert await journal.get_flow("i2") is None
+
+
+async def test_cancel_compensates_and_ends_cancelled() -> None:
+    world = World()
+    gate = anyio.Event()
+
+    async def hang(what: str) -> None:
+        world.effects.add(what)
+        await gate.wait()
+
+    async def unhang(what: str) -> None:
+        world.effects.discard(what)
+
+    async def do(what: str) -> str:
+        world.effects.add(what)
+        return what
+
+    async def undo(what: str) -> None:
+        world.effects.discard(what)
+
+    @fc.workflow
+    async def slow(ctx: fc.Context) -> None:
+        await ctx.step(do, "a", revert=undo)
+        await ctx.step(hang, "b", revert=unhang)
+
+    async with fc.Engine() as engine:
+        handle = await engine.start(slow, flow_id="x1")
+        await anyio.wait_all_tasks_blocked()
+        assert world.effects == {"a", "b"}
+        handle.cancel()
+        with pytest.raises(fc.FlowCancelled):
+            await handle.wait()
+        assert (await engine.status("x1")).state is fc.FlowState.CANCELLED
+    assert world.effects == set()
+
+
+async def test_a_step_timeout_is_a_step_failure() -> None:
+    async def sleepy() -> None:
+        await anyio.sleep(10)
+
+    @fc.workflow
+    async def w(ctx: fc.Context) -> None:
+        await ctx.step(sleepy, timeout=0.05)
+
+    async with fc.Engine() as engine:
+        with pytest.raises(StepFailed) as info:
+            await engine.run(w)
+    assert info.value.failure.matches(TimeoutError)
+
+
+# -- crash-exactness: a resume from every durable prefix of the journal ends as the run did --
+
+
+async def _reference(world: World, fail_at: str | None) -> tuple[list[Entry], fc.FlowState, Any]:
+    world.fail_at = fail_at
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        try:
+            out = await engine.run(world.make(), {"size": 3}, flow_id="ref")
+            state, result = out.state, out.result
+        except StepFailed:
+            state, result = (await engine.status("ref")).state, None
+    return await journal.read("ref"), state, result
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("fail_at", [None, "publish", "disk"])
+async def test_every_journal_cut_resumes_to_the_same_end(
+    fail_at: str | None, backend: str, tmp_path: Path
+) -> None:
+    ref_world = World()
+    entries, state, result = await _reference(ref_world, fail_at)
+    assert len(entries) > 10
+    for cut in range(1, len(entries) + 1):
+        world = World()
+        world.fail_at = fail_at
+        world.effects = _effects_after(entries[:cut])
+        journal: fc.journal.JournalBackend = (
+            fc.MemoryJournal() if backend == "memory" else fc.SQLiteJournal(tmp_path / f"{cut}.db")
+        )
+        async with journal:
+            record = FlowRecord("ref", "provision", "RUNNING")
+            assert await journal.create_flow(record, entries[:cut])
+        async with fc.Engine(journal) as engine:
+            try:
+                out = await engine.resume(world.make(), "ref")
+                got_state, got_result = out.state, out.result
+            except StepFailed:
+                got_state, got_result = (await engine.status("ref")).state, None
+        assert got_state is state, cut
+        if result is not None:  # a uuid not journaled before the crash is drawn anew
+            assert {**got_result, "token": None} == {**result, "token": None}, cut
+        assert world.effects == ref_world.effects, (cut, world.effects)
+        async with journal:
+            final = await journal.read("ref")
+        assert [e.seq for e in final] == list(range(len(final))), cut
+        assert final[:cut] == entries[:cut]
+
+
+def _effects_after(prefix: list[Entry]) -> set[str]:
+    """The world as a crash after ``prefix`` left it (worst case: every started step's
+    effect happened, every started compensation may not have)."""
+    effects: set[str] = set()
+    args: dict[str, str] = {}
+    for e in prefix:
+        if e.kind is EventKind.TASK_STARTED and e.task is not None:
+            what = fc.Codec().decode(e.data)["args"].get("what")
+            if what is not None and e.task.endswith(":do"):
+                args[e.task] = f"{what}!"
+                effects.add(f"{what}!")
+        elif e.kind is EventKind.REVERT_DONE and e.task in args:
+            effects.discard(args[e.task])
+    return effects
