@@ -28,6 +28,7 @@ from ..errors import (
     FlowCancelled,
     FlowDefinitionError,
     FlowNotFound,
+    JournalError,
     NonDeterministicWorkflow,
     OwnershipLost,
     RevertFailed,
@@ -44,6 +45,14 @@ __all__ = ["WorkflowRun", "load_workflow"]
 log = structlog.get_logger("flowcoord.workflow")
 
 _K = EventKind
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of an exception group (compensations raise journal errors only)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 class _ReplayEnd(Exception):
@@ -63,6 +72,7 @@ class WorkflowRun:
         *,
         revert_timeout: float,
         listeners: list[StateListener],
+        wrap: Callable[[str, str, Callable[..., Any]], Callable[..., Any]] | None = None,
     ) -> None:
         self.workflow = wf
         self.flow_id = flow_id
@@ -73,6 +83,7 @@ class WorkflowRun:
         self.state = journal.state
         self.result: Any = None
         self._revert_timeout = revert_timeout
+        self._wrap = wrap
         self._listeners = listeners
         self._log = log.bind(flow_id=flow_id, flow=wf.name)
         self._tasks: dict[int, Task] = {}  # position → the step's task, as the code called it
@@ -84,6 +95,9 @@ class WorkflowRun:
         self._stopping = False
         self._resumed = anyio.Event()
         self._running = 0
+        # a journal write failed (or ownership was lost): the run ends with it, whatever the
+        # workflow's code did with the exception; the flow stays for a resume
+        self._broken: Exception | None = None
 
     # -- control (the handle's) ----------------------------------------------------------------
 
@@ -133,14 +147,16 @@ class WorkflowRun:
             ctx = Context(self)
             try:
                 result = await self.workflow.fn(ctx, **self.inputs)
-            except (NonDeterministicWorkflow, OwnershipLost):
+            except (NonDeterministicWorkflow, OwnershipLost, JournalError):
                 raise
             except Exception as exc:
                 error = exc
         self._scope = None
         if self._lost is not None:
             raise self._lost
-        if error is None and not scope.cancelled_caught:
+        if self._broken is not None:
+            raise self._broken
+        if error is None and not scope.cancelled_caught and not self._cancelled:
             self._check_no_more_steps(ctx.position)
             data = self._encode({"result": result}, what="the workflow's result")
             self.result = self.writer.codec.decode(data)["result"]
@@ -207,7 +223,7 @@ class WorkflowRun:
             raise _ReplayEnd
         value = make()
         data = self._encode({"result": value, "attempt": 1}, what=f"{name} value")
-        self.writer.emit(_K.TASK_SUCCEEDED, step_key(pos, name), data)
+        self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), data)
         self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=value)
         return value
 
@@ -233,6 +249,8 @@ class WorkflowRun:
         args = dict(bound.arguments)
         attempt = (rec.attempt if rec is not None else 0) + 1
         key = step_key(pos, task.name)
+        if self._wrap is not None:
+            fn = self._wrap(key, "run", fn)
         started = self._encode(
             {"attempt": attempt, "args": args, "group": step.group, "revert": task.has_revert},
             what=f"arguments of step {key!r}",
@@ -242,9 +260,9 @@ class WorkflowRun:
         self._running += 1
         try:
             if task.has_revert:  # write-ahead: the effect may exist only once this is durable
-                await self.writer.write(_K.TASK_STARTED, key, started)
+                await self._write(_K.TASK_STARTED, key, started)
             else:
-                self.writer.emit(_K.TASK_STARTED, key, started)
+                self._emit(_K.TASK_STARTED, key, started)
             self.journal.steps[pos] = record
             self._notify(key, "PENDING", "RUNNING")
             try:
@@ -258,7 +276,7 @@ class WorkflowRun:
                 )
             except Exception as exc:
                 failure = Failure.from_exception(exc)
-                await self.writer.write(
+                await self._write(
                     _K.TASK_FAILED,
                     key,
                     self._encode(
@@ -268,12 +286,14 @@ class WorkflowRun:
                 record.failure = failure
                 self._notify(key, "RUNNING", "FAILURE")
                 raise StepFailed(failure, flow_id=self.flow_id, task=key) from exc
-            await self.writer.write(_K.TASK_SUCCEEDED, key, data)
+            await self._write(_K.TASK_SUCCEEDED, key, data)
             record.succeeded, record.result = True, self.writer.codec.decode(data)["result"]
             self._notify(key, "RUNNING", "SUCCESS")
             return record.result
         finally:
             self._running -= 1
+            if self._suspended:
+                self._wake()  # a gate waits for the steps running to finish
 
     async def _gate(self) -> None:
         """Suspended: start no new step until resumed; stopped: end the run once the steps
@@ -286,6 +306,25 @@ class WorkflowRun:
             await self._resumed.wait()
         if self.state is FlowState.SUSPENDED and not self._cancelled:
             await self._set_flow(FlowState.RUNNING)
+
+    async def _write(
+        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
+    ) -> None:
+        """Append and wait until durable; a failure breaks the run (see :meth:`run`)."""
+        try:
+            await self.writer.write(kind, task, data, state)
+        except Exception as exc:
+            self._broken = self._broken or exc
+            raise
+
+    def _emit(
+        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
+    ) -> None:
+        try:
+            self.writer.emit(kind, task, data, state)
+        except Exception as exc:
+            self._broken = self._broken or exc
+            raise
 
     def _encode(self, value: Any, *, what: str) -> str:
         return self.writer.encode(value, what=what)
@@ -311,9 +350,21 @@ class WorkflowRun:
             await self._set_flow(FlowState.REVERTING, self._encode(data, what="failure"))
         revert_failures: list[RevertFailed] = []
         for group in self.journal.to_compensate():
-            async with anyio.create_task_group() as tg:
-                for rec in group:
-                    tg.start_soon(self._compensate, rec, failure, revert_failures)
+            try:
+                async with anyio.create_task_group() as tg:
+                    for rec in group:
+                        tg.start_soon(self._compensate, rec, failure, revert_failures)
+            except BaseExceptionGroup as group_error:
+                raise _first(group_error) from None
+        for rec in sorted(self.journal.steps.values(), key=lambda r: r.pos, reverse=True):
+            # failed compensations journaled by an earlier run count as much as this run's
+            if rec.revert_failure is not None and not any(
+                f.task == step_key(rec.pos, rec.name) for f in revert_failures
+            ):
+                key = step_key(rec.pos, rec.name)
+                revert_failures.append(
+                    RevertFailed(rec.revert_failure, flow_id=self.flow_id, task=key)
+                )
         if revert_failures:
             await self._set_flow(FlowState.FAILED)
         else:
@@ -344,7 +395,9 @@ class WorkflowRun:
         revert = task._revert_fn()
         if revert is None:
             return
-        await self.writer.write(_K.REVERT_STARTED, key)
+        if self._wrap is not None:
+            revert = self._wrap(key, "revert", revert)
+        await self._write(_K.REVERT_STARTED, key)
         self._notify(key, "SUCCESS", "REVERTING")
         flow_failures = {} if failure is None else {"workflow": failure}
         kwargs = task.revert_kwargs(
@@ -359,14 +412,14 @@ class WorkflowRun:
                 )
         except Exception as exc:
             bad = Failure.from_exception(exc)
-            await self.writer.write(
+            await self._write(
                 _K.REVERT_FAILED, key, self._encode({"failure": bad.to_dict()}, what="failure")
             )
             rec.revert_failure = bad
             out.append(RevertFailed(bad, flow_id=self.flow_id, task=key))
             self._notify(key, "REVERTING", "REVERT_FAILURE")
             return
-        await self.writer.write(_K.REVERT_DONE, key)
+        await self._write(_K.REVERT_DONE, key)
         rec.reverted = True
         self._notify(key, "REVERTING", "REVERTED")
 
@@ -376,9 +429,9 @@ class WorkflowRun:
         old = self.state
         check_flow(self.flow_id, old, new)
         if new is FlowState.RUNNING:
-            self.writer.emit(_K.FLOW_STATE, None, data, new.value)
+            self._emit(_K.FLOW_STATE, None, data, new.value)
         else:
-            await self.writer.write(_K.FLOW_STATE, None, data, new.value)
+            await self._write(_K.FLOW_STATE, None, data, new.value)
         self.state = new
         self._notify(None, old.value, new.value)
 
@@ -440,4 +493,5 @@ async def load_workflow(
         wj,
         revert_timeout=engine.revert_timeout,
         listeners=engine._listeners,
+        wrap=engine._wrap_step,
     )

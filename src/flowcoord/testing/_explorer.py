@@ -19,6 +19,7 @@ from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._memory import MemoryJournal
 from .._model._compile import compile_flow
 from .._model._flow import Flow
+from .._model._workflow import Workflow
 from .._states import FlowState, StateChange, is_finished
 from ..errors import FlowcoordError
 from ._invariants import (
@@ -127,7 +128,7 @@ class CrashExplorer:
 
     def __init__(
         self,
-        flow: Flow | Callable[[], Flow],
+        flow: Flow | Workflow | Callable[[], Flow | Workflow],
         inputs: Mapping[str, Any] | None = None,
         *,
         journal: JournalBackend | None = None,
@@ -165,9 +166,9 @@ class CrashExplorer:
         self._prefix = f"x{uuid.uuid4().hex[:10]}"
         self._name = ""  # the flow's name, known once explore() built it
 
-    def _make(self) -> Flow:
+    def _make(self) -> Flow | Workflow:
         flow = self._flow
-        return flow if isinstance(flow, Flow) else flow()
+        return flow if isinstance(flow, Flow | Workflow) else flow()
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -175,8 +176,12 @@ class CrashExplorer:
         """Run every scenario; return the report (call its :meth:`~ExplorationReport.check`)."""
         began = time.perf_counter()
         probe = self._make()
-        plan = compile_flow(probe)
-        limits = {s.key: n for s in plan.scopes if (n := _limit(s.retry, self._inputs)) is not None}
+        plan = None if isinstance(probe, Workflow) else compile_flow(probe)
+        limits = {
+            s.key: n
+            for s in (plan.scopes if plan is not None else ())
+            if (n := _limit(s.retry, self._inputs)) is not None
+        }
         self._name = probe.name
         report = ExplorationReport(probe.name, type(self._backend).__name__)
         async with self._backend:
@@ -193,8 +198,12 @@ class CrashExplorer:
                 )
                 report.seconds = time.perf_counter() - began
                 return report
-            irreversible = frozenset(
-                n.name for n, fn in zip(plan.nodes, plan.reverts, strict=True) if fn is None
+            irreversible = (
+                _steps_without_compensation(ref_entries)
+                if plan is None
+                else frozenset(
+                    n.name for n, fn in zip(plan.nodes, plan.reverts, strict=True) if fn is None
+                )
             )
             ctx = _Context(ref, ref_entries, ref_effects, limits, report, irreversible)
             for k in self._cuts(len(ref_entries)):
@@ -432,3 +441,12 @@ def _faults(calls: Mapping[str, int], *, cut: bool) -> list[Fault]:
             if cut:
                 out.append(Fault(method, c, "cut"))
     return out
+
+
+def _steps_without_compensation(entries: Sequence[Entry]) -> frozenset[str]:
+    """A workflow's steps that ran without a compensation (their ``task.started`` says so)."""
+    return frozenset(
+        e.task
+        for e in entries
+        if e.kind is EventKind.TASK_STARTED and e.task is not None and '"revert":false' in e.data
+    )

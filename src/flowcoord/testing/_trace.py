@@ -230,6 +230,9 @@ class InstrumentedEngine(Engine):
         self._instrumented[id(flow)] = (flow, plan)
         return plan
 
+    def _wrap_step(self, key: str, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self._wrap(key, "run" if kind == "run" else "revert", fn)
+
     def _noted(self, change: StateChange) -> None:
         if change.new == "REVERTING" and change.task in self._no_revert:
             trace = self._recording.trace
