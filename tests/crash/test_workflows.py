@@ -43,7 +43,16 @@ async def _plain(what: str) -> str:  # no compensation: an irreversible step
     return what.upper()
 
 
-def saga(*, fail: bool = False, undo_fails: bool = False, catch: bool = False) -> fc.Workflow:
+async def _flaky(what: str, ok: bool) -> str:
+    await anyio.lowlevel.checkpoint()
+    if not ok:
+        raise ConnectionError(f"{what} not yet")
+    return what
+
+
+def saga(
+    *, fail: bool = False, undo_fails: bool = False, catch: bool = False, flaky: bool = False
+) -> fc.Workflow:
     @fc.workflow(name="saga")
     async def wf(ctx: fc.Context, size: int) -> dict[str, Any]:
         vm = await ctx.step(_do, f"vm{size}", revert=_undo)
@@ -52,6 +61,11 @@ def saga(*, fail: bool = False, undo_fails: bool = False, catch: bool = False) -
             ctx.step(_do, "disk", revert=_undo),
         )
         label = await ctx.step(_plain, "label")
+        if flaky:
+            retry = fc.ForEach([False, False, True], provides="ok")
+            label = await ctx.step(_flaky, "dns", revert=_undo, retry=retry)
+        if ctx.patched("v2"):
+            await ctx.step(_do, "audit", revert=_undo)
         if catch:
             try:
                 await ctx.step(_fail, "optional", revert=_undo)
@@ -78,6 +92,8 @@ CASES = [
     Case("step-fails", lambda: saga(fail=True), fc.FlowState.REVERTED),
     Case("compensation-fails", lambda: saga(fail=True, undo_fails=True), fc.FlowState.FAILED),
     Case("failure-caught", lambda: saga(catch=True), fc.FlowState.SUCCESS),
+    Case("retried-step", lambda: saga(flaky=True), fc.FlowState.SUCCESS),
+    Case("retried-then-fails", lambda: saga(flaky=True, fail=True), fc.FlowState.REVERTED),
     Case(
         "cancel-at-a-step",
         saga,

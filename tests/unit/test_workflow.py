@@ -307,3 +307,105 @@ def _effects_after(prefix: list[Entry]) -> set[str]:
         elif e.kind is EventKind.REVERT_DONE and e.task in args:
             effects.discard(args[e.task])
     return effects
+
+
+# -- retries and versioning ----------------------------------------------------------------
+
+
+async def test_a_step_is_retried_each_failed_attempt_compensated_first() -> None:
+    calls: list[str] = []
+
+    async def flaky(what: str, ok: bool) -> str:
+        calls.append(f"try {what} {ok}")
+        if not ok:
+            raise ConnectionError("not yet")
+        return what
+
+    async def unflaky(what: str) -> None:
+        calls.append(f"undo {what}")
+
+    @fc.workflow
+    async def w(ctx: fc.Context) -> str:
+        return str(
+            await ctx.step(
+                flaky, "x", revert=unflaky, retry=fc.ForEach([False, False, True], provides="ok")
+            )
+        )
+
+    async with fc.Engine() as engine:
+        out = await engine.run(w, flow_id="r1")
+        rep = await engine.status("r1")
+    assert out.result == "x"
+    assert calls == ["try x False", "undo x", "try x False", "undo x", "try x True"]
+    assert rep.tasks["1:flaky"].attempt == 3
+
+
+async def test_a_step_fails_once_its_retry_controller_gives_up() -> None:
+    tries: list[int] = []
+
+    async def never() -> None:
+        tries.append(1)
+        raise ConnectionError("down")
+
+    @fc.workflow
+    async def w(ctx: fc.Context) -> None:
+        await ctx.step(never, retry=fc.Times(3))
+
+    async with fc.Engine() as engine:
+        with pytest.raises(StepFailed) as info:
+            await engine.run(w)
+    assert len(tries) == 3
+    assert info.value.failure.matches(ConnectionError)
+
+
+async def test_patched_is_false_for_runs_journaled_before_the_change() -> None:
+    seen: list[str] = []
+
+    async def step(what: str) -> str:
+        seen.append(what)
+        return what
+
+    gate = anyio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    @fc.workflow(name="p")
+    async def before(ctx: fc.Context) -> list[str]:
+        a = await ctx.step(step, "a")
+        await ctx.step(wait)
+        return [a, await ctx.step(step, "b")]
+
+    @fc.workflow(name="p")
+    async def after(ctx: fc.Context) -> list[str]:
+        a = await ctx.step(step, "a")
+        if ctx.patched("audit"):
+            await ctx.step(step, "audit")
+        await ctx.step(wait)
+        return [a, await ctx.step(step, "b")]
+
+    @fc.workflow(name="p")
+    async def later(ctx: fc.Context) -> list[str]:
+        a = await ctx.step(step, "a")
+        ctx.deprecate_patch("audit")
+        await ctx.step(step, "audit")
+        await ctx.step(wait)
+        return [a, await ctx.step(step, "b")]
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        old = await engine.start(before, flow_id="old")  # journaled past the patch point
+        await anyio.wait_all_tasks_blocked()
+        old.stop()
+        gate.set()
+        await old.wait()
+        gate = anyio.Event()
+        gate.set()
+        assert (await engine.resume(after, "old")).result == ["a", "b"]
+        assert (await engine.run(after, flow_id="new")).result == ["a", "b"]
+        assert seen == ["a", "b", "a", "audit", "b"]
+        # after the deprecation the new run replays its marker; a brand-new run writes none
+        assert (await engine.run(later, flow_id="new")).result == ["a", "b"]
+        assert (await engine.run(later, flow_id="newer")).result == ["a", "b"]
+        rep = await engine.status("newer")
+    assert list(rep.tasks) == ["1:step", "2:step", "3:wait", "4:step"]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
+from .._model._retry import Retry
 from .._model._task import FunctionTask, Task
 from ..errors import InvalidTaskError
 
@@ -101,6 +102,7 @@ class Context:
         name: str | None = None,
         revert: Callable[..., Awaitable[Any]] | None = None,
         timeout: float | None = None,
+        retry: Retry | None = None,
         **kwargs: Any,
     ) -> Step[T]:
         """A journaled call of ``fn(*args, **kwargs)``; await it for its result. Its arguments
@@ -108,8 +110,11 @@ class Context:
         also the first time: a tuple comes back as a list). ``revert``: an ``async def``
         taking the step's parameters by name (and ``result``) that undoes it when the
         workflow fails or is cancelled; a task's own revert is used otherwise. ``timeout``:
-        seconds, the step fails with ``TimeoutError`` beyond them."""
-        task = self._task(fn, name, revert, timeout)
+        seconds, the step fails with ``TimeoutError`` beyond them. ``retry``: a retry
+        controller (:class:`~flowcoord.Times`, :class:`~flowcoord.ForEach` …; a task's own
+        otherwise): a failed attempt is compensated, then the step runs again after the
+        controller's wait, every attempt journaled; it fails once the controller gives up."""
+        task = self._task(fn, name, revert, timeout, retry)
         return Step(self._run, self._next(), task, args, kwargs)
 
     async def gather(self, *steps: Awaitable[Any]) -> list[Any]:
@@ -137,6 +142,26 @@ class Context:
                 raise err
         return results
 
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the code path a change introduced: True for new runs and
+        for runs that reach this point after the change was deployed (a marker is journaled
+        here), False for runs journaled past this point by the code before it::
+
+            if ctx.patched("audit-log"):
+                await ctx.step(audit, vm)
+
+        Once no run from before the change is left, replace the call with
+        :meth:`deprecate_patch` (and later remove that too)."""
+        return self._run.patch(self, patch_id, mark=True)
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """The patch ``patch_id`` is now the only path: runs that journaled its marker
+        replay it here, new runs write none."""
+        self._run.patch(self, patch_id, mark=False)
+
+    def _take(self, pos: int) -> None:
+        self._pos = pos
+
     def now(self) -> float:
         """The time (``time.time()``) when this point was first reached, journaled."""
         return float(self._run.value(self._next(), "now", time.time))
@@ -155,10 +180,11 @@ class Context:
         name: str | None,
         revert: Callable[..., Awaitable[Any]] | None,
         timeout: float | None,
+        retry: Retry | None,
     ) -> Task:
-        if isinstance(fn, Task) and name is None and revert is None and timeout is None:
+        if isinstance(fn, Task) and (name, revert, timeout, retry) == (None, None, None, None):
             return fn
-        key = (fn, name, revert, timeout)
+        key = (fn, name, revert, timeout, id(retry))
         task = self._tasks.get(key)
         if task is None:
             if isinstance(fn, FunctionTask):
@@ -168,14 +194,15 @@ class Context:
                     revert=revert or fn.revert_fn,
                     timeout=timeout or fn.timeout,
                     inject=fn.inject,
+                    retry=retry or fn.retry,
                 )
             elif isinstance(fn, Task):
                 raise InvalidTaskError(
-                    f"step {fn.name!r}: name=, revert= and timeout= apply to functions and "
+                    f"step {fn.name!r}: name=, revert=, timeout= and retry= apply to functions and "
                     "@task functions; a Task subclass defines them itself",
                     tasks=[fn.name],
                 )
             else:
-                task = FunctionTask(fn, name, revert=revert, timeout=timeout)
+                task = FunctionTask(fn, name, revert=revert, timeout=timeout, retry=retry)
             self._tasks[key] = task
         return task

@@ -35,7 +35,8 @@ from ..errors import (
 )
 from ._handle import FlowHandle, FlowOutcome
 from ._runner import FlowRun
-from ._workflow import WorkflowRun, load_workflow
+from ._wf_load import load_workflow
+from ._workflow import WorkflowRun
 
 __all__ = ["Engine", "FlowHandle", "FlowOutcome"]
 

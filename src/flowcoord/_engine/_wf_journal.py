@@ -51,6 +51,7 @@ class StepRecord:
     revert_started: bool = False
     reverted: bool = False
     revert_failure: Failure | None = None
+    decided: bool = False  # a retry decision follows the last failed attempt
 
 
 @dataclass(slots=True)
@@ -111,7 +112,9 @@ class WorkflowJournal:
         rec = self.steps.get(pos)
         if rec is None:
             rec = self.steps[pos] = StepRecord(pos, name)
-        if kind is EventKind.TASK_STARTED:
+        if kind is EventKind.TASK_STARTED:  # a new attempt: what the last one did is undone
+            rec.succeeded, rec.failure, rec.result = False, None, None
+            rec.revert_started = rec.reverted = rec.decided = False
             rec.started = True
             rec.attempt = int(data.get("attempt", rec.attempt + 1))
             rec.args = dict(data.get("args") or {})
@@ -122,6 +125,8 @@ class WorkflowJournal:
             rec.result = data.get("result")
         elif kind is EventKind.TASK_FAILED:
             rec.failure = Failure.from_dict(data["failure"])
+        elif kind is EventKind.RETRY:
+            rec.decided = True
         elif kind is EventKind.REVERT_STARTED:
             rec.revert_started = True
         elif kind is EventKind.REVERT_DONE:

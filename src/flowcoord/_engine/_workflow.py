@@ -11,36 +11,31 @@ each position's compensation, then finishes the rollback.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import structlog
 
 from .._failure import Failure
-from .._journal._events import Entry, EventKind, FlowRecord
+from .._journal._events import EventKind
 from .._journal._journal import FlowWriter
 from .._model._task import Task
 from .._model._workflow import Workflow
-from .._states import FlowState, StateChange, StateListener, check_flow
+from .._states import FlowState, StateListener
 from ..errors import (
     FlowCancelled,
-    FlowDefinitionError,
-    FlowNotFound,
     JournalError,
     NonDeterministicWorkflow,
     OwnershipLost,
     RevertFailed,
     StepFailed,
 )
-from ._context import Context, Step
+from ._context import Context
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
+from ._wf_steps import StepRunner, _ReplayEnd
 
-if TYPE_CHECKING:
-    from ._engine import Engine
-
-__all__ = ["WorkflowRun", "load_workflow"]
+__all__ = ["WorkflowRun"]
 
 log = structlog.get_logger("flowcoord.workflow")
 
@@ -55,11 +50,7 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return exc
 
 
-class _ReplayEnd(Exception):
-    """Replay-only run (finishing a rollback): the code reached a step the journal lacks."""
-
-
-class WorkflowRun:
+class WorkflowRun(StepRunner):
     """One run of a workflow on an engine (the engine's handle drives it)."""
 
     def __init__(
@@ -199,136 +190,6 @@ class WorkflowRun:
                 called=None,
             )
 
-    # -- steps (the context's) -----------------------------------------------------------------
-
-    def _journaled(self, pos: int, name: str) -> StepRecord | None:
-        rec = self.journal.steps.get(pos)
-        if rec is not None and rec.name != name:
-            raise NonDeterministicWorkflow(
-                f"position {pos} calls {name!r} but the journal has {rec.name!r} there",
-                flow=self.name,
-                flow_id=self.flow_id,
-                position=pos,
-                journaled=rec.name,
-                called=name,
-            )
-        return rec
-
-    def value(self, pos: int, name: str, make: Callable[[], Any]) -> Any:
-        """A journaled value (``ctx.now()`` …): the journal's, or made now and journaled."""
-        rec = self._journaled(pos, name)
-        if rec is not None and rec.succeeded:
-            return rec.result
-        if self._replay_only:
-            raise _ReplayEnd
-        value = make()
-        data = self._encode({"result": value, "attempt": 1}, what=f"{name} value")
-        self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), data)
-        self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=value)
-        return value
-
-    async def run_step(self, step: Step[Any]) -> Any:
-        pos, task = step.pos, step.task
-        self._tasks[pos] = task
-        rec = self._journaled(pos, task.name)
-        if rec is not None:
-            if rec.succeeded:
-                return rec.result
-            if rec.failure is not None:
-                raise StepFailed(rec.failure, flow_id=self.flow_id, task=step_key(pos, task.name))
-        if self._replay_only:
-            raise _ReplayEnd
-        await self._gate()
-        fn = task._execute_fn()
-        try:
-            bound = inspect.signature(fn).bind(*step.args, **{**task.inject, **step.kwargs})
-        except TypeError as exc:
-            raise StepFailed(
-                Failure.from_exception(exc), flow_id=self.flow_id, task=step_key(pos, task.name)
-            ) from exc
-        args = dict(bound.arguments)
-        attempt = (rec.attempt if rec is not None else 0) + 1
-        key = step_key(pos, task.name)
-        if self._wrap is not None:
-            fn = self._wrap(key, "run", fn)
-        started = self._encode(
-            {"attempt": attempt, "args": args, "group": step.group, "revert": task.has_revert},
-            what=f"arguments of step {key!r}",
-        )
-        record = StepRecord(pos, task.name, started=True, args=args, attempt=attempt)
-        record.group, record.revertible = step.group, task.has_revert
-        self._running += 1
-        try:
-            if task.has_revert:  # write-ahead: the effect may exist only once this is durable
-                await self._write(_K.TASK_STARTED, key, started)
-            else:
-                self._emit(_K.TASK_STARTED, key, started)
-            self.journal.steps[pos] = record
-            self._notify(key, "PENDING", "RUNNING")
-            try:
-                if task.timeout is not None:
-                    with anyio.fail_after(task.timeout):
-                        result = await fn(**args)
-                else:
-                    result = await fn(**args)
-                data = self._encode(
-                    {"result": result, "attempt": attempt}, what=f"result of {key!r}"
-                )
-            except Exception as exc:
-                failure = Failure.from_exception(exc)
-                await self._write(
-                    _K.TASK_FAILED,
-                    key,
-                    self._encode(
-                        {"failure": failure.to_dict(), "attempt": attempt}, what="failure"
-                    ),
-                )
-                record.failure = failure
-                self._notify(key, "RUNNING", "FAILURE")
-                raise StepFailed(failure, flow_id=self.flow_id, task=key) from exc
-            await self._write(_K.TASK_SUCCEEDED, key, data)
-            record.succeeded, record.result = True, self.writer.codec.decode(data)["result"]
-            self._notify(key, "RUNNING", "SUCCESS")
-            return record.result
-        finally:
-            self._running -= 1
-            if self._suspended:
-                self._wake()  # a gate waits for the steps running to finish
-
-    async def _gate(self) -> None:
-        """Suspended: start no new step until resumed; stopped: end the run once the steps
-        running finish."""
-        while self._suspended and not self._cancelled and self._lost is None:
-            if self._stopping and self._running == 0 and self._scope is not None:
-                self._scope.cancel()
-            if self.state is FlowState.RUNNING and self._running == 0:
-                await self._set_flow(FlowState.SUSPENDED)
-            await self._resumed.wait()
-        if self.state is FlowState.SUSPENDED and not self._cancelled:
-            await self._set_flow(FlowState.RUNNING)
-
-    async def _write(
-        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
-    ) -> None:
-        """Append and wait until durable; a failure breaks the run (see :meth:`run`)."""
-        try:
-            await self.writer.write(kind, task, data, state)
-        except Exception as exc:
-            self._broken = self._broken or exc
-            raise
-
-    def _emit(
-        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
-    ) -> None:
-        try:
-            self.writer.emit(kind, task, data, state)
-        except Exception as exc:
-            self._broken = self._broken or exc
-            raise
-
-    def _encode(self, value: Any, *, what: str) -> str:
-        return self.writer.encode(value, what=what)
-
     # -- compensation --------------------------------------------------------------------------
 
     async def _replay_for_reverts(self) -> None:
@@ -422,76 +283,3 @@ class WorkflowRun:
         await self._write(_K.REVERT_DONE, key)
         rec.reverted = True
         self._notify(key, "REVERTING", "REVERTED")
-
-    # -- states --------------------------------------------------------------------------------
-
-    async def _set_flow(self, new: FlowState, data: str = "{}") -> None:
-        old = self.state
-        check_flow(self.flow_id, old, new)
-        if new is FlowState.RUNNING:
-            self._emit(_K.FLOW_STATE, None, data, new.value)
-        else:
-            await self._write(_K.FLOW_STATE, None, data, new.value)
-        self.state = new
-        self._notify(None, old.value, new.value)
-
-    def _notify(self, task: str | None, old: str, new: str) -> None:
-        if not self._listeners:
-            return
-        change = StateChange(self.flow_id, self.name, task, old, new)
-        for listener in self._listeners:
-            try:
-                listener(change)
-            except Exception:
-                self._log.exception("listener_failed", listener=repr(listener))
-
-
-async def load_workflow(
-    engine: Engine, wf: Workflow, inputs: dict[str, Any], flow_id: str, token: int, resume: bool
-) -> WorkflowRun:
-    """Create (or read back) the workflow ``flow_id`` and make its run (the engine's)."""
-    journal = engine.journal
-    journaled = resume
-    if not resume:
-        try:
-            wf.check_inputs(inputs)
-        except FlowDefinitionError:
-            if await engine.backend.get_flow(flow_id) is None:
-                raise
-            journaled = True
-    if not journaled:
-        data = engine.codec.encode(
-            {"name": wf.name, "inputs": inputs, "workflow": True},
-            what=f"inputs of workflow {wf.name!r}",
-        )
-        record = FlowRecord(flow_id, wf.name, FlowState.PENDING.value, token)
-        first = Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
-        journaled = not await journal.create_flow(record, [first])
-    entries: list[Entry] = []
-    if journaled:
-        if token:
-            await engine.backend.fence(flow_id, token)
-        entries = await journal.read(flow_id)
-        if not entries:
-            raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
-    wj = WorkflowJournal.fold(flow_id, entries, engine.codec)
-    if journaled and wj.name != wf.name:
-        raise FlowDefinitionError(
-            f"flow {flow_id} in the journal is {wj.name!r}, not {wf.name!r}",
-            flow=wf.name,
-            flow_id=flow_id,
-            hint="resume a journaled flow with the workflow it was started with",
-        )
-    if journaled:
-        inputs = wj.inputs
-    writer = journal.writer(flow_id, token=token, next_seq=wj.last_seq + 1 if journaled else 1)
-    return WorkflowRun(
-        wf,
-        flow_id,
-        writer,
-        inputs,
-        wj,
-        revert_timeout=engine.revert_timeout,
-        listeners=engine._listeners,
-        wrap=engine._wrap_step,
-    )

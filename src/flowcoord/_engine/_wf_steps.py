@@ -1,0 +1,300 @@
+"""A workflow's steps, as its code calls them: the journal's result, or one live attempt
+after another under the step's retry controller; journaled values and patch markers; and
+the run's journal writes (every write that fails breaks the run)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import structlog
+
+from .._failure import Failure
+from .._journal._events import EventKind
+from .._journal._journal import FlowWriter
+from .._model._retry import Decision, RetryHistory
+from .._model._task import Task
+from .._model._workflow import Workflow
+from .._states import FlowState, StateChange, StateListener, check_flow
+from ..errors import NonDeterministicWorkflow, RevertFailed, StepFailed
+from ._context import Context, Step
+from ._wf_journal import StepRecord, WorkflowJournal, step_key
+
+__all__ = ["StepRunner"]
+
+_K = EventKind
+
+
+def _bind(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: Task
+) -> dict[str, Any]:
+    """The step's arguments by parameter name; what its retry controller provides (ForEach's
+    value) is passed per attempt. TypeError as a call would raise it."""
+    sig = inspect.signature(fn)
+    bound = dict(sig.bind_partial(*args, **kwargs).arguments)
+    given = set(task.retry.provides) if task.retry is not None else set()
+    missing = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and p.name not in bound
+        and p.name not in given
+    ]
+    if missing:
+        raise TypeError(f"{task.name}() missing required arguments: {missing}")
+    return bound
+
+
+class _AttemptFailed(Exception):
+    """One attempt of a step failed (journaled); its retry controller decides what next."""
+
+    def __init__(self, record: StepRecord) -> None:
+        self.record = record
+
+
+class _ReplayEnd(Exception):
+    """Replay-only run (finishing a rollback): the code reached a step the journal lacks."""
+
+
+class StepRunner:
+    """What a workflow run is made of besides control and compensation (see
+    :class:`~flowcoord._engine._workflow.WorkflowRun`, which sets every attribute)."""
+
+    workflow: Workflow
+    flow_id: str
+    name: str
+    writer: FlowWriter
+    journal: WorkflowJournal
+    state: FlowState
+    _wrap: Callable[[str, str, Callable[..., Any]], Callable[..., Any]] | None
+    _listeners: list[StateListener]
+    _log: structlog.typing.FilteringBoundLogger
+    _tasks: dict[int, Task]
+    _replay_only: bool
+    _scope: anyio.CancelScope | None
+    _cancelled: bool
+    _lost: BaseException | None
+    _suspended: bool
+    _stopping: bool
+    _resumed: anyio.Event
+    _running: int
+    _broken: Exception | None
+
+    async def _compensate(
+        self, rec: StepRecord, failure: Failure | None, out: list[RevertFailed]
+    ) -> None:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+    # -- steps (the context's) -----------------------------------------------------------------
+
+    def _journaled(self, pos: int, name: str) -> StepRecord | None:
+        rec = self.journal.steps.get(pos)
+        if rec is not None and rec.name != name:
+            raise NonDeterministicWorkflow(
+                f"position {pos} calls {name!r} but the journal has {rec.name!r} there",
+                flow=self.name,
+                flow_id=self.flow_id,
+                position=pos,
+                journaled=rec.name,
+                called=name,
+            )
+        return rec
+
+    def patch(self, ctx: Context, patch_id: str, *, mark: bool) -> bool:
+        """``ctx.patched`` / ``ctx.deprecate_patch``: a journaled marker at the next position
+        says the run took the patch; a journal past this point without it says it did not."""
+        pos, name = ctx.position + 1, f"patch:{patch_id}"
+        rec = self.journal.steps.get(pos)
+        if rec is not None:
+            if rec.name != name:
+                return False  # journaled by the code before the patch: its step is here
+            ctx._take(pos)
+            return True
+        if any(p > pos for p in self.journal.steps):
+            return False
+        if not mark:
+            return True
+        if self._replay_only:
+            raise _ReplayEnd
+        ctx._take(pos)
+        self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), '{"result":true,"attempt":1}')
+        self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=True)
+        return True
+
+    def value(self, pos: int, name: str, make: Callable[[], Any]) -> Any:
+        """A journaled value (``ctx.now()`` …): the journal's, or made now and journaled."""
+        rec = self._journaled(pos, name)
+        if rec is not None and rec.succeeded:
+            return rec.result
+        if self._replay_only:
+            raise _ReplayEnd
+        value = make()
+        data = self._encode({"result": value, "attempt": 1}, what=f"{name} value")
+        self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), data)
+        self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=value)
+        return value
+
+    async def run_step(self, step: Step[Any]) -> Any:
+        pos, task = step.pos, step.task
+        key = step_key(pos, task.name)
+        self._tasks[pos] = task
+        rec = self._journaled(pos, task.name)
+        if rec is not None:
+            if rec.succeeded:
+                return rec.result
+            if rec.failure is not None and not self._retries(task, rec):
+                raise StepFailed(rec.failure, flow_id=self.flow_id, task=key)
+        if self._replay_only:
+            raise _ReplayEnd
+        await self._gate()
+        fn = task._execute_fn()
+        try:
+            args = _bind(fn, step.args, {**task.inject, **step.kwargs}, task)
+        except TypeError as exc:
+            raise StepFailed(Failure.from_exception(exc), flow_id=self.flow_id, task=key) from exc
+        if self._wrap is not None:
+            fn = self._wrap(key, "run", fn)
+        cause: BaseException | None = None
+        while True:
+            if rec is not None and rec.failure is not None:
+                # the failed attempt a retry follows: journal the decision (once), undo the
+                # attempt, then wait and run again
+                if not rec.decided:
+                    decision = {"decision": "retry", "attempt": rec.attempt, "reset": [key]}
+                    await self._write(_K.RETRY, key, self._encode(decision, what="decision"))
+                    rec.decided = True
+                await self._undo_attempt(rec)
+                await anyio.sleep(task.retry.delay(rec.attempt) if task.retry else 0.0)
+            attempt = (rec.attempt if rec is not None else 0) + 1
+            try:
+                return await self._attempt(step, fn, args, attempt)
+            except _AttemptFailed as failed:
+                rec, cause = failed.record, failed.__cause__
+            assert rec.failure is not None
+            if not self._retries(task, rec):
+                raise StepFailed(rec.failure, flow_id=self.flow_id, task=key) from cause
+
+    def _retries(self, task: Task, rec: StepRecord) -> bool:
+        """Whether the step's retry controller runs the step again after ``rec``'s failure
+        (decided from the journal alone: the same decision on every run)."""
+        if task.retry is None or rec.failure is None:
+            return False
+        history = RetryHistory(rec.attempt, {step_key(rec.pos, rec.name): rec.failure}, rec.args)
+        return task.retry.on_failure(history) is Decision.RETRY
+
+    async def _undo_attempt(self, rec: StepRecord) -> None:
+        if not rec.revertible or rec.reverted:
+            return
+        out: list[RevertFailed] = []
+        await self._compensate(rec, rec.failure, out)
+        if out:
+            raise out[0]
+
+    async def _attempt(
+        self, step: Step[Any], fn: Callable[..., Any], args: dict[str, Any], attempt: int
+    ) -> Any:
+        pos, task = step.pos, step.task
+        key = step_key(pos, task.name)
+        started = self._encode(
+            {"attempt": attempt, "args": args, "group": step.group, "revert": task.has_revert},
+            what=f"arguments of step {key!r}",
+        )
+        record = StepRecord(pos, task.name, started=True, args=args, attempt=attempt)
+        record.group, record.revertible = step.group, task.has_revert
+        call = dict(args)
+        if task.retry is not None:  # ForEach & co. provide a value per attempt
+            call.update(task.retry.value(attempt, args))
+        self._running += 1
+        try:
+            if task.has_revert:  # write-ahead: the effect may exist only once this is durable
+                await self._write(_K.TASK_STARTED, key, started)
+            else:
+                self._emit(_K.TASK_STARTED, key, started)
+            self.journal.steps[pos] = record
+            self._notify(key, "PENDING", "RUNNING")
+            try:
+                if task.timeout is not None:
+                    with anyio.fail_after(task.timeout):
+                        result = await fn(**call)
+                else:
+                    result = await fn(**call)
+                data = self._encode(
+                    {"result": result, "attempt": attempt}, what=f"result of {key!r}"
+                )
+            except Exception as exc:
+                failure = Failure.from_exception(exc)
+                what = {"failure": failure.to_dict(), "attempt": attempt}
+                await self._write(_K.TASK_FAILED, key, self._encode(what, what="failure"))
+                record.failure = failure
+                self._notify(key, "RUNNING", "FAILURE")
+                raise _AttemptFailed(record) from exc
+            await self._write(_K.TASK_SUCCEEDED, key, data)
+            record.succeeded, record.result = True, self.writer.codec.decode(data)["result"]
+            self._notify(key, "RUNNING", "SUCCESS")
+            return record.result
+        finally:
+            self._running -= 1
+            if self._suspended:
+                self._wake()  # a gate waits for the steps running to finish
+
+    async def _gate(self) -> None:
+        """Suspended: start no new step until resumed; stopped: end the run once the steps
+        running finish."""
+        while self._suspended and not self._cancelled and self._lost is None:
+            if self._stopping and self._running == 0 and self._scope is not None:
+                self._scope.cancel()
+            if self.state is FlowState.RUNNING and self._running == 0:
+                await self._set_flow(FlowState.SUSPENDED)
+            await self._resumed.wait()
+        if self.state is FlowState.SUSPENDED and not self._cancelled:
+            await self._set_flow(FlowState.RUNNING)
+
+    async def _write(
+        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
+    ) -> None:
+        """Append and wait until durable; a failure breaks the run (see :meth:`run`)."""
+        try:
+            await self.writer.write(kind, task, data, state)
+        except Exception as exc:
+            self._broken = self._broken or exc
+            raise
+
+    def _emit(
+        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
+    ) -> None:
+        try:
+            self.writer.emit(kind, task, data, state)
+        except Exception as exc:
+            self._broken = self._broken or exc
+            raise
+
+    def _encode(self, value: Any, *, what: str) -> str:
+        return self.writer.encode(value, what=what)
+
+    # -- states --------------------------------------------------------------------------------
+
+    async def _set_flow(self, new: FlowState, data: str = "{}") -> None:
+        old = self.state
+        check_flow(self.flow_id, old, new)
+        if new is FlowState.RUNNING:
+            self._emit(_K.FLOW_STATE, None, data, new.value)
+        else:
+            await self._write(_K.FLOW_STATE, None, data, new.value)
+        self.state = new
+        self._notify(None, old.value, new.value)
+
+    def _notify(self, task: str | None, old: str, new: str) -> None:
+        if not self._listeners:
+            return
+        change = StateChange(self.flow_id, self.name, task, old, new)
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:
+                self._log.exception("listener_failed", listener=repr(listener))
