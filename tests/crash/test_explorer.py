@@ -13,7 +13,8 @@ import pytest
 
 import flowcoord as fc
 from flowcoord._engine import _restore
-from flowcoord._journal._journal import FlowWriter, Journal
+from flowcoord._journal._group_commit import GroupCommit
+from flowcoord._journal._writer import FlowWriter
 from flowcoord.testing import Action, CrashExactnessError, CrashExplorer
 
 from .corpus import CASES
@@ -69,7 +70,7 @@ async def test_finds_entries_written_above_a_hole(
             self._settle(items, batch.error)
 
     monkeypatch.setattr(FlowWriter, "_flushed", flushed)
-    monkeypatch.setattr(Journal, "_drop_after", lambda self, failed: None)
+    monkeypatch.setattr(GroupCommit, "_drop_after", lambda self, failed: None)
 
     def make() -> fc.Flow:
         async def slow() -> None:  # no revert: its start entry is flushed on its own

@@ -13,7 +13,7 @@ import pytest
 import flowcoord as fc
 from flowcoord._engine._runner import FlowRun
 from flowcoord._journal._events import Entry, EventKind, FlowRecord, resume_entries
-from flowcoord._journal._journal import Journal
+from flowcoord._journal._group_commit import GroupCommit
 from flowcoord._journal._replay import FlowReplay, replay
 from flowcoord._model._compile import Plan
 
@@ -59,7 +59,7 @@ def _flows(calls: Calls) -> dict[str, fc.Flow]:
 
 def _restored(plan: Plan, rep: FlowReplay) -> tuple[Any, ...]:
     """What a run restores from ``rep``: every piece of state resuming depends on."""
-    writer = Journal(fc.MemoryJournal()).writer(rep.flow_id, token=0, next_seq=rep.last_seq + 1)
+    writer = GroupCommit(fc.MemoryJournal()).writer(rep.flow_id, token=0, next_seq=rep.last_seq + 1)
     run = FlowRun(
         plan, rep.flow_id, writer, rep.inputs, concurrency=4, revert_timeout=5, replay=rep
     )

@@ -9,7 +9,7 @@ import pytest
 
 import flowcoord as fc
 from flowcoord._journal._events import Entry, EventKind, FlowRecord
-from flowcoord._journal._journal import Journal
+from flowcoord._journal._group_commit import GroupCommit
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +32,7 @@ class _Flushing(fc.MemoryJournal):
 async def _waves(first_wave_writes_again: bool) -> tuple[list[int], list[int]]:
     """Four flows wait for one flush; what each saw of the backend when it woke, by wave."""
     backend = _Flushing()
-    journal = Journal(backend)
+    journal = GroupCommit(backend)
     first: list[int] = []
     second: list[int] = []
     async with backend, journal.running():

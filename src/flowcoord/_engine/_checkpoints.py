@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any
 
 from .._journal._events import EventKind
-from .._journal._journal import FlowWriter
+from .._journal._writer import FlowWriter
 from .._model._compile import Plan
 from .._states import TaskState
 from ..errors import FlowcoordError

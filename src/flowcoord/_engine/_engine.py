@@ -24,18 +24,20 @@ from .._journal._replay import FlowReplay, replay
 from .._model._compile import Plan, compile_flow
 from .._model._flow import Flow
 from .._model._workflow import Workflow
-from .._states import FlowState, StateListener, TaskState, is_finished
+from .._states import FlowState, StateListener, is_finished
 from ..errors import (
     ConfigurationError,
     FlowDefinitionError,
-    FlowExists,
     FlowFinished,
     FlowNotFound,
+    FlowRunning,
     JournalUnavailable,
+    NonDeterministicWorkflow,
 )
+from ._fork import check_same_flow, fork_flow
 from ._handle import FlowHandle, FlowOutcome
 from ._runner import FlowRun
-from ._wf_load import load_workflow
+from ._wf_load import check_workflow, fork_workflow, load_workflow
 from ._workflow import WorkflowRun
 
 __all__ = ["Engine", "FlowHandle", "FlowOutcome"]
@@ -192,10 +194,15 @@ class Engine:
         """Take a journaled, unfinished flow over from whoever ran it (an engine that died,
         or a stale one) and run it here in the background: the journal is fenced with the
         next token, so the previous owner can never write to it again, and the flow resumes
-        (or, with ``cancel``, is cancelled: reverted, ending CANCELLED). The one take-over
-        path of the CLI and the HTTP API. :class:`FlowNotFound` if there is no such flow,
-        :class:`FlowFinished` if it has ended. (On a job board, a live claim is the owner's
-        business: conductors take flows over through their claims.)"""
+        (or, with ``cancel``, is cancelled: reverted, ending CANCELLED).
+        :class:`FlowNotFound` if there is no such flow, :class:`FlowFinished` if it has
+        ended, :class:`FlowRunning` if this engine runs it already.
+
+        The journal side of a take-over: it fences whoever writes to the flow, dead or
+        alive, and knows nothing of job boards. Where flows are claimed from a board, take
+        over through :func:`flowcoord.coordination.take_over`, which first refuses a flow
+        whose claim a live owner holds (unless forced) and then calls this; the CLI's
+        ``flows resume|cancel`` and the HTTP API's ``resume``/``cancel`` go through it."""
         check_flow_id(flow_id)
         rec = await self.backend.get_flow(flow_id)
         if rec is None:
@@ -222,8 +229,11 @@ class Engine:
         concurrency: int | None = None,
         resume: bool = False,
     ) -> FlowHandle:
-        """Validate and journal ``flow``, then run it in the background; returns a handle.
-        ``resume=True``: ``flow_id`` is journaled already, resume it (see :meth:`resume`)."""
+        """Validate and journal ``flow``, then run it in the background; returns a handle,
+        which :meth:`handle` knows from then on until the run ends. ``resume=True``:
+        ``flow_id`` is journaled already, resume it (see :meth:`resume`). An engine runs a
+        flow id once at a time: :class:`~flowcoord.errors.FlowRunning` if ``flow_id`` is
+        being started or is running here already."""
         if self._tg is None:
             raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
         run = await self._prepare(flow, store, flow_id, token, concurrency, resume=resume)
@@ -231,6 +241,14 @@ class Engine:
         self._handles[run.flow_id] = handle  # visible to handle() as soon as start() returns
         self._tg.start_soon(self._drive_quietly, run, handle)
         return handle
+
+    async def check_replay(self, flow: Workflow, flow_id: str) -> NonDeterministicWorkflow | None:
+        """Replay the journaled workflow ``flow_id`` against this code without running a
+        step or writing anything: the :class:`~flowcoord.errors.NonDeterministicWorkflow`
+        a resume would raise (position, journaled and called step), or None if it would
+        replay. Run it over unfinished flows before deploying new code
+        (``flowcoord check-compat``)."""
+        return await check_workflow(self, flow, check_flow_id(flow_id))
 
     def handle(self, flow_id: str) -> FlowHandle | None:
         """The handle of a flow this engine is running now."""
@@ -249,10 +267,10 @@ class Engine:
 
     async def fork(
         self,
-        flow: Flow,
+        flow: Flow | Workflow,
         source_flow_id: str,
         *,
-        from_task: str | None = None,
+        from_task: str | int | None = None,
         flow_id: str | None = None,
         token: int = 0,
     ) -> FlowHandle:
@@ -265,59 +283,16 @@ class Engine:
         """
         if flow_id is not None:
             check_flow_id(flow_id, what="new flow id")
-        plan = self.compile(flow)
-        src = await self.status(source_flow_id)
-        _check_same_flow(flow, plan, src)
-        if from_task is not None and from_task not in plan.by_name:
+        if isinstance(flow, Workflow):  # from_task: a step's position or key ("3:attach")
+            new = flow_id or uuid.uuid4().hex
+            await fork_workflow(self, flow, source_flow_id, from_task, new, token)
+            return await self.start(flow, flow_id=new, token=token)
+        if isinstance(from_task, int):
             raise FlowDefinitionError(
-                f"flow {source_flow_id} has no task {from_task!r}",
-                flow=flow.name,
-                tasks=[from_task],
-                flow_id=source_flow_id,
+                "a pattern flow is forked from a task name", flow=flow.name, flow_id=source_flow_id
             )
-        rerun: set[int] = set(range(len(plan.nodes)))
-        if from_task is not None:
-            rerun = set()
-            stack = [plan.by_name[from_task]]
-            while stack:
-                i = stack.pop()
-                if i not in rerun:
-                    rerun.add(i)
-                    stack.extend(plan.nodes[i].succs)
         new_id = flow_id or uuid.uuid4().hex
-        entries: list[Entry] = []
-        seq = 1
-        for node in plan.nodes:
-            rec = src.tasks.get(node.name)
-            if node.task is None or node.index in rerun or rec is None:
-                continue
-            stands = rec.state is TaskState.SUCCESS or (
-                rec.state is TaskState.REVERTED and not node.task.has_revert
-            )
-            if rec.result is None and rec.state is not TaskState.SUCCESS:
-                stands = False
-            if not stands:
-                continue
-            data = self.codec.encode(
-                {"result": rec.result, "attempt": rec.attempt, "forked": source_flow_id},
-                what=f"result of {node.name!r}",
-            )
-            entries.append(
-                Entry(new_id, seq, EventKind.TASK_SUCCEEDED, node.name, data, None, token)
-            )
-            seq += 1
-        record, first = self._created(
-            new_id,
-            flow,
-            plan,
-            src.inputs,
-            token,
-            what="fork",
-            forked_from=source_flow_id,
-            from_task=from_task,
-        )
-        if not await self.journal.create_flow(record, [first, *entries]):
-            raise FlowExists(f"flow {new_id} exists already", flow_id=new_id)
+        await fork_flow(self, flow, source_flow_id, from_task, new_id, token)
         return await self.start(flow, flow_id=new_id, token=token)
 
     def _created(
@@ -402,10 +377,8 @@ class Engine:
         if resume and not flow_id:
             raise FlowDefinitionError("resuming a flow needs its flow_id", flow=name)
         flow_id = uuid.uuid4().hex if flow_id is None else check_flow_id(flow_id)
-        if flow_id in self._handles or flow_id in self._reserved:
-            raise FlowDefinitionError(
-                f"flow {flow_id} is already running on this engine", flow_id=flow_id
-            )
+        if flow_id in self._handles or flow_id in self._reserved:  # starting or running
+            raise FlowRunning(f"flow {flow_id} is already running on this engine", flow_id=flow_id)
         self._reserved.add(flow_id)
         return flow_id
 
@@ -442,7 +415,7 @@ class Engine:
             if not entries:
                 raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
             rep = replay(flow_id, entries, self.codec, compact=True)
-            _check_same_flow(flow, plan, rep)
+            check_same_flow(flow, plan, rep)
             inputs = rep.inputs
         writer = journal.writer(
             flow_id, token=token, next_seq=rep.last_seq + 1 if rep is not None else 1
@@ -457,23 +430,4 @@ class Engine:
             listeners=self._listeners,
             replay=rep,
             checkpoint_every=self.checkpoint_every,
-        )
-
-
-def _check_same_flow(flow: Flow, plan: Plan, rep: FlowReplay) -> None:
-    if rep.name and rep.name != flow.name:
-        raise FlowDefinitionError(
-            f"flow {rep.flow_id} in the journal is {rep.name!r}, not {flow.name!r}",
-            flow=flow.name,
-            flow_id=rep.flow_id,
-            hint="resume a journaled flow with the flow definition it was started with",
-        )
-    if rep.task_names and sorted(rep.task_names) != sorted(plan.task_names):
-        ours, theirs = set(plan.task_names), set(rep.task_names)
-        raise FlowDefinitionError(
-            f"flow {rep.flow_id} was journaled with other tasks: missing here "
-            f"{sorted(theirs - ours)}, new here {sorted(ours - theirs)}",
-            flow=flow.name,
-            flow_id=rep.flow_id,
-            hint="resume with the same flow definition (version your flow names when they change)",
         )

@@ -14,8 +14,8 @@ from anyio.abc import TaskGroup
 
 from .._failure import Failure
 from .._journal._events import EventKind
-from .._journal._journal import FlowWriter
 from .._journal._replay import FlowReplay
+from .._journal._writer import FlowWriter
 from .._model._compile import Plan
 from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
 from ..errors import OwnershipLost
@@ -209,5 +209,5 @@ class RunState:
 
     def _settled(self, items: list[Any], error: BaseException | None) -> None:
         """Successes became durable in one commit, or could not be written (the
-        scheduler's; see :meth:`FlowWriter.settle <flowcoord._journal._journal.FlowWriter>`)."""
+        scheduler's; see :meth:`FlowWriter.settle <flowcoord._journal._writer.FlowWriter>`)."""
         raise NotImplementedError

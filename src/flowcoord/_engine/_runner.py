@@ -11,6 +11,7 @@ import anyio
 
 from .._journal._events import EventKind
 from .._journal._replay import FlowReplay
+from .._journal._writer import Durable
 from .._model._task import Task
 from .._states import FlowState, TaskState
 from ..errors import EncodingError, FlowCancelled, FlowcoordError, JournalError, OwnershipLost
@@ -246,26 +247,13 @@ class FlowRun(Scopes):
                 self._set_task(i, _R)
             else:  # admitted: PENDING -> RUNNING is always allowed
                 self.tstate[i] = _R
-            w = self.writer
-            started = _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'
-            pre = self._prestarted.pop(i, None) if self._prestarted else None
-            if pre is not None and pre[1] == attempt:
-                pass  # journaled with its last predecessor's success: durable now
-            elif self._pipeline and self.plan.reverts[i] is not None:
-                # A task with a revert: its start is durable before it runs, so a crash can
-                # never leave work done that no resumed revert knows of.
-                seq = w.seq
-                if self._ckpt is not None:
-                    self._ckpt.started(i, seq)
+            ahead = self._journal_start(i, node.name, attempt)
+            if ahead is not None:  # write-ahead: its start is durable before it runs
                 try:
-                    await w.write(_STARTED, node.name, started)
+                    await ahead
                 except anyio.get_cancelled_exc_class():
                     self._set_task(i, _P)  # it did not start (its entry may land: harmless)
                     raise
-            else:  # nothing to undo: the start rides along with the next commit
-                seq = w.emit(_STARTED, node.name, started)
-                if self._ckpt is not None:
-                    self._ckpt.started(i, seq)
             try:
                 if t.timeout is None:
                     result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
@@ -280,7 +268,7 @@ class FlowRun(Scopes):
                         else f'{{"result":null,"attempt":{attempt}}}'
                     )
                 else:
-                    data = w.encode(
+                    data = self.writer.encode(
                         {"result": result, "attempt": attempt}, what=f"result of {t.name!r}"
                     )
             except anyio.get_cancelled_exc_class():
@@ -291,41 +279,7 @@ class FlowRun(Scopes):
                     exc.flow_id, exc.task = self.flow_id, t.name
                 await self._failed(i, exc)
                 return
-            if not self._pipeline:  # durable at once: nothing to wait for
-                await w.write(_SUCCEEDED, node.name, data)
-            elif node.scopes:
-                # Shielded: once submitted the entry becomes durable even if we are
-                # cancelled, and the task must then count as done (so that a cancel reverts
-                # it); a retry scope waits for its members to settle.
-                with anyio.CancelScope(shield=True):
-                    batch = w.submit(_SUCCEEDED, node.name, data)
-                    assert batch is not None
-                    if self.plan.revert_succs[i]:
-                        self._prestart(i)
-                    await batch.wait()
-                    w.check(batch)
-            elif self._ready and self._inflight < self._bound:
-                # More to run: move on now; dependents start once this entry is durable.
-                self._inflight += 1
-                w.write_then(_SUCCEEDED, node.name, data, (i, result, outputs))
-                if self.plan.revert_succs[i]:
-                    self._prestart(i)
-                return
-            else:
-                batch = w.submit(_SUCCEEDED, node.name, data)
-                assert batch is not None
-                if self.plan.revert_succs[i]:
-                    self._prestart(i)
-                try:
-                    await batch.wait()
-                except BaseException:
-                    # Cancelled with the entry on its way: it settles in the background,
-                    # as a pipelined one does (_forward waits for that; a cancel reverts it).
-                    self._inflight += 1
-                    w.then(batch, (i, result, outputs))
-                    raise
-                w.check(batch)
-            self._succeeded(i, result, outputs)
+            await self._journal_success(i, node.name, data, result, outputs)
         except (OwnershipLost, JournalError) as exc:
             self._fatal_error(exc)
             if self.tstate[i] is _R:
@@ -336,6 +290,61 @@ class FlowRun(Scopes):
                 self._scope_running[k] -= 1
                 if not self._scope_running[k]:
                     self._scope_idle[k].set()
+
+    # -- journaling a task: every choice of a way to write on the task path is made here -------
+
+    def _journal_start(self, i: int, name: str, attempt: int) -> Durable | None:
+        """Journal task ``i``'s start; return what must be durable before it runs, if any."""
+        pre = self._prestarted.pop(i, None) if self._prestarted else None
+        if pre is not None and pre[1] == attempt:
+            return None  # journaled with its last predecessor's success: durable now
+        w = self.writer
+        data = _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'
+        if self._pipeline and self.plan.reverts[i] is not None:
+            # A task with a revert: append and wait, so that a crash can never leave work
+            # done that no resumed revert knows of.
+            if self._ckpt is not None:
+                self._ckpt.started(i, w.seq)
+            return w.write(_STARTED, name, data)
+        seq = w.emit(_STARTED, name, data)  # nothing to undo: it rides along, nobody waits
+        if self._ckpt is not None:
+            self._ckpt.started(i, seq)
+        return None
+
+    async def _journal_success(
+        self, i: int, name: str, data: str, result: Any, outputs: dict[str, Any]
+    ) -> None:
+        """Journal task ``i``'s success and mark it done once that is durable: at once on an
+        immediate backend; after waiting for its commit; or, pipelined, when the commit
+        returns (:meth:`_settled`: the worker moves on, dependents start then)."""
+        durable = self.writer.write(_SUCCEEDED, name, data)
+        if not self._pipeline:  # durable at once: nothing to wait for
+            self._succeeded(i, result, outputs)
+            return
+        if self.plan.revert_succs[i]:
+            self._prestart(i)  # in the same commit
+        if self.plan.nodes[i].scopes:
+            # Shielded: once appended the entry becomes durable even if we are cancelled,
+            # and the task must then count as done (so that a cancel reverts it); a retry
+            # scope waits for its members to settle.
+            with anyio.CancelScope(shield=True):
+                await durable
+        elif self._ready and self._inflight < self._bound:
+            # More to run: append and call back; the worker moves on now.
+            self._inflight += 1
+            durable.then((i, result, outputs))
+            return
+        else:
+            try:
+                await durable
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Cancelled with the entry on its way: it settles in the background, as
+                    # a pipelined one does (_forward waits for that; a cancel reverts it).
+                    self._inflight += 1
+                    durable.then((i, result, outputs))
+                raise
+        self._succeeded(i, result, outputs)
 
     def _prestart(self, i: int) -> None:
         """Task ``i``'s success was just queued: journal, in the same commit, the start of

@@ -13,7 +13,7 @@ import structlog
 
 from .._failure import Failure
 from .._journal._events import EventKind
-from .._journal._journal import FlowWriter
+from .._journal._writer import FlowWriter
 from .._model._retry import Decision, RetryHistory
 from .._model._task import Task
 from .._model._workflow import Workflow
@@ -22,7 +22,7 @@ from ..errors import NonDeterministicWorkflow, RevertFailed, StepFailed
 from ._context import Context, Step
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
 
-__all__ = ["StepRunner"]
+__all__ = ["ReplayEnd", "StepRunner", "replay_ended"]
 
 _K = EventKind
 
@@ -55,8 +55,17 @@ class _AttemptFailed(Exception):
         self.record = record
 
 
-class _ReplayEnd(Exception):
-    """Replay-only run (finishing a rollback): the code reached a step the journal lacks."""
+class ReplayEnd(BaseException):
+    """A replay-only run (finishing a rollback, checking compatibility) reached a point the
+    journal lacks. A BaseException, so that the workflow's own ``except Exception`` cannot
+    swallow it."""
+
+
+def replay_ended(exc: BaseException) -> bool:
+    """Whether ``exc`` is a :class:`ReplayEnd`, or a group holding one (``ctx.gather``)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(replay_ended(e) for e in exc.exceptions)
+    return isinstance(exc, ReplayEnd)
 
 
 class StepRunner:
@@ -121,7 +130,7 @@ class StepRunner:
         if not mark:
             return True
         if self._replay_only:
-            raise _ReplayEnd
+            raise ReplayEnd
         ctx._take(pos)
         self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), '{"result":true,"attempt":1}')
         self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=True)
@@ -133,7 +142,7 @@ class StepRunner:
         if rec is not None and rec.succeeded:
             return rec.result
         if self._replay_only:
-            raise _ReplayEnd
+            raise ReplayEnd
         value = make()
         data = self._encode({"result": value, "attempt": 1}, what=f"{name} value")
         self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), data)
@@ -151,7 +160,7 @@ class StepRunner:
             if rec.failure is not None and not self._retries(task, rec):
                 raise StepFailed(rec.failure, flow_id=self.flow_id, task=key)
         if self._replay_only:
-            raise _ReplayEnd
+            raise ReplayEnd
         await self._gate()
         fn = task._execute_fn()
         try:

@@ -19,7 +19,7 @@ import structlog
 
 from .._failure import Failure
 from .._journal._events import EventKind
-from .._journal._journal import FlowWriter
+from .._journal._writer import FlowWriter
 from .._model._task import Task
 from .._model._workflow import Workflow
 from .._states import FlowState, StateListener
@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ._context import Context
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
-from ._wf_steps import StepRunner, _ReplayEnd
+from ._wf_steps import StepRunner, replay_ended
 
 __all__ = ["WorkflowRun"]
 
@@ -194,14 +194,29 @@ class WorkflowRun(StepRunner):
 
     async def _replay_for_reverts(self) -> None:
         """Call the code in replay only, to learn which task each journaled position ran."""
+        await self.replay_only()
+
+    async def replay_only(self) -> NonDeterministicWorkflow | None:
+        """Call the code without running a step: every journaled step returns (or raises)
+        what the journal says, and the run stops at the first point the journal lacks.
+        Returns the mismatch with the journal, if the code no longer matches it."""
         self._replay_only = True
+        ctx = Context(self)
         try:
-            with anyio.CancelScope():
-                await self.workflow.fn(Context(self), **self.inputs)
-        except (_ReplayEnd, Exception):
-            pass
+            await self.workflow.fn(ctx, **self.inputs)
+        except NonDeterministicWorkflow as exc:
+            return exc
+        except BaseException as exc:
+            if not replay_ended(exc) and not isinstance(exc, Exception):
+                raise
+            return None  # stopped where the journal ends, or failed as it did
         finally:
             self._replay_only = False
+        try:
+            self._check_no_more_steps(ctx.position)
+        except NonDeterministicWorkflow as exc:
+            return exc
+        return None
 
     async def _rollback(self, failure: Failure | None, *, cancelled: bool) -> dict[str, Any]:
         if self.state is not FlowState.REVERTING:

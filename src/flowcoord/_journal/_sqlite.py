@@ -1,4 +1,4 @@
-"""The SQLite journal backend: one file, WAL, one worker thread, group commit."""
+"""The SQLite journal backend: one file, WAL, one worker thread, one transaction per append."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
 from ..errors import (
@@ -90,36 +89,15 @@ class _Group:
     has_state: bool = False
 
 
-class _Append:
-    """One pending ``append`` call, waiting for the batch that carries it."""
-
-    __slots__ = ("done", "error", "groups", "lead", "refused", "wake")
-
-    def __init__(self, groups: dict[str, _Group]) -> None:
-        self.groups = groups
-        self.wake = anyio.Event()  # set when done, or when handed the flusher's role
-        self.lead = False
-        self.done = False
-        self.refused: frozenset[str] = frozenset()
-        self.error: BaseException | None = None
-
-    def outcome(self) -> frozenset[str]:
-        err = self.error
-        if err is None:
-            return self.refused
-        if isinstance(err, JournalError):  # a fresh instance per caller, same class and cause
-            raise type(err)(err.message, flow_id=err.flow_id, hint=err.hint) from err.__cause__
-        raise err
-
-
 class SQLiteJournal(JournalBackend):
     """A journal in one SQLite file (WAL mode), durable when ``append`` returns.
 
-    All SQL runs on one worker thread at a time, so the event loop never blocks. ``append``
-    calls that arrive while a transaction is in flight are committed together in the next
-    one. Several objects (or processes) may share a file; writers wait up to
-    :data:`BUSY_TIMEOUT` for each other. Counters: ``append_calls``, ``batches`` (append
-    transactions) and ``transactions`` (all write transactions).
+    All SQL runs on one worker thread at a time, so the event loop never blocks. Each
+    ``append`` call is one transaction: batching is the engine's group commit
+    (:class:`~flowcoord._journal._group_commit.GroupCommit`), which sends one call at a time
+    carrying every entry queued meanwhile. Several objects (or processes) may share a file;
+    writers wait up to :data:`BUSY_TIMEOUT` for each other. Counters: ``append_calls``,
+    ``batches`` (append transactions) and ``transactions`` (all write transactions).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
@@ -133,8 +111,6 @@ class SQLiteJournal(JournalBackend):
         self._synchronous = sync
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
-        self._pending: list[_Append] = []
-        self._flushing = False
         self.append_calls = 0
         self.batches = 0
         self.transactions = 0
@@ -170,56 +146,9 @@ class SQLiteJournal(JournalBackend):
     async def append(self, entries: Sequence[Entry]) -> frozenset[str]:
         if not entries:
             return frozenset()
-        req = _Append(_group(entries))
+        groups = _group(entries)
         self.append_calls += 1
-        self._pending.append(req)
-        if self._flushing:
-            try:
-                await req.wake.wait()
-            except BaseException:  # cancelled: not written unless its batch already started
-                if req in self._pending:
-                    self._pending.remove(req)
-                if req.lead:
-                    self._hand_off()
-                raise
-            if req.done:
-                return req.outcome()
-        # This call flushes: everything pending (its own request included) in one transaction.
-        idle, self._flushing = not self._flushing, True
-        try:
-            with anyio.CancelScope(shield=True):  # other callers' results depend on this flush
-                if idle:  # one loop pass (no timer) lets callers woken together join this batch
-                    await anyio.lowlevel.checkpoint()
-                batch, self._pending = self._pending, []
-                await self._flush(batch)
-        finally:
-            self._hand_off()
-        return req.outcome()
-
-    def _hand_off(self) -> None:
-        """Make the oldest pending call the next flusher, or mark the flusher idle."""
-        if self._pending:
-            nxt = self._pending[0]
-            nxt.lead = True
-            nxt.wake.set()
-        else:
-            self._flushing = False
-
-    async def _flush(self, batch: list[_Append]) -> None:
-        results: list[frozenset[str]] | None = None
-        error: BaseException = JournalUnavailable(f"an append to {self.path} was interrupted")
-        try:
-            results = await self._run(lambda conn: self._tx_append(conn, batch))
-        except Exception as exc:
-            error = exc
-        finally:
-            for i, req in enumerate(batch):
-                if results is None:
-                    req.error = error
-                else:
-                    req.refused = results[i]
-                req.done = True
-                req.wake.set()
+        return await self._run(lambda conn: self._tx_append(conn, groups))
 
     async def fence(self, flow_id: str, token: int) -> int:
         return await self._run(lambda conn: self._tx_fence(conn, flow_id, token))
@@ -402,29 +331,22 @@ class SQLiteJournal(JournalBackend):
         self.transactions += 1
         return True
 
-    def _tx_append(self, conn: sqlite3.Connection, batch: list[_Append]) -> list[frozenset[str]]:
+    def _tx_append(self, conn: sqlite3.Connection, groups: dict[str, _Group]) -> frozenset[str]:
         conn.execute("BEGIN IMMEDIATE")
-        tokens: dict[str, int | None] = {}
+        refused: list[str] = []
         accepted: list[tuple[str, _Group]] = []
-        results: list[frozenset[str]] = []
-        for req in batch:
-            refused: list[str] = []
-            for flow_id, g in req.groups.items():
-                if flow_id not in tokens:
-                    sql = "SELECT token FROM flows WHERE flow_id = ?"
-                    row = conn.execute(sql, (flow_id,)).fetchone()
-                    tokens[flow_id] = None if row is None else int(row[0])
-                current = tokens[flow_id]
-                if current is None or g.min_token < current:
-                    refused.append(flow_id)
-                else:
-                    accepted.append((flow_id, g))
-            results.append(frozenset(refused))
+        sql = "SELECT token FROM flows WHERE flow_id = ?"
+        for flow_id, g in groups.items():
+            row = conn.execute(sql, (flow_id,)).fetchone()
+            if row is None or g.min_token < int(row[0]):
+                refused.append(flow_id)
+            else:
+                accepted.append((flow_id, g))
         self._write(conn, accepted)
         conn.execute("COMMIT")
         self.transactions += 1
         self.batches += 1
-        return results
+        return frozenset(refused)
 
     def _tx_fence(self, conn: sqlite3.Connection, flow_id: str, token: int) -> int:
         conn.execute("BEGIN IMMEDIATE")
