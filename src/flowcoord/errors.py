@@ -10,7 +10,8 @@ The tree::
     │   ├── CycleError                          dependencies form a cycle
     │   ├── MissingInputError                   a required name nothing provides or stores
     │   ├── NonDeterministicWorkflow            a workflow's code no longer matches its journal
-    │   └── UnknownFlow (also LookupError)      no flow is registered under this name
+    │   ├── UnknownFlow (also LookupError)      no flow is registered under this name
+    │   └── FlowRunning                         this engine already starts or runs that flow id
     ├── ConfigurationError (also ValueError)    bad URL, DSN, option value
     ├── EncodingError (also ValueError)         a value the codec cannot turn into JSON
     ├── TaskFailed                              a task failed in another process (record only)
@@ -39,7 +40,8 @@ The tree::
         │   ├── NodeNotEmpty                    the node still has children
         │   └── AccessDenied                    the node's ACL refuses this session
         ├── JobNotFound
-        └── JobAlreadyClaimed
+        ├── JobAlreadyClaimed
+        └── FlowOwned                           take-over refused: a live owner holds the flow
 
 Errors carry their context as attributes (``flow_id``, ``task``, ``hint`` …) and their message
 says what to do about it.
@@ -70,6 +72,8 @@ __all__ = [
     "FlowFailed",
     "FlowFinished",
     "FlowNotFound",
+    "FlowOwned",
+    "FlowRunning",
     "FlowcoordError",
     "InvalidStateTransition",
     "InvalidTaskError",
@@ -197,6 +201,21 @@ class NonDeterministicWorkflow(FlowDefinitionError):
 
 class UnknownFlow(FlowDefinitionError, LookupError):
     """No flow is registered under this name."""
+
+
+class FlowRunning(FlowDefinitionError):
+    """A flow with this id is already being started, or running, on this engine: an engine
+    runs a flow id once at a time (:meth:`~flowcoord.Engine.start`, ``take_over`` and
+    ``fork`` refuse a second one). A :class:`FlowDefinitionError`, as this error was before it
+    had a class of its own; the HTTP API answers it 409."""
+
+    def __init__(self, message: str, *, flow_id: str | None = None) -> None:
+        super().__init__(
+            message,
+            flow_id=flow_id,
+            hint="watch the running flow (its handle, or GET .../flows/{id}); start it again "
+            "once it has ended",
+        )
 
 
 class ConfigurationError(FlowcoordError, ValueError):
@@ -428,3 +447,21 @@ class JobNotFound(CoordinationError):
 
 class JobAlreadyClaimed(CoordinationError):
     """Another conductor holds the job's claim."""
+
+
+class FlowOwned(CoordinationError):
+    """A take-over (resume, cancel) was refused: ``owner``, a live member of the job board,
+    holds the claim of the flow's job ``job_id``, so the flow is running there. Wait for it,
+    or take over with ``force`` (:func:`flowcoord.coordination.take_over`, ``--force``,
+    ``?force=true``), which fences the owner out at its next journal write."""
+
+    def __init__(
+        self, message: str, *, flow_id: str | None = None, owner: str, job_id: str
+    ) -> None:
+        self.owner = owner
+        self.job_id = job_id
+        super().__init__(
+            message,
+            flow_id=flow_id,
+            hint="the owner is alive; wait, or pass force=True / --force / ?force=true to fence it",
+        )

@@ -252,3 +252,64 @@ async def test_a_zookeeper_scan_reads_only_jobs_it_has_not_seen_free(
         assert len(await board.claimable()) == 31
         assert len(reads) == 1  # the new job only
         assert len(await board.jobs()) == 31  # jobs() reads them all, exactly
+
+
+async def test_claimed_job_finds_the_flow_a_live_owner_holds(
+    boards: tuple[JobBoard, JobBoard],
+) -> None:
+    a, b = boards
+    job = await a.post("provision", flow_id="held-1")
+    await a.post("provision", flow_id="free-1")
+    assert await a.claimed_job("held-1") is None  # posted, not claimed
+    claim = await b.claim(job, "engine-b")
+    seen = await a.claimed_job("held-1")
+    assert seen is not None
+    assert (seen.job_id, seen.flow_id, seen.owner, seen.claims) == (
+        job.job_id,
+        "held-1",
+        "engine-b",
+        1,
+    )
+    assert await a.claimed_job("free-1") is None
+    assert await a.claimed_job("nowhere") is None
+    await b.abandon(claim)
+    assert await a.claimed_job("held-1") is None  # released
+    await b.consume(await b.claim(await b.get(job.job_id), "engine-b"))
+    assert await a.claimed_job("held-1") is None  # gone
+
+
+async def test_claimed_job_forgets_a_claim_whose_session_is_gone() -> None:
+    coord = MemoryCoordinator()
+    a, b = coord.board(), coord.board()
+    await b.claim(await a.post("provision", flow_id="f"), "engine-b")
+    assert (await a.claimed_job("f")) is not None
+    b.session.expire()  # its claims vanish with it
+    assert await a.claimed_job("f") is None
+
+
+@pytest.mark.zookeeper
+async def test_a_zookeeper_claim_lookup_reads_only_the_claimed_jobs(
+    zk_hosts: str, zk_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ZooKeeperSession(zk_hosts, namespace=zk_namespace) as session:
+        board = ZooKeeperJobBoard(session)
+        async with ZooKeeperSession(zk_hosts, namespace=zk_namespace) as other:
+            owner = ZooKeeperJobBoard(other)
+            for i in range(30):
+                await board.post("f", {"i": i}, flow_id=f"f-{i}")
+            await owner.claim(await board.get((await board.jobs())[7].job_id), "engine-o")
+            reads: list[str] = []
+            get = session.get
+
+            async def counting_get(path: str, *, watch: bool = False) -> object:
+                reads.append(path)
+                return await get(path, watch=watch)
+
+            monkeypatch.setattr(session, "get", counting_get)
+            seen = await board.claimed_job("f-7")
+            assert seen is not None
+            assert seen.owner == "engine-o"
+            assert len(reads) == 2  # the claimed job and its lock, not the 30 jobs
+            assert await board.claimed_job("f-8") is None
+        # the owner's session closed: its ephemeral lock went with it
+        assert await board.claimed_job("f-7") is None

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+
+from flowcoord.coordination import JobSpec, post_jobs
 
 FLOWS = textwrap.dedent(
     """
@@ -497,3 +500,85 @@ def test_retry_from_a_task_as_a_new_flow(work: Path) -> None:
               "myflows:registry", "--journal", journal)  # fmt: skip
     assert bad.returncode == 2
     assert "no task 'nope'" in bad.stderr
+
+
+# -- take-over with a job board (ZooKeeper): a live owner is respected -------------------------
+
+
+@pytest.mark.zookeeper
+def test_resume_and_serve_with_zk_refuse_a_live_worker_and_force_fences_it(
+    work: Path, zk_hosts: str, zk_namespace: str, free_port: int
+) -> None:
+    journal = str(work / "j.sqlite")
+    zk = ["--zk", zk_hosts, "--namespace", zk_namespace]
+    worker_err = work / "worker.err"
+    with worker_err.open("w") as err_file:  # read while it runs: a file, not a pipe
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "flowcoord", "-v", "worker", *zk, "--journal", journal,
+             "--registry", "myflows:registry", "--name", "worker-x"],
+            cwd=work, env=_env(HOLD="1"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=err_file, text=True,
+        )  # fmt: skip
+    server: subprocess.Popen[str] | None = None
+    try:
+        anyio.run(
+            lambda: post_jobs(
+                [JobSpec("provision", {"size": 2}, flow_id="w1")],
+                zk_hosts=zk_hosts,
+                namespace=zk_namespace,
+            )
+        )
+        _until(lambda: _started(work))  # the worker runs 'slow', held
+        token = _show(work, journal, "w1")["token"]
+        take = ["w1", "--journal", journal, "--flow", "myflows:registry"]
+
+        # the CLI: refused, one line naming the owner, nothing written
+        for action in ("resume", "cancel"):
+            refused = cli(work, "flows", action, *take, *zk)
+            assert_clean_error(refused, "flow w1 is owned by worker-x")
+            assert "--force" in refused.stderr
+        assert _show(work, journal, "w1")["token"] == token
+
+        # the web face with --zk: 409 FlowOwned
+        base = f"http://127.0.0.1:{free_port}"
+        server = _popen(
+            work, "serve", "--journal", journal, "--registry", "myflows:registry",
+            "--port", str(free_port), *zk, env=_env(FLOWCOORD_TOKEN="tok"),
+        )  # fmt: skip
+
+        def up() -> bool:
+            assert server is not None
+            assert server.poll() is None, server.communicate()
+            try:
+                return _http("GET", base + "/api/health")[0] == 200
+            except OSError:
+                return False
+
+        _until(up)
+        status, body = _http("POST", base + "/api/flows/w1/resume", token="tok")
+        assert status == 409, body
+        assert (body["type"], body["owner"], body["flow_id"]) == ("FlowOwned", "worker-x", "w1")
+        server.send_signal(signal.SIGINT)
+        _, server_err = server.communicate(timeout=30)
+        assert server.returncode == 0, server_err
+        assert f"job board on {zk_hosts}" in server_err
+
+        # forced: the CLI takes it over and finishes it; the worker is fenced out
+        forced = cli(work, "flows", "resume", *take, *zk, "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout.startswith("flow w1 (provision): SUCCESS")
+        assert _show(work, journal, "w1")["token"] == token + 1
+        (work / "release").write_text("")  # the worker's 'slow' returns; its write is refused
+        _until(lambda: "job_lost" in worker_err.read_text(), timeout=30)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        finally:
+            worker.kill()
+            if server is not None:
+                server.kill()
+    err = worker_err.read_text()
+    assert "a newer owner holds the flow" in err, err  # job_lost: the journal refused it
+    # the flow stays as the forced take-over left it
+    assert _show(work, journal, "w1")["state"] == "SUCCESS"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,7 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 import flowcoord as fc
 import flowcoord.aiohttp as fcweb
 from flowcoord.aiohttp._layout import layout
+from flowcoord.coordination import Conductor, MemoryCoordinator, open_board
 from flowcoord.errors import ConfigurationError
+from tests.conductor_world import World
 
 pytestmark = pytest.mark.anyio
 
@@ -120,6 +124,12 @@ async def _until(client: Client, flow_id: str, pred: Callable[[Any], bool]) -> A
                 body = await resp.json()
                 if pred(body):
                     return body
+            await anyio.sleep(0.01)
+
+
+async def _until_true(pred: Callable[[], bool]) -> None:
+    with anyio.fail_after(10):
+        while not pred():  # noqa: ASYNC110 - polling a plain predicate, bounded
             await anyio.sleep(0.01)
 
 
@@ -516,6 +526,154 @@ async def test_retry_refuses_a_bad_new_flow_id(client: Client, bad: str) -> None
     assert "invalid new flow id" in body["error"]
     listed = await _json(await client.get("/api/flows"), 200)
     assert [f["flow_id"] for f in listed["flows"]] == ["r-2"]
+
+
+# -- take-over with a job board: live claims are respected -----------------------------------
+
+
+async def test_with_a_board_resume_and_cancel_refuse_a_live_owner_unless_forced() -> None:
+    w, coord, journal = World(), MemoryCoordinator(), fc.MemoryJournal()
+    w.hold = "b"
+    owner = coord.board()
+    job = await owner.post("three", flow_id="o-1")
+    app = make_app(w.registry, journal, board=coord.board())
+    async with (
+        fc.Engine(journal) as e1,
+        Conductor(owner, e1, w.registry, name="worker-7") as conductor,
+        TestClient(TestServer(app)) as c,
+    ):
+        await w.reached.wait()  # the live owner runs task b
+        token = (await journal.get_flow("o-1")).token  # type: ignore[union-attr]
+        for action in ("resume", "cancel"):
+            body = await _json(await c.post(f"/api/flows/o-1/{action}", headers=AUTH), 409)
+            assert body["type"] == "FlowOwned"
+            assert (body["owner"], body["job_id"], body["flow_id"]) == (
+                "worker-7",
+                job.job_id,
+                "o-1",
+            )
+            assert "worker-7" in body["error"]
+            assert "force" in body["hint"]
+        # submitting the id again is a take-over too
+        req = {"flow": "three", "flow_id": "o-1"}
+        body = await _json(await c.post("/api/flows", json=req, headers=AUTH), 409)
+        assert body["type"] == "FlowOwned"
+        for bad in ("/api/flows/o-1/resume?force=maybe", "/api/flows/o-1/cancel?force=2"):
+            await _json(await c.post(bad, headers=AUTH), 400)
+        await _json(await c.post("/api/flows/o-1/resume", json={"force": "yes"}, headers=AUTH), 400)
+        assert (await journal.get_flow("o-1")).token == token  # type: ignore[union-attr]
+
+        w.hold = None  # the take-over passes b; the owner's b still waits at the gate
+        body = await _json(await c.post("/api/flows/o-1/resume?force=true", headers=AUTH), 202)
+        assert body["action"] == "resumed"
+        status = await _until(c, "o-1", lambda s: s["finished"])
+        assert status["state"] == "SUCCESS"
+        assert status["token"] == token + 1  # the live owner is fenced out
+        w.gate.set()
+        await _until_true(lambda: conductor.stats.lost == 1)  # its next write was refused
+
+
+async def test_with_a_board_a_flow_nobody_holds_is_taken_over_and_force_is_in_the_body() -> None:
+    w, coord, journal = World(), MemoryCoordinator(), fc.MemoryJournal()
+    w.hold = "b"
+    async with fc.Engine(journal) as e1:  # ran without a board, then stopped
+        handle = await e1.start(w.three(), flow_id="n-1")
+        await w.reached.wait()
+        handle.stop()
+        w.gate.set()
+        with pytest.raises(fc.FlowCancelled):
+            await handle.wait()
+    async with TestClient(TestServer(make_app(w.registry, journal, board=coord.board()))) as c:
+        await _json(await c.post("/api/flows/n-1/cancel", json={"force": False}, headers=AUTH), 202)
+        status = await _until(c, "n-1", lambda s: s["finished"])
+    assert status["state"] == "CANCELLED"
+
+
+async def test_concurrent_take_overs_of_one_flow_fence_it_once(gate: Gate, tmp_path: Path) -> None:
+    """The engine refuses a flow id it is starting already (FlowRunning, 409), so of
+    concurrent take-overs one fences and runs the flow; the others find it being started
+    (409), running here (resumed, 202) or finished (409). No guard of the API's own."""
+    journal = fc.SQLiteJournal(tmp_path / "j.sqlite")  # a thread per call: real interleaving
+    registry = make_registry(gate)
+    async with TestClient(TestServer(make_app(registry, journal))) as c:
+        await _start_gated(c, "cc-1")
+        await _json(await c.post("/api/flows/cc-1/stop", headers=AUTH), 202)
+        gate.release.set()
+        await _until(c, "cc-1", lambda s: s["state"] == "SUSPENDED" and not s["running_here"])
+        answers: list[tuple[int, str | None]] = []
+
+        async def resume() -> None:
+            resp = await c.post("/api/flows/cc-1/resume", headers=AUTH)
+            answers.append((resp.status, (await resp.json()).get("type")))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(resume)
+        assert (202, None) in answers
+        assert set(answers) <= {(202, None), (409, "FlowRunning"), (409, "FlowFinished")}
+        status = await _until(c, "cc-1", lambda s: s["finished"])
+        assert status["state"] == "SUCCESS"
+        assert status["token"] == 1  # fenced by one take-over, not one per request
+
+
+@pytest.mark.zookeeper
+async def test_a_zookeeper_board_opened_with_the_app_guards_take_overs(
+    zk_hosts: str, zk_namespace: str
+) -> None:
+    w, journal = World(), fc.MemoryJournal()
+    w.hold = "b"
+    app = make_app(
+        w.registry,
+        journal,
+        board_factory=lambda: open_board(zk_hosts=zk_hosts, namespace=zk_namespace),
+    )
+    async with (
+        open_board(zk_hosts=zk_hosts, namespace=zk_namespace) as owner,
+        fc.Engine(journal) as e1,
+        Conductor(owner, e1, w.registry, name="zk-worker") as conductor,
+    ):
+        await owner.post("three", flow_id="z-1")
+        await w.reached.wait()
+        async with TestClient(TestServer(app)) as c:
+            body = await _json(await c.post("/api/flows/z-1/cancel", headers=AUTH), 409)
+            assert (body["type"], body["owner"]) == ("FlowOwned", "zk-worker")
+            w.hold = None
+            resp = await c.post("/api/flows/z-1/cancel", json={"force": True}, headers=AUTH)
+            assert (await _json(resp, 202))["action"] == "cancelling"
+            status = await _until(c, "z-1", lambda s: s["finished"])
+            assert status["state"] == "CANCELLED"
+            w.gate.set()
+            await _until_true(lambda: conductor.stats.lost == 1)  # fenced at its next write
+            # a flow no live member holds: taken over at once
+            async with fc.Engine(journal) as e2:
+                h = await e2.start(w.three(), flow_id="z-2")
+                h.stop()
+                with pytest.raises(fc.FlowCancelled):
+                    await h.wait()
+            await _json(await c.post("/api/flows/z-2/resume", headers=AUTH), 202)
+            status = await _until(c, "z-2", lambda s: s["finished"])
+            assert status["state"] == "SUCCESS"
+
+
+def test_setup_takes_one_board_at_most(gate: Gate) -> None:
+    coord = MemoryCoordinator()
+    with pytest.raises(ConfigurationError, match="at most one"):
+        fcweb.setup(
+            web.Application(),
+            registry=make_registry(gate),
+            token=None,
+            engine=fc.Engine(),
+            board=coord.board(),
+            board_factory=lambda: contextlib.nullcontext(coord.board()),
+        )
+    with pytest.raises(ConfigurationError, match="JobBoard"):
+        fcweb.setup(
+            web.Application(),
+            registry=make_registry(gate),
+            token=None,
+            engine=fc.Engine(),
+            board="zk1:2181",  # type: ignore[arg-type]
+        )
 
 
 # -- journal and graphs ------------------------------------------------------------------------

@@ -8,19 +8,25 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 
+from .._coord._contract import JobBoard
+from .._coord._takeover import take_over
 from .._engine._engine import Engine, FlowHandle
 from .._journal._contract import JournalBackend
 from .._journal._urls import open_journal, redact
 from .._model._flow import Flow
+from .._model._workflow import Workflow
 from .._states import FlowState, TaskState
 from ..errors import FlowCancelled, FlowNotFound, JournalError, OwnershipLost
 from ._common import EXIT_FAILED, EXIT_OK, _Interrupted
 from ._load import load_flow, parse_inputs
 from ._output import _one_line, _Progress, _progress_enabled
+from ._worker import open_board_of
 
 
 async def _watch_signals(
@@ -45,7 +51,7 @@ async def _watch_signals(
 async def _drive(
     backend: JournalBackend,
     url: str,
-    flow: Flow,
+    flow: Flow | Workflow,
     inputs: dict[str, Any],
     flow_id: str,
     *,
@@ -55,16 +61,19 @@ async def _drive(
     token_bump: bool = False,
     cancel: bool = False,
     fork_from: tuple[str, str] | None = None,
+    board: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None,
+    force: bool = False,
 ) -> int:
     """Run (or resume, or take over and cancel, or re-run from a task as a new flow) one flow
-    to its end, reporting as it goes."""
+    to its end, reporting as it goes. ``token_bump``: take it over (``board`` opens the job
+    board whose live claims to respect, ``force`` overrides them)."""
     signals: dict[str, bool] = {}
     started = time.monotonic()
     outcome = None
     error: Exception | None = None
     with anyio.CancelScope() as abort:
         async with Engine(backend) as engine:
-            plan = engine.compile(flow)
+            total = None if isinstance(flow, Workflow) else len(engine.compile(flow).task_names)
             done, token = 0, 0  # a plain run: its own flow, nothing to fence
             rec = await backend.get_flow(flow_id)
             if rec is not None:
@@ -72,16 +81,14 @@ async def _drive(
                 done = sum(1 for t in rep.tasks.values() if t.state is TaskState.SUCCESS)
             elif cancel:
                 raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
-            bar = _Progress(
-                sys.stderr, _progress_enabled(progress), flow.name, len(plan.task_names), done
-            )
+            bar = _Progress(sys.stderr, _progress_enabled(progress), flow.name, total, done)
             bar.flow_id = flow_id
             engine.add_listener(bar)
             if fork_from is not None:
                 source, from_task = fork_from
                 handle = await engine.fork(flow, source, from_task=from_task, flow_id=flow_id)
             elif token_bump:  # resume / cancel: take it over from whoever ran it
-                handle = await engine.take_over(flow, flow_id, cancel=cancel)
+                handle = await _take_over_on(engine, flow, flow_id, board, cancel, force)
             else:
                 handle = await engine.start(flow, inputs, flow_id=flow_id, token=token)
                 if cancel:
@@ -154,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
-def _journaled_flow(args: argparse.Namespace) -> tuple[JournalBackend, Flow]:
+def _journaled_flow(args: argparse.Namespace) -> tuple[JournalBackend, Flow | Workflow]:
     backend = open_journal(args.journal)
 
     async def name_of() -> str:
@@ -172,8 +179,24 @@ def _journaled_flow(args: argparse.Namespace) -> tuple[JournalBackend, Flow]:
     return open_journal(args.journal), load_flow(args.flow, name)
 
 
+async def _take_over_on(
+    engine: Engine,
+    flow: Flow | Workflow,
+    flow_id: str,
+    board: Callable[[], AbstractAsyncContextManager[JobBoard]] | None,
+    cancel: bool,
+    force: bool,
+) -> FlowHandle:
+    """The coordination take-over; the board (if any) is open for the look-up only."""
+    if board is None:
+        return await take_over(engine, flow, flow_id, board=None, cancel=cancel)
+    async with board() as opened:
+        return await take_over(engine, flow, flow_id, board=opened, cancel=cancel, force=force)
+
+
 def _take_over(args: argparse.Namespace, *, cancel: bool) -> int:
     backend, flow = _journaled_flow(args)
+    board = (lambda: open_board_of(args)) if args.zk else None
     return anyio.run(
         lambda: _drive(
             backend,
@@ -186,6 +209,8 @@ def _take_over(args: argparse.Namespace, *, cancel: bool) -> int:
             flow_spec=args.flow,
             token_bump=True,
             cancel=cancel,
+            board=board,
+            force=args.force,
         )
     )
 

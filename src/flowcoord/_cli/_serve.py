@@ -18,6 +18,7 @@ from .._journal._urls import open_journal, redact
 from ..errors import ConfigurationError
 from ._common import _ENV_TOKEN, EXIT_OK, EXIT_USAGE
 from ._load import load_registry
+from ._worker import open_board_of
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -47,6 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         prefix=args.prefix,
         dashboard=not args.no_dashboard,
         protect_reads=args.protect_reads,
+        # with --zk, resume and cancel respect the job board's live claims
+        board_factory=(lambda: open_board_of(args)) if args.zk else None,
     )
     host = args.host
     shown = f"[{host}]" if ":" in host else host
@@ -57,7 +60,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             print=lambda _: print(
                 f"flowcoord: serving {len(registry)} flow(s) on http://{shown}:{args.port}/ "
-                f"(journal {redact(args.journal)}; Ctrl-C to stop)",
+                f"(journal {redact(args.journal)}"
+                + (f"; job board on {args.zk}" if args.zk else "")
+                + "; Ctrl-C to stop)",
                 file=sys.stderr,
             ),
         )
@@ -89,7 +94,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from .._coord._workers import run_worker
-    from ._worker import worker_options
+    from ._worker import worker_options, zk_auth
 
     opts = worker_options(args.args)  # bad usage exits with status 2
     if opts.gc_threshold:
@@ -110,7 +115,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             session_timeout=opts.session_timeout,
             path=opts.board,
             shutdown_timeout=opts.shutdown_timeout,
-            auth=("digest", opts.zk_auth) if opts.zk_auth else None,
+            auth=zk_auth(opts),
             max_claims=opts.max_claims,
             max_failures=opts.max_failures,
         )

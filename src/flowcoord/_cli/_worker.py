@@ -6,11 +6,54 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from .._args import int_in
-from .._coord._workers import DEFAULT_BOARD_PATH
 
-__all__ = ["worker_options", "worker_parser"]
+if TYPE_CHECKING:
+    from .._coord._zk_board import ZooKeeperJobBoard
+
+__all__ = ["board_options", "open_board_of", "worker_options", "worker_parser"]
+
+# The ZooKeeper modules load when a board is opened, not with the parser (every command
+# builds it): --board's default is filled in then (_coord._workers.DEFAULT_BOARD_PATH).
+_BOARD_HELP = "board path in the namespace (/board)"
+
+
+def board_options(p: argparse.ArgumentParser, *, required: bool, zk_help: str) -> None:
+    """Where the job board is: ``--zk``, ``--namespace``, ``--board``, ``--zk-auth`` (the
+    worker's options, shared by ``flows resume|cancel`` and ``serve``)."""
+    p.add_argument("--zk", required=required, metavar="HOSTS", help=zk_help)
+    p.add_argument("--namespace", default="/flowcoord", help="ZooKeeper chroot (/flowcoord)")
+    p.add_argument("--board", help=_BOARD_HELP)
+    p.add_argument(
+        "--zk-auth",
+        metavar="USER:PASS",
+        default=os.environ.get("FLOWCOORD_ZK_AUTH"),
+        help="ZooKeeper digest credentials (or $FLOWCOORD_ZK_AUTH); nodes get a digest ACL",
+    )
+
+
+def board_path(opts: argparse.Namespace) -> str:
+    """``--board``, or the default board path."""
+    from .._coord._workers import DEFAULT_BOARD_PATH
+
+    return str(opts.board or DEFAULT_BOARD_PATH)
+
+
+def zk_auth(opts: argparse.Namespace) -> tuple[str, str] | None:
+    """``--zk-auth`` as a session's ``auth``."""
+    return ("digest", opts.zk_auth) if opts.zk_auth else None
+
+
+def open_board_of(opts: argparse.Namespace) -> AbstractAsyncContextManager[ZooKeeperJobBoard]:
+    """The job board ``board_options`` name, on a session of its own (``async with``)."""
+    from .._coord._workers import open_board
+
+    return open_board(
+        zk_hosts=opts.zk, namespace=opts.namespace, auth=zk_auth(opts), path=board_path(opts)
+    )
 
 
 def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
@@ -18,8 +61,7 @@ def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Take flows from a ZooKeeper job board and run them."
     )
-    p.add_argument("--zk", required=True, metavar="HOSTS", help="host:port[,host:port...]")
-    p.add_argument("--namespace", default="/flowcoord", help="ZooKeeper chroot (/flowcoord)")
+    board_options(p, required=True, zk_help="host:port[,host:port...]")
     p.add_argument("--journal", required=True, metavar="URL", help="the journal's URL")
     p.add_argument("--registry", required=True, metavar="module:attr", help="a FlowRegistry")
     p.add_argument("--capacity", type=_positive_int, default=10, help="jobs at once (10)")
@@ -27,19 +69,12 @@ def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
     p.add_argument(
         "--session-timeout", type=_positive_float, default=10.0, metavar="S", help="seconds (10)"
     )
-    p.add_argument("--board", default=DEFAULT_BOARD_PATH, help="board path in the namespace")
     p.add_argument(
         "--gc-threshold",
         type=_positive_int,
         metavar="N",
         help="raise the garbage collector's first threshold to N (e.g. 20000): far fewer "
         "full collections when many flows start at once; Python's default is 700",
-    )
-    p.add_argument(
-        "--zk-auth",
-        metavar="USER:PASS",
-        default=os.environ.get("FLOWCOORD_ZK_AUTH"),
-        help="ZooKeeper digest credentials (or $FLOWCOORD_ZK_AUTH); nodes get a digest ACL",
     )
     p.add_argument(
         "--max-claims",
@@ -69,7 +104,9 @@ def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
 
 def worker_options(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``flowcoord worker`` arguments (exits with status 2 on bad usage)."""
-    return worker_parser().parse_args(list(argv))
+    opts = worker_parser().parse_args(list(argv))
+    opts.board = board_path(opts)
+    return opts
 
 
 def _positive_int(text: str) -> int:

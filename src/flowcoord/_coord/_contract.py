@@ -96,6 +96,7 @@ class JobBoard(ABC):
     * ``consume`` removes a claimed job, ``abandon`` releases the claim (the job stays and
       may count a failure), ``trash`` moves it aside with a reason. Each refuses a claim the
       caller no longer holds (:class:`~flowcoord.OwnershipLost`).
+    * ``claimed_job`` finds a flow's job held by a live owner (an operator's lookup).
     * ``wait_changed`` returns when the board may have changed (a watch, never a poll loop in
       the caller); bound it with ``anyio.move_on_after``. A post, claim or release made after
       the caller's last ``jobs``/``claimable`` (or last return of ``wait_changed``) is never
@@ -127,6 +128,23 @@ class JobBoard(ABC):
 
     @abstractmethod
     async def get(self, job_id: str) -> Job: ...
+
+    async def claimed_job(self, flow_id: str) -> Job | None:
+        """The job of flow ``flow_id`` whose claim a live owner holds (``owner`` set), or
+        ``None`` when no job of that flow is claimed: what an operator's take-over consults
+        (:func:`~flowcoord.coordination.take_over`). If several are (the flow was posted
+        twice), any one of them.
+
+        A claim is live as long as its session: on ZooKeeper an ephemeral lock node, which
+        outlives an owner killed without closing its session by up to the session timeout.
+        The answer is a snapshot (a claim may come or go right after it). An operator's
+        lookup, not a hot path: this default reads every job (:meth:`jobs`); the boards here
+        scan only the claimed jobs (O(claims) reads, plus one listing on ZooKeeper).
+        """
+        for job in await self.jobs():
+            if job.flow_id == flow_id and job.owner is not None:
+                return job
+        return None
 
     @abstractmethod
     async def claim(self, job: Job, owner: str) -> Claim: ...

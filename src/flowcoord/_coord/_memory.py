@@ -188,6 +188,16 @@ class MemoryJobBoard(JobBoard):
             raise JobNotFound(f"no job {job_id!r} on the board")
         return self._view(job)
 
+    async def claimed_job(self, flow_id: str) -> Job | None:
+        """Scans the claims only (a session's claims vanish with it, so every one is live)."""
+        self._check()
+        c = self.coordinator
+        for job_id, (owner, _, _) in sorted(c.locks.items()):
+            job = c.jobs.get(job_id)
+            if job is not None and job.flow_id == flow_id:
+                return replace(job, owner=owner)
+        return None
+
     async def claim(self, job: Job, owner: str) -> Claim:
         self._check()
         c = self.coordinator

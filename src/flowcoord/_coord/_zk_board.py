@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -248,6 +249,25 @@ class ZooKeeperJobBoard(JobBoard):
             raise JobNotFound(f"no job {job_id!r} on the board (consumed, trashed or never posted)")
         owners = await self._owners([job_id])
         return self._job(job_id, found[0], found[1], owners.get(job_id))
+
+    async def claimed_job(self, flow_id: str) -> Job | None:
+        """One listing of ``locks/``, then a read of each claimed job (concurrent, bounded)
+        and of the matching job's lock: O(claims) reads, however long the queue. A lock
+        node exists while its owner's session does (it may outlive a killed owner by up
+        to its session timeout)."""
+        await self._setup()
+        locks = await self._children("locks")
+        got = await self._get_many([self._job_path(n) for n in locks])
+        for name, found in zip(locks, got, strict=True):
+            if found is None:
+                continue  # consumed or trashed since the listing
+            job = self._job(name, found[0], found[1])
+            if job.flow_id != flow_id:
+                continue
+            owner = (await self._owners([name])).get(name)
+            if owner is not None:  # else released meanwhile
+                return replace(job, owner=owner)
+        return None
 
     async def claim(self, job: Job, owner: str) -> Claim:
         await self._setup()

@@ -11,6 +11,8 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from .._coord._contract import JobBoard
+from .._coord._takeover import take_over
 from .._engine._engine import Engine, FlowHandle
 from .._ids import FLOW_ID_RULE, is_flow_id
 from .._journal._events import FlowRecord
@@ -143,23 +145,27 @@ async def _record(engine: Engine, flow_id: str) -> FlowRecord:
     return rec
 
 
-def _find_handle(st: AppState, engine: Engine, flow_id: str) -> FlowHandle | None:
-    """The handle of a flow running here. Also knows flows started a moment ago, which the
-    engine registers only once their run begins."""
-    handle = engine.handle(flow_id)
-    if handle is None:
-        handle = st.handles.get(flow_id)
-        if handle is not None and handle.done:
-            del st.handles[flow_id]
-            handle = None
-    return handle
+_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no", ""})
 
 
-def _track(st: AppState, handle: FlowHandle) -> FlowHandle:
-    for fid in [fid for fid, h in st.handles.items() if h.done]:
-        del st.handles[fid]
-    st.handles[handle.flow_id] = handle
-    return handle
+def _force(request: web.Request, body: dict[str, Any]) -> bool:
+    """``?force=true`` or ``{"force": true}``: take over even from a live owner."""
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, "field 'force' must be true or false", 'send {"force": true}')
+    raw = request.query.get("force")
+    if raw is not None:
+        if raw.lower() not in _TRUE | _FALSE:
+            raise ApiError(400, f"force={raw[:20]!r} is not true or false", "use force=true")
+        force = force or raw.lower() in _TRUE
+    return force
+
+
+def _board(st: AppState) -> JobBoard | None:
+    """The job board whose live claims a take-over respects (None: the journal fence only)."""
+    if st.board is None and st.make_board is not None:
+        raise ApiError(503, "the job board is not open", "retry once the server has started")
+    return st.board
 
 
 def _accepted(st: AppState, handle: FlowHandle, action: str, status: int = 202) -> web.Response:
@@ -174,19 +180,16 @@ def _accepted(st: AppState, handle: FlowHandle, action: str, status: int = 202) 
     return _json(body, status, headers={"Location": url})
 
 
-async def _take_over(st: AppState, engine: Engine, rec: FlowRecord, action: str) -> FlowHandle:
-    """Take over a journaled, unfinished flow that no engine here runs, with the registered
-    flow of its name (:meth:`Engine.take_over`: the journal is fenced, so a stale writer
-    elsewhere is shut out; a finished flow is a FlowFinished, answered 409)."""
-    if rec.flow_id in st.starting:
-        raise ApiError(409, f"flow {rec.flow_id} is being started", "retry in a moment")
+async def _take_over(
+    st: AppState, engine: Engine, rec: FlowRecord, *, cancel: bool, force: bool
+) -> FlowHandle:
+    """Take over a journaled, unfinished flow that this engine does not run, with the
+    registered flow of its name (:func:`flowcoord.coordination.take_over`): the journal is
+    fenced, so a stale writer elsewhere is shut out; with a board, a flow a live member
+    holds is FlowOwned (409) unless ``force``; a finished one is FlowFinished (409), one
+    being started here FlowRunning (409)."""
     flow = st.registry.build(rec.name)
-    st.starting.add(rec.flow_id)
-    try:
-        handle = await engine.take_over(flow, rec.flow_id, cancel=action == "cancel")
-        return _track(st, handle)
-    finally:
-        st.starting.discard(rec.flow_id)
+    return await take_over(engine, flow, rec.flow_id, board=_board(st), cancel=cancel, force=force)
 
 
 # -- reads ------------------------------------------------------------------------------------
@@ -240,7 +243,7 @@ async def flow_status(request: web.Request) -> web.Response:
     engine = get_engine(request)
     rep = await engine.status(flow_id)
     rec = await engine.backend.get_flow(flow_id)
-    handle = _find_handle(state_of(request), engine, flow_id)
+    handle = engine.handle(flow_id)
     view = status_view(
         rep,
         rec,
@@ -312,7 +315,8 @@ async def graph_dot(request: web.Request) -> web.Response:
 async def submit(request: web.Request) -> web.Response:
     """``POST /flows {flow, inputs, flow_id?}`` → 202 (or 200 when it finished within
     ``?wait=`` seconds, or when ``flow_id`` names a flow that has already finished). A
-    ``flow_id`` naming an unfinished journaled flow resumes it, with its journaled inputs."""
+    ``flow_id`` naming an unfinished journaled flow takes it over and resumes it, with its
+    journaled inputs (as ``POST .../resume`` does: ``?force=true`` with a board)."""
     _authorize(request)
     st = state_of(request)
     body = await _body(request)
@@ -336,11 +340,12 @@ async def submit(request: web.Request) -> web.Response:
     if flow_id is not None and not is_flow_id(flow_id):
         raise ApiError(400, f"invalid flow_id {flow_id!r}", _FLOW_ID_HINT)
     wait = _wait_query(request)
+    force = _force(request, {})
     engine = get_engine(request)
     flow = st.registry.build(name)
-    token = 0
+    handle: FlowHandle | None = None
     if flow_id is not None:
-        if _find_handle(st, engine, flow_id) is not None or flow_id in st.starting:
+        if engine.handle(flow_id) is not None:
             raise ApiError(
                 409, f"flow {flow_id} is already running here", "watch it with GET .../flows/{id}"
             )
@@ -356,13 +361,10 @@ async def submit(request: web.Request) -> web.Response:
                 view = record_view(rec)
                 view["url"] = f"{st.prefix}/flows/{flow_id}"
                 return _json(view, 200)
-            token = rec.token + 1  # resuming: fence out any stale writer
-        st.starting.add(flow_id)
-    try:
-        handle = _track(st, await engine.start(flow, inputs, flow_id=flow_id, token=token))
-    finally:
-        if flow_id is not None:
-            st.starting.discard(flow_id)
+            handle = await _take_over(st, engine, rec, cancel=False, force=force)
+    resumed = handle is not None
+    if handle is None:
+        handle = await engine.start(flow, inputs, flow_id=flow_id)
     if wait > 0:
         with anyio.move_on_after(wait):
             with contextlib.suppress(Exception):  # a failure is reported by the status below
@@ -373,42 +375,47 @@ async def submit(request: web.Request) -> web.Response:
             view = status_view(rep, rec, running_here=False, live_state=None)
             view["url"] = f"{st.prefix}/flows/{handle.flow_id}"
             return _json(view, 200)
-    return _accepted(st, handle, "resumed" if token else "started")
+    return _accepted(st, handle, "resumed" if resumed else "started")
 
 
 async def cancel(request: web.Request) -> web.Response:
     """Cancel: running tasks are cancelled and completed ones reverted. A journaled flow that
-    no engine here runs is taken over (with its registered flow) to revert it."""
+    this engine does not run is taken over (with its registered flow) to revert it; with a
+    job board, not from a live owner unless ``?force=true`` or ``{"force": true}``."""
     _authorize(request)
     flow_id = _flow_id(request)
     st = state_of(request)
+    force = _force(request, await _body(request))
     engine = get_engine(request)
-    handle = _find_handle(st, engine, flow_id)
-    if handle is None:
+    handle = engine.handle(flow_id)
+    if handle is not None:
+        handle.cancel()
+    else:
         rec = await _record(engine, flow_id)
-        handle = await _take_over(st, engine, rec, "cancel")
-    handle.cancel()
+        handle = await _take_over(st, engine, rec, cancel=True, force=force)
     return _accepted(st, handle, "cancelling")
 
 
 async def resume(request: web.Request) -> web.Response:
-    """Resume a suspended flow running here, or a stopped/suspended/crashed flow from its
-    journal with the registered flow of its name."""
+    """Resume a suspended flow running here, or take a stopped/suspended/crashed flow over
+    from its journal with the registered flow of its name; with a job board, not from a live
+    owner unless ``?force=true`` or ``{"force": true}``."""
     _authorize(request)
     flow_id = _flow_id(request)
     st = state_of(request)
+    force = _force(request, await _body(request))
     engine = get_engine(request)
-    handle = _find_handle(st, engine, flow_id)
+    handle = engine.handle(flow_id)
     if handle is not None:
         handle.resume()
         return _accepted(st, handle, "resumed")
     rec = await _record(engine, flow_id)
-    handle = await _take_over(st, engine, rec, "resume")
+    handle = await _take_over(st, engine, rec, cancel=False, force=force)
     return _accepted(st, handle, "resumed")
 
 
 def _running_handle(request: web.Request, flow_id: str) -> FlowHandle:
-    handle = _find_handle(state_of(request), get_engine(request), flow_id)
+    handle = get_engine(request).handle(flow_id)
     if handle is None:
         raise ApiError(
             409,
@@ -460,11 +467,11 @@ async def retry(request: web.Request) -> web.Response:
         raise ApiError(
             422, f"flow {flow_id} has no task {task!r}", f"tasks: {', '.join(rep.task_names)}"
         )
-    if not is_finished(rep.state.value) or _find_handle(st, engine, flow_id) is not None:
+    if not is_finished(rep.state.value) or engine.handle(flow_id) is not None:
         raise ApiError(
             409,
             f"flow {flow_id} has not finished ({rep.state.value})",
             "resume an unfinished flow with POST .../resume; retry is for finished flows",
         )
     handle = await engine.fork(st.registry.build(rep.name), flow_id, from_task=task, flow_id=new_id)
-    return _accepted(st, _track(st, handle), "retrying")
+    return _accepted(st, handle, "retrying")

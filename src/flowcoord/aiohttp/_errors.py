@@ -19,6 +19,8 @@ from ..errors import (
     FlowExists,
     FlowFinished,
     FlowNotFound,
+    FlowOwned,
+    FlowRunning,
     InvalidStateTransition,
     JournalCorrupt,
     JournalError,
@@ -32,6 +34,7 @@ log = structlog.get_logger("flowcoord.aiohttp")
 # Most specific first: the first match wins.
 _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownFlow, 422, "GET the registry endpoint for the registered flow names"),
+    (FlowRunning, 409, "watch it with GET .../flows/{id}"),
     (FlowDefinitionError, 422, "fix the flow's inputs or definition"),
     (ConfigurationError, 400, "fix the option's value"),
     (EncodingError, 422, "send JSON-compatible values"),
@@ -43,6 +46,7 @@ _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     # The journal holds an entry flowcoord cannot have written: retrying will not help.
     (JournalCorrupt, 500, "repair or delete the flow's corrupt journal entry"),
     (JournalError, 503, "the journal store is unavailable; retry later"),
+    (FlowOwned, 409, "wait for the owner, or send force=true to fence it out"),
     (CoordinationError, 503, "the coordination service is unavailable; retry later"),
     (FlowcoordError, 400, "see the error message"),
     (ValueError, 400, "check the request"),
@@ -127,6 +131,8 @@ def error_middleware(prefix: str) -> Middleware:
                 extra["flow_id"] = flow_id
             if isinstance(exc, JournalCorrupt):  # which entry: what the message says, as data
                 extra.update(seq=exc.seq, kind=exc.kind, task=exc.task)
+            elif isinstance(exc, FlowOwned):  # who holds it
+                extra.update(owner=exc.owner, job_id=exc.job_id)
             message = getattr(exc, "message", None) or str(exc)
             if isinstance(exc, JournalCorrupt):
                 log.error("api_journal_corrupt", path=path, error=str(exc))

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .._engine._engine import Engine, FlowHandle
+from .._coord._contract import JobBoard
+from .._engine._engine import Engine
 from .._model._compile import Plan, compile_flow
 from .._model._registry import FlowRegistry
+from .._model._workflow import Workflow
 from ..errors import ConfigurationError, FlowcoordError, JournalUnavailable
 
 __all__ = ["STATE_KEY", "AppState", "get_engine", "get_registry", "state_of"]
@@ -18,7 +21,14 @@ __all__ = ["STATE_KEY", "AppState", "get_engine", "get_registry", "state_of"]
 
 @dataclass(slots=True)
 class AppState:
-    """What :func:`setup` keeps on the application (under :data:`STATE_KEY`)."""
+    """What :func:`setup` keeps on the application (under :data:`STATE_KEY`).
+
+    Which flows run here is the engine's to say (:meth:`Engine.handle
+    <flowcoord.Engine.handle>`), and the engine refuses a flow id it is starting or running
+    already (:class:`~flowcoord.errors.FlowRunning`, answered 409): nothing of that is kept
+    here. ``board`` is the job board whose live claims resume and cancel respect (given to
+    :func:`setup`, or opened by ``make_board`` for the app's lifetime), or ``None``.
+    """
 
     make_engine: Callable[[], Engine]
     registry: FlowRegistry
@@ -27,8 +37,8 @@ class AppState:
     shutdown_timeout: float
     protect_reads: bool = False
     engine: Engine | None = None
-    starting: set[str] = field(default_factory=set)
-    handles: dict[str, FlowHandle] = field(default_factory=dict)
+    board: JobBoard | None = None
+    make_board: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None
     plans: dict[str, Plan] = field(default_factory=dict)
 
     def plan(self, name: str) -> Plan | None:
@@ -36,7 +46,10 @@ class AppState:
         plan = self.plans.get(name)
         if plan is None and name in self.registry:
             try:
-                plan = self.plans[name] = compile_flow(self.registry.build(name))
+                flow = self.registry.build(name)
+                if isinstance(flow, Workflow):
+                    return None  # its steps are code: no graph before it runs
+                plan = self.plans[name] = compile_flow(flow)
             except FlowcoordError:
                 return None
         return plan

@@ -7,6 +7,10 @@
 - :class:`Conductor` claims jobs from a board and runs them on an engine, fenced by the
   claim; :func:`run_worker` is the whole ``flowcoord worker`` process, :func:`post_jobs` and
   :func:`open_board` are the producer side (:class:`JobSpec` is one job to post).
+- :func:`take_over` is an operator's resume or cancel of a flow: refused with
+  :class:`~flowcoord.errors.FlowOwned` while a live member holds the flow's claim on the
+  board (unless forced), else the journal-fenced :meth:`Engine.take_over
+  <flowcoord.Engine.take_over>`.
 - Sessions report :class:`SessionState` changes (:class:`SessionChange`, to a
   :class:`SessionListener`); the same states on every backend.
 - ZooKeeper specifics: :class:`ACL` / :class:`Perm` for node ACLs, and the low-level
@@ -32,6 +36,7 @@ from .._coord._memory import MemoryCoordinator as MemoryCoordinator
 from .._coord._session import SessionChange as SessionChange
 from .._coord._session import SessionListener as SessionListener
 from .._coord._session import SessionState as SessionState
+from .._coord._takeover import take_over as take_over
 from .._coord._zk_types import ACL as ACL
 from .._coord._zk_types import CheckVersion as CheckVersion
 from .._coord._zk_types import CreateNode as CreateNode
@@ -89,6 +94,7 @@ __all__ = [
     "open_board",
     "post_jobs",
     "run_worker",
+    "take_over",
 ]
 
 __getattr__, __dir__ = _lazy_names(__name__, _LAZY)
