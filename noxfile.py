@@ -1,4 +1,6 @@
-"""nox sessions: tests, lint, bench, demo. ``nox -s tests`` is what CI runs (via scripts/test.sh)."""
+"""nox sessions: tests, lint, docs, bench, demo.
+
+``nox -s tests`` is what CI runs (via scripts/test.sh)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,14 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
     session.run("mypy", "--strict", "src", "tests")
     session.run("lint-imports")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly (broken links and references fail) into site/.
+    ``mkdocs serve`` (with the ``docs`` extra installed) serves it with live reload."""
+    session.install("-e", ".[docs,aiohttp]")  # the reference imports flowcoord.aiohttp
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

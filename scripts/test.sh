@@ -32,5 +32,6 @@ if [ "${FLOWCOORD_SKIP_LINT:-0}" != 1 ]; then
     .venv/bin/ruff format --check -q src tests benchmarks examples
     .venv/bin/mypy --strict src tests
     .venv/bin/lint-imports
+    NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d site
 fi
 exec .venv/bin/python -m pytest "$@"

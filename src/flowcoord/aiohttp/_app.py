@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 import structlog
 from aiohttp import web
 
+from .._coord._contract import JobBoard
 from .._engine._engine import Engine
 from .._model._registry import FlowRegistry
 from ..errors import ConfigurationError
 from ._api import add_api_routes
 from ._dashboard import add_dashboard_routes
 from ._errors import error_middleware
+from ._openapi import add_openapi_route
 from ._state import STATE_KEY, AppState, get_engine, get_registry, state_of
 
 __all__ = ["STATE_KEY", "AppState", "create_app", "get_engine", "get_registry", "setup", "state_of"]
@@ -33,6 +36,8 @@ def setup(
     dashboard: bool = True,
     shutdown_timeout: float = 10.0,
     protect_reads: bool = False,
+    board: JobBoard | None = None,
+    board_factory: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None,
 ) -> None:
     """Serve flowcoord's JSON API under ``prefix`` (and the dashboard at ``/``) from ``app``.
 
@@ -43,6 +48,13 @@ def setup(
     requests need ``Authorization: Bearer <token>``; ``token=None`` turns that check off.
     ``protect_reads=True`` asks for the token on reads too (flow inputs, results and
     tracebacks can be sensitive); the dashboard then sends the token typed into it.
+
+    A job board (at most one of ``board`` and ``board_factory``, e.g.
+    ``board_factory=lambda: flowcoord.coordination.open_board(zk_hosts=..., namespace=...)``,
+    entered with the app before the engine and left after it) makes ``resume`` and
+    ``cancel`` respect live claims (:func:`flowcoord.coordination.take_over`): a flow whose
+    job a live member holds is refused with 409 ``FlowOwned`` unless the request asks for
+    ``force``. Without one, a take-over fences the journal and nothing else.
     """
 
     if (engine is None) == (engine_factory is None):
@@ -60,6 +72,10 @@ def setup(
         )
     if not shutdown_timeout >= 0:
         raise ConfigurationError(f"shutdown_timeout must be >= 0, got {shutdown_timeout!r}")
+    if board is not None and board_factory is not None:
+        raise ConfigurationError("setup() takes at most one of board= and board_factory=")
+    if board is not None and not isinstance(board, JobBoard):
+        raise ConfigurationError(f"board must be a flowcoord.coordination.JobBoard, got {board!r}")
     if STATE_KEY in app:
         raise ConfigurationError("flowcoord.aiohttp.setup() was already called on this app")
     if engine is not None:
@@ -74,11 +90,21 @@ def setup(
     if protect_reads and token is None:
         raise ConfigurationError("protect_reads=True needs a token")
     app[STATE_KEY] = AppState(
-        make, registry, token, prefix, float(shutdown_timeout), protect_reads=protect_reads
+        make,
+        registry,
+        token,
+        prefix,
+        float(shutdown_timeout),
+        protect_reads=protect_reads,
+        board=board,
+        make_board=board_factory,
     )
     app.middlewares.append(error_middleware(prefix))
+    if board_factory is not None:
+        app.cleanup_ctx.append(_board_lifetime)
     app.cleanup_ctx.append(_engine_lifetime)
     add_api_routes(app, prefix)
+    add_openapi_route(app, prefix)
     if dashboard:
         add_dashboard_routes(app, prefix)
 
@@ -93,6 +119,8 @@ def create_app(
     dashboard: bool = True,
     shutdown_timeout: float = 10.0,
     protect_reads: bool = False,
+    board: JobBoard | None = None,
+    board_factory: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None,
 ) -> web.Application:
     """A new application with :func:`setup` applied (what ``flowcoord serve`` runs)."""
     app = web.Application()
@@ -106,8 +134,21 @@ def create_app(
         dashboard=dashboard,
         shutdown_timeout=shutdown_timeout,
         protect_reads=protect_reads,
+        board=board,
+        board_factory=board_factory,
     )
     return app
+
+
+async def _board_lifetime(app: web.Application) -> AsyncIterator[None]:
+    st = app[STATE_KEY]
+    assert st.make_board is not None
+    async with st.make_board() as board:
+        st.board = board
+        try:
+            yield
+        finally:
+            st.board = None
 
 
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:

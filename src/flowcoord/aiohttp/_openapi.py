@@ -1,0 +1,532 @@
+"""The JSON API as an OpenAPI 3.1 document, served at ``GET {prefix}/openapi.json``.
+
+A description only: the routes and their checks live in ``_api``. The document's paths carry
+the app's prefix, and its security says what this app asks for (a token for changes, and for
+reads too with ``protect_reads``). ``docs/reference/http.md`` is the prose twin of this
+document; ``tests/unit/test_openapi.py`` checks that every route is in both.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from .._ids import FLOW_ID_RULE
+from .._states import FlowState, TaskState
+from ._errors import dumps
+from ._state import state_of
+
+__all__ = ["add_openapi_route", "build_openapi"]
+
+_JSON = "application/json"
+_FLOW_STATES = [s.value for s in FlowState]
+_TASK_STATES = [s.value for s in TaskState]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json_body(_ref("Error"), description)
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **extra}
+
+
+_FAILURE: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "A task's failure as journaled (null when there is none).",
+    "properties": {
+        "type": {"type": "string", "description": "the exception's class name"},
+        "types": {"type": "array", "items": {"type": "string"}, "description": "its MRO"},
+        "message": {"type": "string"},
+        "traceback": {"type": ["string", "null"]},
+        "cause": {"$ref": "#/components/schemas/Failure"},
+    },
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "hint"],
+        "description": "Every error answer under the prefix. Errors raised by flowcoord add "
+        "`type` (the exception's class name) and `flow_id`; a `JournalCorrupt` adds `seq`, "
+        "`kind` and `task`, a `FlowOwned` `owner` and `job_id`; a submit without a flow name "
+        "adds `registered`.",
+        "properties": {
+            "error": {"type": "string", "description": "what went wrong"},
+            "hint": {"type": ["string", "null"], "description": "what to do about it"},
+            "type": {"type": "string"},
+            "flow_id": {"type": "string"},
+            "seq": {"type": ["integer", "null"]},
+            "kind": {"type": ["string", "null"]},
+            "task": {"type": ["string", "null"]},
+            "registered": {"type": "array", "items": {"type": "string"}},
+            "owner": {"type": "string", "description": "the live member holding the flow"},
+            "job_id": {"type": "string"},
+        },
+    },
+    "Failure": _FAILURE,
+    "FlowRecord": _obj(
+        ["flow_id", "name", "state", "finished", "token", "created_at", "updated_at"],
+        flow_id={"type": "string"},
+        name={"type": "string", "description": "the flow's (registered) name"},
+        state={"type": "string", "enum": _FLOW_STATES},
+        finished={"type": "boolean"},
+        token={"type": "integer", "description": "the flow's current fencing token"},
+        created_at=_nullable("number", description="Unix time"),
+        updated_at=_nullable("number", description="Unix time"),
+        running_here={"type": "boolean", "description": "(in lists) run by this server now"},
+        url={"type": "string", "description": "(on submit) the flow's status URL"},
+    ),
+    "FlowList": _obj(
+        ["flows", "next", "limit", "state"],
+        flows={"type": "array", "items": _ref("FlowRecord")},
+        next=_nullable("string", description="pass as `after` for the next page"),
+        limit={"type": "integer"},
+        state=_nullable("string", enum=[*_FLOW_STATES, None]),
+    ),
+    "Task": _obj(
+        ["name", "state", "attempt"],
+        name={"type": "string"},
+        state={"type": "string", "enum": _TASK_STATES},
+        attempt={"type": "integer"},
+        started_at=_nullable("number"),
+        finished_at=_nullable("number"),
+        duration=_nullable("number", description="seconds"),
+        result={"description": "the task's journaled result (any JSON value)"},
+        failure=_ref("Failure"),
+        revert_failure=_ref("Failure"),
+    ),
+    "FlowStatus": _obj(
+        ["flow_id", "name", "state", "finished", "tasks", "last_seq"],
+        flow_id={"type": "string"},
+        name={"type": "string"},
+        state={"type": "string", "enum": _FLOW_STATES},
+        finished={"type": "boolean"},
+        running_here={"type": "boolean"},
+        live_state=_nullable("string", description="the handle's state when it runs here"),
+        token=_nullable("integer"),
+        created_at=_nullable("number"),
+        updated_at=_nullable("number"),
+        inputs={"type": "object"},
+        progress=_obj(["done", "total"], done={"type": "integer"}, total={"type": "integer"}),
+        counts={"type": "object", "additionalProperties": {"type": "integer"}},
+        tasks={"type": "array", "items": _ref("Task")},
+        retries={"type": "object"},
+        failures={"type": "object", "additionalProperties": _ref("Failure")},
+        last_seq={"type": "integer"},
+        url={"type": "string", "description": "(on submit) the flow's status URL"},
+    ),
+    "Entry": _obj(
+        ["seq", "kind", "task", "state", "token", "at", "data"],
+        seq={"type": "integer"},
+        kind={"type": "string", "description": "the event kind, e.g. `task.succeeded`"},
+        task=_nullable("string"),
+        state=_nullable("string"),
+        token={"type": "integer"},
+        at={"type": "number", "description": "Unix time"},
+        data={"description": "the entry's JSON data (text when it is not JSON)"},
+    ),
+    "JournalPage": _obj(
+        ["flow_id", "entries", "next_seq"],
+        flow_id={"type": "string"},
+        entries={"type": "array", "items": _ref("Entry")},
+        next_seq=_nullable("integer", description="pass as `after_seq` for the next page"),
+    ),
+    "Accepted": _obj(
+        ["flow_id", "name", "state", "action", "url"],
+        flow_id={"type": "string"},
+        name={"type": "string"},
+        state={"type": "string", "enum": _FLOW_STATES},
+        action={
+            "type": "string",
+            "enum": ["started", "resumed", "cancelling", "suspending", "stopping", "retrying"],
+        },
+        url={"type": "string", "description": "the flow's status URL (also in Location)"},
+    ),
+    "SubmitRequest": {
+        "type": "object",
+        "required": ["flow"],
+        "additionalProperties": False,
+        "properties": {
+            "flow": {"type": "string", "description": "a registered flow name"},
+            "inputs": {"type": ["object", "null"], "description": "the flow's inputs"},
+            "flow_id": {
+                "type": "string",
+                "description": f"the flow's id ({FLOW_ID_RULE}); an unfinished journaled "
+                "flow of that id is resumed with its journaled inputs",
+            },
+        },
+    },
+    "TakeOverRequest": {
+        "type": "object",
+        "properties": {
+            "force": {
+                "type": "boolean",
+                "description": "take over even from a live owner on the job board",
+            }
+        },
+    },
+    "RetryRequest": {
+        "type": "object",
+        "required": ["from_task"],
+        "properties": {
+            "from_task": {"type": "string", "description": "the first task to run again"},
+            "flow_id": {"type": "string", "description": "the new flow's id (default: random)"},
+        },
+    },
+}
+
+_FLOW_ID_PARAM: dict[str, Any] = {
+    "name": "flow_id",
+    "in": "path",
+    "required": True,
+    "description": f"the flow's id: {FLOW_ID_RULE}",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
+
+
+_FORCE_DOC = (
+    "with a job board: take over even a flow a live worker holds (fenced out at its next "
+    "journal write); true/1/yes or false/0/no"
+)
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _operation(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    mutation: bool,
+    flow_id: bool = False,
+    query: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    params = ([_FLOW_ID_PARAM] if flow_id else []) + (query or [])
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": ["flows"]}
+    if description:
+        op["description"] = description
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {_JSON: {"schema": body}}}
+    common = {"500": _error("internal error, or a corrupt journal entry (`JournalCorrupt`)")}
+    common["503"] = _error("the journal, the engine or the job board is unavailable")
+    if flow_id:
+        common["400"] = _error("an invalid flow id")
+    op["responses"] = {**common, **responses}
+    op["x-flowcoord-mutation"] = mutation
+    return op
+
+
+def _secured(op: dict[str, Any], required: bool) -> dict[str, Any]:
+    if required:
+        op["security"] = [{"bearerAuth": []}]
+        op["responses"]["401"] = _error("no `Authorization: Bearer` header")
+        op["responses"]["403"] = _error("a wrong token")
+    else:
+        op["security"] = []
+    return op
+
+
+def _paths() -> dict[str, dict[str, dict[str, Any]]]:
+    """Path (relative to the prefix) → method → operation; ``x-flowcoord-mutation`` marks
+    the operations that need the token, the others need it only with ``protect_reads``."""
+    accepted = _json_body(_ref("Accepted"), "accepted; the flow goes on in the background")
+    accepted["headers"] = {"Location": {"schema": {"type": "string"}}}
+    not_journaled = _error("no such flow in the journal")
+    force = _query(
+        "force", {"type": "string", "enum": ["true", "1", "yes", "false", "0", "no"]}, _FORCE_DOC
+    )
+    taken = _error(
+        "the flow has finished (`FlowFinished`), is being started here (`FlowRunning`), is "
+        "held by a live worker (`FlowOwned`), or a newer owner fenced it (`OwnershipLost`)"
+    )
+    return {
+        "/health": {
+            "get": _operation(
+                "health",
+                "The server is up; how many flows its engine runs.",
+                {
+                    "200": _json_body(
+                        _obj(
+                            ["status", "running"],
+                            status={"const": "ok"},
+                            running={"type": "integer"},
+                        ),
+                        "the engine runs",
+                    )
+                },
+                mutation=False,
+                description="Never asks for a token.",
+            )
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "openapi",
+                "This document.",
+                {"200": _json_body({"type": "object"}, "the OpenAPI 3.1 document")},
+                mutation=False,
+                description="Never asks for a token.",
+            )
+        },
+        "/registry": {
+            "get": _operation(
+                "registry",
+                "The names of the registered flows.",
+                {
+                    "200": _json_body(
+                        _obj(["flows"], flows={"type": "array", "items": {"type": "string"}}),
+                        "registered names",
+                    )
+                },
+                mutation=False,
+            )
+        },
+        "/flows": {
+            "get": _operation(
+                "listFlows",
+                "List journaled flows, ordered by flow id, a page at a time.",
+                {
+                    "200": _json_body(_ref("FlowList"), "a page of flows"),
+                    "400": _error("an unknown state, or a bad limit or after"),
+                },
+                mutation=False,
+                query=[
+                    _query("state", {"type": "string", "enum": _FLOW_STATES}, "only this state"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                        "page size",
+                    ),
+                    _query("after", {"type": "string", "maxLength": 256}, "the previous `next`"),
+                ],
+            ),
+            "post": _operation(
+                "submit",
+                "Start a registered flow (or resume an unfinished one by its flow_id).",
+                {
+                    "202": accepted,
+                    "200": _json_body(
+                        {"oneOf": [_ref("FlowStatus"), _ref("FlowRecord")]},
+                        "finished within `wait` (the status), or `flow_id` names a flow "
+                        "that had already finished (its record)",
+                    ),
+                    "400": _error("a bad body, an unknown field, a bad flow_id or wait"),
+                    "409": _error(
+                        "the flow id runs here already, is being started, belongs to a flow "
+                        "of another name, or is held by a live worker (`FlowOwned`)"
+                    ),
+                    "422": _error(
+                        "an unregistered flow name, missing inputs, or inputs that are not "
+                        "JSON-compatible"
+                    ),
+                },
+                mutation=True,
+                query=[
+                    _query(
+                        "wait",
+                        {"type": "number", "minimum": 0, "maximum": 300, "default": 0},
+                        "wait up to this many seconds for the flow to finish",
+                    ),
+                    force,
+                ],
+                body=_ref("SubmitRequest"),
+            ),
+        },
+        "/flows/{flow_id}": {
+            "get": _operation(
+                "flowStatus",
+                "Everything the journal says about a flow.",
+                {"200": _json_body(_ref("FlowStatus"), "the status"), "404": not_journaled},
+                mutation=False,
+                flow_id=True,
+            )
+        },
+        "/flows/{flow_id}/journal": {
+            "get": _operation(
+                "flowJournal",
+                "A flow's raw journal entries, in seq order, a page at a time.",
+                {"200": _json_body(_ref("JournalPage"), "a page"), "404": not_journaled},
+                mutation=False,
+                flow_id=True,
+                query=[
+                    _query(
+                        "after_seq",
+                        {"type": "integer", "minimum": -1, "default": -1},
+                        "entries after this seq (the previous `next_seq`)",
+                    ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                        "page size",
+                    ),
+                ],
+            )
+        },
+        "/flows/{flow_id}/graph.svg": {
+            "get": _operation(
+                "flowGraphSvg",
+                "The flow's graph as SVG, nodes filled by task state.",
+                {
+                    "200": {
+                        "description": "SVG",
+                        "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                    },
+                    "404": not_journaled,
+                },
+                mutation=False,
+                flow_id=True,
+            )
+        },
+        "/flows/{flow_id}/graph.dot": {
+            "get": _operation(
+                "flowGraphDot",
+                "The flow's graph as Graphviz DOT, with task states.",
+                {
+                    "200": {
+                        "description": "DOT",
+                        "content": {"text/vnd.graphviz": {"schema": {"type": "string"}}},
+                    },
+                    "404": not_journaled,
+                    "422": _error("the flow's name is not registered here"),
+                },
+                mutation=False,
+                flow_id=True,
+            )
+        },
+        "/flows/{flow_id}/cancel": {
+            "post": _operation(
+                "cancelFlow",
+                "Cancel a flow (reverting it); take a journaled one over first.",
+                {
+                    "202": accepted,
+                    "404": not_journaled,
+                    "400": _error("a bad `force`"),
+                    "409": taken,
+                    "422": _error("the flow's name is not registered here"),
+                },
+                mutation=True,
+                flow_id=True,
+                query=[force],
+                body=_ref("TakeOverRequest"),
+            )
+        },
+        "/flows/{flow_id}/resume": {
+            "post": _operation(
+                "resumeFlow",
+                "Resume a suspended flow, or take a journaled one over and resume it.",
+                {
+                    "202": accepted,
+                    "404": not_journaled,
+                    "400": _error("a bad `force`"),
+                    "409": taken,
+                    "422": _error("the flow's name is not registered here"),
+                },
+                mutation=True,
+                flow_id=True,
+                query=[force],
+                body=_ref("TakeOverRequest"),
+            )
+        },
+        "/flows/{flow_id}/suspend": {
+            "post": _operation(
+                "suspendFlow",
+                "Start no new task; the flow waits in SUSPENDED until resumed.",
+                {"202": accepted, "409": _error("the flow does not run on this server")},
+                mutation=True,
+                flow_id=True,
+            )
+        },
+        "/flows/{flow_id}/stop": {
+            "post": _operation(
+                "stopFlow",
+                "Let running tasks finish, then leave the flow SUSPENDED in the journal.",
+                {"202": accepted, "409": _error("the flow does not run on this server")},
+                mutation=True,
+                flow_id=True,
+            )
+        },
+        "/flows/{flow_id}/retry": {
+            "post": _operation(
+                "retryFlow",
+                "Re-run a finished flow from a task, as a new flow.",
+                {
+                    "202": accepted,
+                    "400": _error("no from_task, or a bad new flow id"),
+                    "404": not_journaled,
+                    "409": _error("the flow has not finished, or the new id is taken"),
+                    "422": _error("no such task, or the flow's name is not registered here"),
+                },
+                mutation=True,
+                flow_id=True,
+                body=_ref("RetryRequest"),
+            )
+        },
+    }
+
+
+def build_openapi(
+    prefix: str = "/api", *, auth: bool = True, protect_reads: bool = False
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the JSON API served under ``prefix``. ``auth``: the app
+    has a token (changes need it); ``protect_reads``: reads need it too."""
+    prefix = prefix.rstrip("/")
+    paths: dict[str, Any] = {}
+    for path, methods in _paths().items():
+        public = path in ("/health", "/openapi.json")
+        for op in methods.values():
+            needs = auth and not public and (op["x-flowcoord-mutation"] or protect_reads)
+            _secured(op, needs)
+        paths[prefix + path] = methods
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "flowcoord",
+            "version": __version__,
+            "description": "Submit, list, inspect, cancel, resume, suspend, stop and retry "
+            "journaled flows. Errors are JSON `{error, hint}`.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": copy.deepcopy(_SCHEMAS),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def add_openapi_route(app: web.Application, prefix: str) -> None:
+    """Serve :func:`build_openapi` for the app's settings at ``GET {prefix}/openapi.json``."""
+
+    async def openapi(request: web.Request) -> web.Response:
+        st = state_of(request)
+        doc = build_openapi(st.prefix, auth=st.token is not None, protect_reads=st.protect_reads)
+        return web.json_response(doc, dumps=dumps)
+
+    app.router.add_get(f"{prefix.rstrip('/')}/openapi.json", openapi)
