@@ -3,12 +3,12 @@
 ``python benchmarks/_dbos_peer.py --dsn postgresql://postgres@127.0.0.1:PORT/postgres``
 prints one JSON object ``{"dbos": version, "sequential": [s, ...], "concurrent": [s, ...],
 "steps": N, "workflows": M}`` (seconds per sample), or ``{"error": ...}`` with exit status 3
-when DBOS cannot be imported. Two workloads, as in ``shared/ANCHORS.md``: one async workflow
-running ``--steps`` no-op steps one after the other, and ``--workflows`` concurrent async
-workflows of one no-op step each. DBOS keeps global state (a singleton, threads), so it runs
-here, away from the asyncio benchmarks; its system tables live in a database of their own
-(``--database``, created if missing) on the same server. Standalone on purpose: it imports
-nothing from the harness or from flowcoord.
+when DBOS cannot be imported. Two workloads (those of the ``ANCHOR_DBOS`` figures in
+``bench_postgres.py``): one async workflow running ``--steps`` no-op steps one after the
+other, and ``--workflows`` concurrent async workflows of one no-op step each. DBOS keeps
+global state (a singleton, threads), so it runs here, away from the asyncio benchmarks; its
+system tables live in a database of their own (``--database``, created if missing) on the
+same server. Standalone on purpose: it imports nothing from the harness or from flowcoord.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
+from . import _imports
 from ._harness import Context, Result, RunFn, Skip, quiet_logging
 
 __all__ = ["discover", "main"]
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         reports.append(_run_module(name, mod, ctx))
     print(render_table(reports))
-    doc = _document(args, started, git, reports)
+    doc = _document(args, started, git, reports, _import_time(args.quiet))
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     paths = [path] + ([args.json] if args.json else [])
@@ -263,21 +264,33 @@ def _git() -> dict[str, Any]:
     }
 
 
+def _import_time(quiet: bool) -> dict[str, Any]:
+    """The import-time figures for the JSON report: those of the ``import`` module when it
+    ran every case in this process, else a quick measurement (3 rounds, a few seconds)."""
+    got = _imports.last()
+    if got is not None and set(got["cases"]) == {c.key for c in _imports.CASES}:
+        return got
+    if not quiet:
+        print("  [runner] import time for the JSON report (3 rounds)", file=sys.stderr, flush=True)
+    try:
+        return _imports.measure(3)
+    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def _document(
     args: argparse.Namespace,
     started: dt.datetime,
     git: dict[str, Any],
     reports: Sequence[ModuleReport],
+    import_time: dict[str, Any],
 ) -> dict[str, Any]:
-    try:
-        import flowcoord
+    import flowcoord
 
-        fc_info = {
-            "version": flowcoord.__version__,
-            "path": os.path.dirname(flowcoord.__file__ or ""),
-        }
-    except ImportError:  # pragma: no cover - the harness runs inside the project
-        fc_info = {}
+    fc_info = {
+        "version": flowcoord.__version__,
+        "path": os.path.dirname(flowcoord.__file__ or ""),
+    }
     return {
         "started": started.isoformat(),
         "finished": dt.datetime.now(dt.UTC).isoformat(),
@@ -292,6 +305,7 @@ def _document(
         },
         "flowcoord": fc_info,
         "git": git,
+        "import_time": import_time,
         "logging": "structlog filtered at WARNING; stdlib root logger at WARNING",
         "modules": [
             {

@@ -39,7 +39,8 @@ from ._harness import (
 NAME = "core"
 
 HERE = Path(__file__).resolve().parent
-#: ANCHORS.md: TaskFlow 6.5 serial engine, linear flow of 1,000 no-op tasks, this machine kind.
+#: Anchor figure, measured once (not in this run) on the reference machine (2 cores): TaskFlow
+#: 6.5's serial engine, linear flow of 1,000 no-op tasks. Used only when TaskFlow cannot run.
 ANCHOR_TASKFLOW_SERIAL = 89.0
 
 TARGET_VS_TASKGROUP = Target(">=", 0.5)
@@ -348,7 +349,7 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
         else:
             baseline, baseline_name = ANCHOR_TASKFLOW_SERIAL, "ANCHOR TaskFlow serial"
             note = (
-                f"TaskFlow not measured ({tf['error']}); baseline is the ANCHORS.md figure "
+                f"TaskFlow not measured ({tf['error']}); baseline is the anchor figure "
                 f"{ANCHOR_TASKFLOW_SERIAL:g} tasks/s (1,000 tasks), not measured in this run"
             )
         yield _load(

@@ -64,7 +64,9 @@ TARGET_THROUGHPUT = Target(">=", 20_000, on="value")
 TARGET_VS_DBOS = Target(">=", 50)
 TARGET_RESUME = Target("<=", 0.10)
 IDLE_MARGIN_US = 300.0  # per-task cost allowed on top of one commit round trip
-#: ANCHORS.md, DBOS 3.4 on this machine kind: sequential steps/s, one-step workflows/s.
+#: Anchor figures, measured once (not in this run) on the reference machine (2 cores):
+#: DBOS Transact 3.4 on PostgreSQL 15, sequential steps/s in one async workflow and
+#: workflows/s for 200 concurrent one-step workflows. Used only when DBOS cannot run here.
 ANCHOR_DBOS = (348.0, 159.0)
 
 
@@ -567,7 +569,7 @@ async def _measures(
         if "error" in peer:
             baseline, baseline_name = max(ANCHOR_DBOS), "ANCHOR DBOS steps/s"
             note = (
-                f"DBOS not measured ({peer['error']}); baseline is the ANCHORS.md figure "
+                f"DBOS not measured ({peer['error']}); baseline is the anchor figure "
                 f"{baseline:g}/s, not measured in this run"
             )
         else:

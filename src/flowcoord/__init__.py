@@ -59,71 +59,66 @@ from .errors import OwnershipLost as OwnershipLost
 from .errors import RevertFailed as RevertFailed
 from .errors import TaskFailed as TaskFailed
 
-if _TYPE_CHECKING:  # loaded on first use: it brings asyncpg (see __getattr__)
+if _TYPE_CHECKING:  # loaded on first use (see __getattr__): asyncpg; the conductor, boards
+    from . import coordination as coordination
     from ._journal._postgres import PostgresJournal as PostgresJournal
 
 __version__ = "0.1.0.dev0"
 
-__all__ = sorted(
-    [
-        # tasks and flows
-        "task",
-        "Task",
-        "FunctionTask",
-        "Flow",
-        "Linear",
-        "Unordered",
-        "Graph",
-        "FlowRegistry",
-        "compile_flow",
-        "Plan",
-        "to_dot",
-        "to_mermaid",
-        # workflows
-        "workflow",
-        "Workflow",
-        "Context",
-        "Step",
-        # retry
-        "Retry",
-        "Times",
-        "ForEach",
-        "ParameterizedForEach",
-        "Decision",
-        "RetryHistory",
-        # running
-        "Engine",
-        "FlowHandle",
-        "FlowOutcome",
-        "FlowState",
-        "TaskState",
-        "StateChange",
-        "StateListener",
-        "Failure",
-        "Codec",
-        # journals
-        "MemoryJournal",
-        "SQLiteJournal",
-        "PostgresJournal",
-        # errors (all of them: flowcoord.errors)
-        "FlowcoordError",
-        "FlowDefinitionError",
-        "ConfigurationError",
-        "EncodingError",
-        "FlowFailed",
-        "TaskFailed",
-        "RevertFailed",
-        "FlowCancelled",
-        "FlowNotFound",
-        "OwnershipLost",
-    ]
-)
+# What a flow author needs (every error: flowcoord.errors). Kept sorted (a test checks).
+__all__ = [
+    "Codec",
+    "ConfigurationError",
+    "Context",
+    "Decision",
+    "EncodingError",
+    "Engine",
+    "Failure",
+    "Flow",
+    "FlowCancelled",
+    "FlowDefinitionError",
+    "FlowFailed",
+    "FlowHandle",
+    "FlowNotFound",
+    "FlowOutcome",
+    "FlowRegistry",
+    "FlowState",
+    "FlowcoordError",
+    "ForEach",
+    "FunctionTask",
+    "Graph",
+    "Linear",
+    "MemoryJournal",
+    "OwnershipLost",
+    "ParameterizedForEach",
+    "Plan",
+    "PostgresJournal",
+    "Retry",
+    "RetryHistory",
+    "RevertFailed",
+    "SQLiteJournal",
+    "StateChange",
+    "StateListener",
+    "Step",
+    "Task",
+    "TaskFailed",
+    "TaskState",
+    "Times",
+    "Unordered",
+    "Workflow",
+    "compile_flow",
+    "task",
+    "to_dot",
+    "to_mermaid",
+    "workflow",
+]
 
 # PostgresJournal's module loads asyncpg: imported on first use, so that `import flowcoord`
 # stays light for code that runs on the embedded defaults.
-__getattr__, __dir__ = _lazy_names(__name__, {"PostgresJournal": "flowcoord._journal._postgres"})
+__getattr__, __dir__ = _lazy_names(
+    __name__, {"PostgresJournal": "flowcoord._journal._postgres"}, submodules=["coordination"]
+)
 _publish(__name__, [v for k, v in list(globals().items()) if k in __all__])
 
-from . import coordination as coordination  # noqa: E402  (after the names above are published)
-from . import errors as errors  # noqa: E402
+from . import errors as errors  # noqa: E402  (after the names above are published)
 from . import journal as journal  # noqa: E402

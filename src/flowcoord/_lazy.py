@@ -22,13 +22,16 @@ def publish(package: str, values: Iterable[object]) -> None:
 
 
 def lazy_names(
-    package: str, names: Mapping[str, str]
+    package: str, names: Mapping[str, str], *, submodules: Iterable[str] = ()
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package``: ``names`` maps each lazy name to the
     module (relative to ``package``) it comes from; the first use imports it, keeps it and
-    publishes it under ``package``."""
+    publishes it under ``package``. ``submodules`` are imported on first use as well."""
+    subs = frozenset(submodules)
 
     def __getattr__(name: str) -> Any:
+        if name in subs:
+            return importlib.import_module(f"{package}.{name}")  # sets the attribute
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
@@ -38,6 +41,6 @@ def lazy_names(
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *names})
+        return sorted({*vars(sys.modules[package]), *names, *subs})
 
     return __getattr__, __dir__

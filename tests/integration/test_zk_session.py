@@ -1,9 +1,10 @@
 """ZooKeeperSession against real ZooKeeper servers.
 
-One regression test (at least) for each aiozk behaviour in ZOOKEEPER.md that affects flowcoord:
-loss reported (1, 2), end-of-stream noticed (3), no hang on a frozen server (4), watches after
-a reconnect (5), no orphan after a lost reply (6), failed transaction checks raise (7), digest
-auth, ACLs and deadlines (8), fast reconnects (9); plus session-id changes and subscriptions.
+One regression test (at least) for each aiozk behaviour flowcoord designs around
+(docs/concepts/zookeeper.md): loss reported, end-of-stream noticed, no hang on a frozen
+server, watches after a reconnect, no orphan after a lost reply, failed transaction checks
+raise, digest auth, ACLs and deadlines, fast reconnects; plus session-id changes and
+subscriptions.
 Sessions are 2 s (4 s where a fail-over must fit inside them); every wait is bounded.
 """
 
@@ -158,7 +159,7 @@ async def test_operations_and_translated_errors(zk_hosts: str, zk_namespace: str
 
 
 async def test_failed_transaction_check_raises(zk_hosts: str, zk_namespace: str) -> None:
-    """Behaviour 7: aiozk could return an empty result for a failed check."""
+    """aiozk could return an empty result for a failed check."""
     async with session(zk_hosts, zk_namespace) as zk:
         _, job = await zk.create("/job", b"{}")
         with pytest.raises(VersionConflict) as conflict:
@@ -276,7 +277,7 @@ async def test_frozen_server_reported_lost(
 
 
 async def test_end_of_stream_noticed_at_once(zk_server: ZooKeeperServer, zk_namespace: str) -> None:
-    """Behaviour 3: a closed connection is noticed from the stream, not from a timeout; the
+    """a closed connection is noticed from the stream, not from a timeout; the
     session reconnects and survives."""
     async with (
         FaultProxy("127.0.0.1", zk_server.port()) as proxy,
@@ -329,7 +330,7 @@ async def test_killed_member_fails_over_without_loss(
 async def test_reconnects_soon_after_a_server_returns(
     zk_ensemble: ZooKeeperEnsemble, zk_namespace: str
 ) -> None:
-    """Behaviour 9: aiozk waited 4 s, then up to 60 s, between reconnection rounds."""
+    """aiozk waited 4 s, then up to 60 s, between reconnection rounds."""
     node = follower(zk_ensemble)
     async with session(zk_ensemble.host(node), zk_namespace) as zk:
         zk_ensemble.kill(node)
@@ -348,7 +349,7 @@ async def test_reconnects_soon_after_a_server_returns(
 async def test_frozen_member_does_not_block_connecting(
     zk_ensemble: ZooKeeperEnsemble, zk_namespace: str
 ) -> None:
-    """Behaviour 4: aiozk's handshake to a frozen server never returned."""
+    """aiozk's handshake to a frozen server never returned."""
     node = follower(zk_ensemble)
     others = [zk_ensemble.host(i) for i in range(zk_ensemble.size) if i != node]
     zk_ensemble.pause(node)
@@ -391,7 +392,7 @@ async def test_frozen_member_fails_over_without_loss(
 async def test_deletion_waits_survive_reconnects(
     zk_server: ZooKeeperServer, zk_namespace: str
 ) -> None:
-    """Behaviour 5: aiozk did not re-arm deletion watches after a reconnect."""
+    """aiozk did not re-arm deletion watches after a reconnect."""
     async with (
         FaultProxy("127.0.0.1", zk_server.port()) as proxy,
         session(zk_server.hosts, zk_namespace) as other,
@@ -422,7 +423,7 @@ async def test_deletion_waits_survive_reconnects(
 
 
 async def test_lost_reply_leaves_no_orphan(zk_server: ZooKeeperServer, zk_namespace: str) -> None:
-    """Behaviour 6: a create whose reply is lost must not be applied twice."""
+    """a create whose reply is lost must not be applied twice."""
     async with (
         ReplyEater(zk_server.port()).running() as eater,
         session(zk_server.hosts, zk_namespace) as other,
@@ -474,7 +475,7 @@ async def test_digest_auth_and_acl(zk_server: ZooKeeperServer, zk_namespace: str
 
 
 async def test_calls_have_deadlines(zk_server: ZooKeeperServer, zk_namespace: str) -> None:
-    """Behaviour 8: no aiozk call had a deadline."""
+    """no aiozk call had a deadline."""
     async with (
         FaultProxy("127.0.0.1", zk_server.port()) as proxy,
         session(f"127.0.0.1:{proxy.port}", zk_namespace, call_timeout=0.3) as zk,

@@ -1,7 +1,11 @@
 """Supervision of one ZooKeeper session: connections, pings, deadlines, state transitions.
 
 flowcoord decides the session's state itself instead of trusting aiozk's session object
-(ZOOKEEPER.md behaviours 1, 2, 8, 9):
+(the behaviours it designs around: docs/concepts/zookeeper.md). aiozk never tells holders
+that a session was lost (its lock and leader recipes go on reporting ownership), has no
+client-side expiry (a partitioned client stays SUSPENDED until it reconnects, and only then
+learns of expiry), offers no state-listener API (so fast transitions can be missed) and puts
+no deadline on calls, and it waits 4 s, growing to 60 s, between reconnection rounds. So:
 
 - *Confirmed contact* is the send time of the newest request that got an answer. The server
   cannot expire the session earlier than that plus the session timeout T.
@@ -106,7 +110,7 @@ class SessionCore:
         session_timeout: float,
         auth: tuple[str, str] | None,
         randomize_hosts: bool,
-        on_watch: Callable[[int, str], None],
+        on_watch: Callable[[str], None],
     ) -> None:
         self._hosts = parse_hosts(hosts)
         self._randomize = randomize_hosts
@@ -261,7 +265,7 @@ class SessionCore:
 
     def _on_watch_event(self, event: Any) -> None:
         if event.type and event.type > 0 and event.path:
-            self._on_watch(int(event.type), str(event.path))
+            self._on_watch(str(event.path))
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -7,15 +7,17 @@ pending replies) and owns everything above it. :class:`FixedConnection` is aiozk
 
 - ``open``: a plain TCP connect (the caller bounds it and the handshake) and **no** ``srvr``
   probe. aiozk sends ``srvr`` and reads until end-of-stream with no deadline, so a frozen
-  server blocked reconnection forever (ZOOKEEPER.md behaviour 4). flowcoord needs no version
-  probe (it requires ZooKeeper ≥ 3.5, and a read-only server refuses a session that does not
-  allow read-only mode).
+  server blocked reconnection forever, even with healthy servers available
+  (docs/concepts/zookeeper.md). flowcoord needs no version probe (it requires
+  ZooKeeper ≥ 3.5, and a read-only server refuses a session that does not allow read-only
+  mode).
 - ``handshake``: the connect request, raising instead of returning ``None`` (aiozk treats any
   handshake error as session loss and throws the session away).
 - ``read_loop``: meant to run in the caller's task group; end-of-stream and read errors fail
   every pending reply at once and return, so the owner notices a closed connection within
-  milliseconds (behaviour 3: aiozk returned silently and noticed only a session timeout
-  later). Cancellation is never swallowed. Special replies (pings) are matched first-in
+  milliseconds (aiozk ignored end-of-stream and noticed a connection closed by the server
+  only about one session timeout later, so a follower failure often expired the session).
+  Cancellation is never swallowed. Special replies (pings) are matched first-in
   first-out (aiozk popped the newest).
 - ``read_response``/``_read``: read each frame whole, with a deadline, so an error reply's body
   can never desynchronise the stream and end-of-stream does not turn into a busy loop.
@@ -54,7 +56,6 @@ class FixedConnection(Connection):  # type: ignore[misc]
     async def open(self) -> None:
         """Open the TCP connection (OSError). The caller bounds it, and the handshake."""
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.host_ip = self.writer.get_extra_info("peername")[0]
 
     async def handshake(self, request: Any) -> Any:
         """Send the connect request; return the server's ``ConnectResponse``.

@@ -1,6 +1,7 @@
 """``ZooKeeperSession``: flowcoord's ZooKeeper client, built on aiozk's wire protocol.
 
-What it adds to aiozk (see ZOOKEEPER.md for the measured behaviours it designs around):
+What it adds to aiozk (docs/concepts/zookeeper.md describes the aiozk and ZooKeeper
+behaviours it designs around):
 
 - an explicit session state (CONNECTED / SUSPENDED / LOST / CLOSED) from flowcoord's own
   supervision, a ``generation`` that moves on with every LOST, and subscriptions that never
@@ -9,12 +10,14 @@ What it adds to aiozk (see ZOOKEEPER.md for the measured behaviours it designs a
   flowcoord errors in one place (``_zk_errors.translate``);
 - writes that are safe to retry after a lost reply: every node's data carries a 16-byte tag,
   and after a connection loss the session looks for its own node (or its own data) before it
-  sends the write again, so a lost reply never leaves an orphan node behind (behaviour 6);
+  sends the write again, so a lost reply never leaves an orphan node behind (aiozk resends
+  a write blindly: a create whose reply was lost is applied twice);
 - a namespace (chroot), digest authentication re-sent on every connection, ACLs on the nodes
   it creates;
 - watches that never depend on the server re-arming them after a reconnect: a
   :class:`Watcher` wakes on the node's events *and* on every state change, and its owner
-  re-reads the node (behaviour 5).
+  re-reads the node (aiozk does not re-register watches waiting for a node's deletion after
+  a reconnect, and re-fires others spuriously).
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ class ZooKeeperSession(anyio.AsyncContextManagerMixin):
                 if not group:
                     del self._watchers[full]
 
-    def _dispatch_watch(self, event_type: int, full_path: str) -> None:
+    def _dispatch_watch(self, full_path: str) -> None:
         for watcher in list(self._watchers.get(full_path, ())):
             watcher._fire()
 

@@ -1,4 +1,4 @@
-"""Writes that are safe to retry after a lost reply (ZOOKEEPER.md behaviour 6).
+"""Writes that are safe to retry after a lost reply (see docs/concepts/zookeeper.md).
 
 Every node's data starts with a 16-byte tag that is new for each write: ``MAGIC + tag +
 data``. When the connection breaks before a write's reply, the write may or may not have been
@@ -183,7 +183,8 @@ class TaggedWrites:
 
     def _txn_results(self, ops: list[TxnOp], response: Any) -> list[OpResult]:
         # A failed multi comes back as a list of per-op errors under a success header
-        # (behaviour 7: aiozk's Transaction turned that into an empty, falsy result).
+        # (aiozk's Transaction recipe turned that into an empty, falsy result instead of an
+        # error; docs/concepts/zookeeper.md).
         replies = list(response.responses)
         for op, reply in zip(ops, replies, strict=False):
             if isinstance(reply, Exception) and not isinstance(

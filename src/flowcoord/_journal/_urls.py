@@ -153,13 +153,8 @@ def _postgres(url: str) -> JournalBackend:
         else:
             keep.append((key, value))
     dsn = urlunsplit(parts._replace(query=urlencode(keep)))
-    try:
-        from ._postgres import PostgresJournal
-    except ImportError as exc:  # asyncpg missing or the backend not installed
-        raise ConfigurationError(
-            f"the PostgreSQL journal backend cannot be loaded: {exc}",
-            hint="install flowcoord with its dependencies (asyncpg)",
-        ) from None
+    from ._postgres import PostgresJournal  # here: asyncpg loads only for a PostgreSQL URL
+
     return PostgresJournal(dsn, **options)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Self, TypeAlias
 
 from ..errors import FlowDefinitionError
@@ -42,16 +41,6 @@ class Flow:
                 )
             self.items.append(item)
         return self
-
-    def iter_tasks(self) -> Iterator[Task]:
-        """Every task in the tree, depth first."""
-        stack: list[Item] = [self]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, Task):
-                yield item
-            else:
-                stack.extend(reversed(item.items))
 
     def __len__(self) -> int:
         return len(self.items)

@@ -4,7 +4,6 @@ the crash changed nothing but the time the flow took."""
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -136,7 +135,6 @@ class CrashExplorer:
         faults: bool = True,
         actions: Sequence[Action] = (),
         sample: int | None = None,
-        seed: int = 0,
         timeout: float = 30.0,
         codec: Codec | None = None,
         concurrency: int = 16,
@@ -153,7 +151,6 @@ class CrashExplorer:
         self._faults = faults
         self._actions = tuple(actions)
         self._sample = sample
-        self._random = random.Random(seed)
         self._timeout = timeout
         self._options: dict[str, Any] = {
             "codec": codec,
