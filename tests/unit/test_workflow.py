@@ -409,3 +409,68 @@ async def test_patched_is_false_for_runs_journaled_before_the_change() -> None:
         assert (await engine.run(later, flow_id="newer")).result == ["a", "b"]
         rep = await engine.status("newer")
     assert list(rep.tasks) == ["1:step", "2:step", "3:wait", "4:step"]
+
+
+async def test_fork_reruns_a_workflow_from_a_step_reusing_what_still_stands() -> None:
+    world = World()
+    world.fail_at = "publish"
+    async with fc.Engine() as engine:
+        with pytest.raises(StepFailed):
+            await engine.run(world.make(), {"size": 1}, flow_id="f1")
+        # every compensated step runs again: nothing before publish still stands
+        world.fail_at, world.calls = None, []
+        out = await (await engine.fork(world.make(), "f1", from_task="6:do", flow_id="f2")).wait()
+        assert out.state is fc.FlowState.SUCCESS
+        assert world.calls == ["vm1", "ip", "disk", "label", "publish"]
+        # from a successful run, the steps before the one named are reused
+        world.calls = []
+        again = await (await engine.fork(world.make(), "f2", from_task=5, flow_id="f3")).wait()
+        assert world.calls == ["label", "publish"]
+        assert {**again.result, "token": None} == {**out.result, "token": None}
+        with pytest.raises(FlowDefinitionError, match="no step"):
+            await engine.fork(world.make(), "f2", from_task="9:nope")
+
+
+async def test_check_replay_finds_changed_code_without_running_or_writing() -> None:
+    ran: list[str] = []
+
+    async def step(what: str) -> str:
+        ran.append(what)
+        return what
+
+    gate = anyio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    async def other(what: str) -> str:
+        ran.append(what)
+        return what
+
+    def version(second: Any, *, patched: bool = False) -> fc.Workflow:
+        @fc.workflow(name="c")
+        async def wf(ctx: fc.Context) -> None:
+            await ctx.step(step, "a")
+            if patched and ctx.patched("p"):
+                await ctx.step(other, "new")
+            await ctx.step(second, "b")
+            await ctx.step(wait)
+
+        return wf
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        h = await engine.start(version(step), flow_id="k1")
+        await anyio.wait_all_tasks_blocked()
+        h.stop()
+        before = await journal.read("k1")
+        ran.clear()
+        assert await engine.check_replay(version(step), "k1") is None
+        assert await engine.check_replay(version(step, patched=True), "k1") is None
+        bad = await engine.check_replay(version(other), "k1")
+        assert bad is not None
+        assert (bad.position, bad.journaled, bad.called) == (2, "step", "other")
+        assert await journal.read("k1") == before
+        assert ran == []
+        gate.set()
+        await h.wait()

@@ -13,6 +13,7 @@ from .._journal._events import FlowRecord
 from .._journal._replay import FlowReplay, replay
 from .._journal._urls import open_journal, redact
 from .._model._graph_export import to_dot, to_mermaid
+from .._model._workflow import Workflow
 from .._states import FlowState, TaskState
 from .._views import record_view, status_view
 from ..errors import ConfigurationError, FlowNotFound
@@ -97,5 +98,10 @@ def cmd_flows_show(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
+    if isinstance(flow, Workflow):
+        raise ConfigurationError(
+            f"{args.target} is a workflow: its steps are code, there is no graph before it runs",
+            hint="see a run's steps with: flowcoord flows show ID --journal URL",
+        )
     sys.stdout.write(to_dot(flow) if args.format == "dot" else to_mermaid(flow))
     return EXIT_OK

@@ -13,6 +13,7 @@ from typing import Any
 
 from .._model._flow import Flow
 from .._model._registry import FlowRegistry
+from .._model._workflow import Workflow
 from ..errors import ConfigurationError, FlowcoordError
 
 
@@ -74,9 +75,9 @@ def _call_factory(spec: str, obj: Any) -> Any:
         raise ConfigurationError(f"calling {spec} failed: {type(exc).__name__}: {exc}") from None
 
 
-def load_flow(spec: str, name: str | None = None) -> Flow:
-    """The flow that ``spec`` names: a Flow, a zero-argument factory of one, or a
-    FlowRegistry (then ``name`` picks the flow)."""
+def load_flow(spec: str, name: str | None = None) -> Flow | Workflow:
+    """The flow that ``spec`` names: a Flow, a Workflow, a zero-argument factory of a Flow,
+    or a FlowRegistry (then ``name`` picks the flow)."""
     obj = load_object(spec)
     if isinstance(obj, FlowRegistry):
         if name is None:
@@ -84,11 +85,13 @@ def load_flow(spec: str, name: str | None = None) -> Flow:
                 f"{spec} is a FlowRegistry", hint="name a flow: module:attr of a Flow or factory"
             )
         return obj.build(name)
-    flow = obj if isinstance(obj, Flow) else _call_factory(spec, obj) if callable(obj) else obj
-    if not isinstance(flow, Flow):
+    if isinstance(obj, Flow | Workflow):
+        return obj
+    flow = _call_factory(spec, obj) if callable(obj) else obj
+    if not isinstance(flow, Flow | Workflow):
         raise ConfigurationError(
-            f"{spec} is {type(flow).__name__}, not a flowcoord.Flow",
-            hint="name a Flow, or a zero-argument function returning one",
+            f"{spec} is {type(flow).__name__}, not a flowcoord.Flow or flowcoord.Workflow",
+            hint="name a Flow or a @flowcoord.workflow, or a zero-argument function returning one",
         )
     return flow
 

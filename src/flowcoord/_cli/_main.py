@@ -15,10 +15,12 @@ from .._args import int_in
 from .._journal._urls import URL_FORMS
 from ..errors import FlowcoordError
 from ._common import _ENV_JOURNAL, _ENV_TOKEN, EXIT_INTERRUPTED, EXIT_USAGE, _Interrupted
+from ._compat import cmd_check_compat
 from ._inspect import cmd_flows_list, cmd_flows_show, cmd_graph
 from ._output import _one_line
 from ._run import cmd_flows_cancel, cmd_flows_resume, cmd_flows_retry, cmd_run
 from ._serve import cmd_bench, cmd_demo, cmd_serve, cmd_worker
+from ._worker import board_options
 
 
 def _port(text: str) -> int:
@@ -61,6 +63,14 @@ def _flow_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+_TAKE_OVER_DESCRIPTION = (
+    "Take a journaled, unfinished flow over and run it here to its end: the journal is "
+    "fenced with the next token, so whoever ran the flow before can never write to it again. "
+    "With --zk, a flow whose job a live worker holds on the job board is refused (exit 2, "
+    "naming the owner) unless --force is given."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowcoord",
@@ -97,13 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(p, progress=False)
     p.set_defaults(func=cmd_flows_show)
     for action, helptext, func in (
-        ("resume", "resume an unfinished flow from its journal", cmd_flows_resume),
+        ("resume", "take over an unfinished flow and resume it", cmd_flows_resume),
         ("cancel", "take over an unfinished flow and cancel it (reverting it)", cmd_flows_cancel),
     ):
-        p = fsub.add_parser(action, help=helptext)
+        p = fsub.add_parser(action, help=helptext, description=_TAKE_OVER_DESCRIPTION)
         p.add_argument("flow_id")
         _journal_arg(p)
         _flow_arg(p)
+        board_options(
+            p,
+            required=False,
+            zk_help="the job board's ZooKeeper (host:port[,host:port...]): refuse the "
+            "take-over while a live worker holds the flow's claim. Without --zk no claim is "
+            "consulted; the journal fence alone shuts the previous owner out",
+        )
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="with --zk: take over even from a live owner, which is fenced out at its "
+            "next journal write (without --zk every take-over fences)",
+        )
         _output_args(p)
         p.set_defaults(func=func)
     p = fsub.add_parser(
@@ -122,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
     p.set_defaults(func=cmd_graph)
 
+    p = sub.add_parser(
+        "check-compat",
+        help="would the journal's unfinished flows resume on this code? (exit 1 if not)",
+        description="Replay every unfinished flow of the journal against the registry's code "
+        "without running a step or writing anything, and list the flows that would not resume "
+        "(a workflow step that changed at a position, a pattern flow whose tasks changed, a "
+        "flow no longer registered). Run it before a deploy: exit 1 if any would break.",
+    )
+    p.add_argument("registry", metavar="module:attr", help="a FlowRegistry (the new code)")
+    _journal_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_check_compat)
+
     p = sub.add_parser("serve", help="serve the JSON API and the dashboard (aiohttp)")
     _journal_arg(p)
     p.add_argument("--registry", required=True, metavar="module:attr", help="a FlowRegistry")
@@ -133,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="/api", help="the API's path prefix")
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
     p.add_argument("--protect-reads", action="store_true", help="require the token on reads too")
+    board_options(
+        p,
+        required=False,
+        zk_help="the job board's ZooKeeper (host:port[,host:port...]): resume and cancel "
+        "refuse (409 FlowOwned) a flow whose job a live worker holds, unless asked with "
+        "force=true. Without --zk no claim is consulted; the journal fence alone applies",
+    )
     p.set_defaults(func=cmd_serve)
 
     for name, helptext, func in (

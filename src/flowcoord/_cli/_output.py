@@ -35,9 +35,10 @@ def _one_line(text: str) -> str:
 
 
 class _Progress:
-    """A one-line ``done/total`` display on stderr, fed by the engine's state listener."""
+    """A one-line ``done/total`` display on stderr, fed by the engine's state listener
+    (``total`` None: a workflow, whose steps are known as they come)."""
 
-    def __init__(self, out: TextIO, enabled: bool, name: str, total: int, done: int) -> None:
+    def __init__(self, out: TextIO, enabled: bool, name: str, total: int | None, done: int) -> None:
         self.out, self.enabled, self.name = out, enabled, name
         self.total, self.done, self.running = total, done, 0
         self.flow_id = ""
@@ -70,8 +71,9 @@ class _Progress:
         if not final and now - self._last < 0.1:
             return
         self._last = now
+        done = f"{self.done} steps" if self.total is None else f"{self.done}/{self.total} tasks"
         line = (
-            f"{self.name}: {self.done}/{self.total} tasks done, {self.running} running "
+            f"{self.name}: {done} done, {self.running} running "
             f"[{self.state}] {now - self._start:.1f}s"
         )
         self.out.write("\r" + line.ljust(self._width))

@@ -48,7 +48,6 @@ class StepRecord:
     attempt: int = 0
     group: int | None = None
     revertible: bool = False  # journaled with a compensation to call
-    revert_started: bool = False
     reverted: bool = False
     revert_failure: Failure | None = None
     decided: bool = False  # a retry decision follows the last failed attempt
@@ -114,7 +113,7 @@ class WorkflowJournal:
             rec = self.steps[pos] = StepRecord(pos, name)
         if kind is EventKind.TASK_STARTED:  # a new attempt: what the last one did is undone
             rec.succeeded, rec.failure, rec.result = False, None, None
-            rec.revert_started = rec.reverted = rec.decided = False
+            rec.reverted = rec.decided = False
             rec.started = True
             rec.attempt = int(data.get("attempt", rec.attempt + 1))
             rec.args = dict(data.get("args") or {})
@@ -127,8 +126,6 @@ class WorkflowJournal:
             rec.failure = Failure.from_dict(data["failure"])
         elif kind is EventKind.RETRY:
             rec.decided = True
-        elif kind is EventKind.REVERT_STARTED:
-            rec.revert_started = True
         elif kind is EventKind.REVERT_DONE:
             rec.reverted = True
         elif kind is EventKind.REVERT_FAILED:

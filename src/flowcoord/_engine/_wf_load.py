@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING, Any
 from .._journal._events import Entry, EventKind, FlowRecord
 from .._model._workflow import Workflow
 from .._states import FlowState
-from ..errors import FlowDefinitionError, FlowNotFound
-from ._wf_journal import WorkflowJournal
+from ..errors import FlowDefinitionError, FlowExists, FlowNotFound, NonDeterministicWorkflow
+from ._wf_journal import WorkflowJournal, split_key, step_key
 from ._workflow import WorkflowRun
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["load_workflow"]
+__all__ = ["check_workflow", "fork_workflow", "load_workflow"]
+
+_STARTED, _SUCCEEDED = EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED
 
 
 async def load_workflow(
@@ -66,3 +68,85 @@ async def load_workflow(
         listeners=engine._listeners,
         wrap=engine._wrap_step,
     )
+
+
+async def fork_workflow(
+    engine: Engine,
+    wf: Workflow,
+    source_flow_id: str,
+    from_step: str | int | None,
+    new_id: str,
+    token: int,
+) -> None:
+    """Journal ``new_id``: the source workflow's inputs and its steps before ``from_step``
+    (a position, or a step key such as ``"3:attach"``) whose results still stand —
+    succeeded and not compensated — up to the first that does not; the rest runs again."""
+    entries = await engine.journal.read(source_flow_id)
+    if not entries:
+        raise FlowNotFound(f"no flow {source_flow_id!r} in the journal", flow_id=source_flow_id)
+    src = WorkflowJournal.fold(source_flow_id, entries, engine.codec)
+    if src.name != wf.name:
+        raise FlowDefinitionError(
+            f"flow {source_flow_id} in the journal is {src.name!r}, not {wf.name!r}",
+            flow=wf.name,
+            flow_id=source_flow_id,
+        )
+    stop = max(src.steps, default=0) + 1
+    if from_step is not None:
+        where = from_step if isinstance(from_step, int) else split_key(from_step)
+        pos = where if isinstance(where, int) else where[0] if where else None
+        if pos is None or pos not in src.steps:
+            raise FlowDefinitionError(
+                f"flow {source_flow_id} has no step {from_step!r}",
+                flow=wf.name,
+                flow_id=source_flow_id,
+                hint="name a step by its position or its key, e.g. '3:attach'",
+            )
+        stop = pos
+    codec = engine.codec
+    data = codec.encode(
+        {"name": wf.name, "inputs": src.inputs, "workflow": True, "forked_from": source_flow_id},
+        what="fork",
+    )
+    copied = [Entry(new_id, 0, EventKind.FLOW_CREATED, None, data, None, token)]
+    for pos in range(1, stop):
+        rec = src.steps.get(pos)
+        if rec is None or not rec.succeeded or (rec.revertible and rec.reverted):
+            break
+        key = step_key(pos, rec.name)
+        if rec.started:
+            what = {"attempt": rec.attempt, "args": rec.args, "group": rec.group}
+            started = codec.encode({**what, "revert": rec.revertible}, what="fork")
+            copied.append(
+                Entry(new_id, len(copied), EventKind.TASK_STARTED, key, started, None, token)
+            )
+        done = codec.encode(
+            {"result": rec.result, "attempt": rec.attempt, "forked": source_flow_id}, what="fork"
+        )
+        copied.append(Entry(new_id, len(copied), EventKind.TASK_SUCCEEDED, key, done, None, token))
+    record = FlowRecord(new_id, wf.name, FlowState.PENDING.value, token)
+    if not await engine.journal.create_flow(record, copied):
+        raise FlowExists(f"flow {new_id} exists already", flow_id=new_id)
+
+
+async def check_workflow(
+    engine: Engine, wf: Workflow, flow_id: str
+) -> NonDeterministicWorkflow | None:
+    """Replay the journaled workflow ``flow_id`` against ``wf`` without running a step or
+    writing anything; the mismatch, if its code no longer matches the journal."""
+    entries = await engine.journal.read(flow_id)
+    if not entries:
+        raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+    wj = WorkflowJournal.fold(flow_id, entries, engine.codec)
+    if wj.name != wf.name:
+        raise FlowDefinitionError(
+            f"flow {flow_id} in the journal is {wj.name!r}, not {wf.name!r}",
+            flow=wf.name,
+            flow_id=flow_id,
+        )
+    writer = engine.journal.writer(flow_id, token=0, next_seq=wj.last_seq + 1)
+    writer.revoke(FlowDefinitionError("a compatibility check writes nothing", flow_id=flow_id))
+    run = WorkflowRun(
+        wf, flow_id, writer, wj.inputs, wj, revert_timeout=engine.revert_timeout, listeners=[]
+    )
+    return await run.replay_only()
