@@ -19,6 +19,19 @@ __all__ = ["check_workflow", "fork_workflow", "load_workflow"]
 _STARTED, _SUCCEEDED = EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED
 
 
+def _created(
+    engine: Engine, wf: Workflow, flow_id: str, inputs: Any, token: int, **extra: Any
+) -> tuple[FlowRecord, Entry]:
+    """A new workflow's summary row and ``flow.created`` entry, for every way one is created
+    (run, start, fork). No task list: a workflow's steps are known as its code calls them."""
+    data = engine.codec.encode(
+        {"name": wf.name, "inputs": inputs, "workflow": True, **extra},
+        what=f"inputs of workflow {wf.name!r}",
+    )
+    record = FlowRecord(flow_id, wf.name, FlowState.PENDING.value, token)
+    return record, Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
+
+
 async def load_workflow(
     engine: Engine, wf: Workflow, inputs: dict[str, Any], flow_id: str, token: int, resume: bool
 ) -> WorkflowRun:
@@ -33,12 +46,7 @@ async def load_workflow(
                 raise
             journaled = True
     if not journaled:
-        data = engine.codec.encode(
-            {"name": wf.name, "inputs": inputs, "workflow": True},
-            what=f"inputs of workflow {wf.name!r}",
-        )
-        record = FlowRecord(flow_id, wf.name, FlowState.PENDING.value, token)
-        first = Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
+        record, first = _created(engine, wf, flow_id, inputs, token)
         journaled = not await journal.create_flow(record, [first])
     entries: list[Entry] = []
     if journaled:
@@ -104,11 +112,8 @@ async def fork_workflow(
             )
         stop = pos
     codec = engine.codec
-    data = codec.encode(
-        {"name": wf.name, "inputs": src.inputs, "workflow": True, "forked_from": source_flow_id},
-        what="fork",
-    )
-    copied = [Entry(new_id, 0, EventKind.FLOW_CREATED, None, data, None, token)]
+    record, first = _created(engine, wf, new_id, src.inputs, token, forked_from=source_flow_id)
+    copied = [first]
     for pos in range(1, stop):
         rec = src.steps.get(pos)
         if rec is None or not rec.succeeded or (rec.revertible and rec.reverted):
@@ -124,7 +129,6 @@ async def fork_workflow(
             {"result": rec.result, "attempt": rec.attempt, "forked": source_flow_id}, what="fork"
         )
         copied.append(Entry(new_id, len(copied), EventKind.TASK_SUCCEEDED, key, done, None, token))
-    record = FlowRecord(new_id, wf.name, FlowState.PENDING.value, token)
     if not await engine.journal.create_flow(record, copied):
         raise FlowExists(f"flow {new_id} exists already", flow_id=new_id)
 
