@@ -33,6 +33,19 @@ def test_saga_compensates_in_reverse_order() -> None:
     assert "trip booked: FL-LIS-2026, HT-LIS-2026-2, CAR-FL-LIS-2026" in ok.stdout
 
 
+def test_workflow_saga_compensates_and_versions(tmp_path: Path) -> None:
+    failed = _run("workflow_saga.py", str(tmp_path / "a.sqlite"))
+    assert failed.returncode == 1, failed.stderr
+    lines = [line.strip() for line in failed.stdout.splitlines()]
+    assert lines[0] == "saga failed: no cars left at the airport"
+    assert set(lines[-2:]) == {"cancelled hotel", "cancelled flight for LIS"}
+    ok = _run("workflow_saga.py", str(tmp_path / "b.sqlite"), "--car-ok")
+    assert ok.returncode == 0, ok.stderr
+    assert "trip booked: FL-LIS, HT-LIS-2, CAR-FL-LIS" in ok.stdout
+    assert "resumed on v2: FL-OPO, HT-OPO-2, CAR-FL-OPO; insured: False" in ok.stdout
+    assert "new on v2: FL-FAO, HT-FAO-2, CAR-FL-FAO; insured: True" in ok.stdout
+
+
 def test_crash_resume_skips_done_steps(tmp_path: Path) -> None:
     proc = _run("crash_resume.py", str(tmp_path / "j.sqlite"))
     assert proc.returncode == 0, proc.stderr

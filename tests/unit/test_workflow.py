@@ -474,3 +474,23 @@ async def test_check_replay_finds_changed_code_without_running_or_writing() -> N
         assert ran == []
         gate.set()
         await h.wait()
+
+
+async def test_a_conductor_runs_a_registered_workflow_from_the_job_board() -> None:
+    world = World()
+    registry = fc.FlowRegistry()
+    registry.register("provision", world.make())
+    coord = fc.coordination.MemoryCoordinator()
+    board = coord.board()
+    await board.post("provision", {"size": 4}, flow_id="job-wf")
+    async with (
+        fc.Engine() as engine,
+        fc.coordination.Conductor(board, engine, registry) as conductor,
+    ):
+        with anyio.fail_after(5):
+            await conductor.wait_idle()
+        rep = await engine.status("job-wf")
+    assert rep.state is fc.FlowState.SUCCESS
+    assert world.calls == ["vm4", "ip", "disk", "label", "publish"]
+    assert await board.jobs() == []
+    assert conductor.stats.consumed == 1
