@@ -494,3 +494,35 @@ async def test_a_conductor_runs_a_registered_workflow_from_the_job_board() -> No
     assert world.calls == ["vm4", "ip", "disk", "label", "publish"]
     assert await board.jobs() == []
     assert conductor.stats.consumed == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "why"),
+    [
+        ((1, 2, 3), {}, "too many"),
+        ((1,), {"a": 1}, "multiple"),
+        ((), {"zz": 1}, "unexpected"),
+        ((), {}, "missing"),
+    ],
+)
+async def test_a_step_called_with_bad_arguments_fails_before_it_runs(
+    args: tuple[Any, ...], kwargs: dict[str, Any], why: str
+) -> None:
+    ran: list[int] = []
+
+    async def two(a: int, b: int = 0) -> int:
+        ran.append(a)
+        return a + b
+
+    @fc.workflow
+    async def w(ctx: fc.Context) -> None:
+        await ctx.step(two, *args, **kwargs)
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        with pytest.raises(StepFailed) as info:
+            await engine.run(w, flow_id="b1")
+        entries = await journal.read("b1")
+    assert info.value.failure.matches(TypeError), why
+    assert ran == []
+    assert not [e for e in entries if e.kind is EventKind.TASK_STARTED]

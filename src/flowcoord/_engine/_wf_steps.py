@@ -4,6 +4,7 @@ the run's journal writes (every write that fails breaks the run)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,29 @@ from ._wf_journal import StepRecord, WorkflowJournal, step_key
 __all__ = ["ReplayEnd", "StepRunner", "replay_ended"]
 
 _K = EventKind
+_AS_IS = frozenset({int, float, str, bool, type(None)})  # what JSON gives back unchanged
+
+
+class _Signature:
+    """What binding a step's arguments needs of its function's signature."""
+
+    __slots__ = ("names", "plain", "required", "sig")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.sig = sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        self.required = tuple(
+            p.name
+            for p in params
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
+        # plain: every parameter positional-or-keyword (the common case, bound by hand)
+        self.plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self.names = tuple(p.name for p in params)
+
+
+# A step runs often, and inspect.signature costs as much as the rest of a step.
+_signature = functools.lru_cache(maxsize=1024)(_Signature)
 
 
 def _bind(
@@ -32,17 +56,18 @@ def _bind(
 ) -> dict[str, Any]:
     """The step's arguments by parameter name; what its retry controller provides (ForEach's
     value) is passed per attempt. TypeError as a call would raise it."""
-    sig = inspect.signature(fn)
-    bound = dict(sig.bind_partial(*args, **kwargs).arguments)
-    given = set(task.retry.provides) if task.retry is not None else set()
-    missing = [
-        p.name
-        for p in sig.parameters.values()
-        if p.default is p.empty
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        and p.name not in bound
-        and p.name not in given
-    ]
+    sig = _signature(fn)
+    required = sig.required
+    if sig.plain and len(args) <= len(sig.names):
+        bound = dict(zip(sig.names, args, strict=False))
+        for key in kwargs:
+            if key in bound or key not in sig.names:
+                sig.sig.bind_partial(*args, **kwargs)  # raises the TypeError Python would
+        bound.update(kwargs)
+    else:
+        bound = dict(sig.sig.bind_partial(*args, **kwargs).arguments)
+    given = task.retry.provides if task.retry is not None else ()
+    missing = [n for n in required if n not in bound and n not in given]
     if missing:
         raise TypeError(f"{task.name}() missing required arguments: {missing}")
     return bound
@@ -244,7 +269,10 @@ class StepRunner:
                 self._notify(key, "RUNNING", "FAILURE")
                 raise _AttemptFailed(record) from exc
             await self._write(_K.TASK_SUCCEEDED, key, data)
-            record.succeeded, record.result = True, self.writer.codec.decode(data)["result"]
+            # the code sees the journaled value (a tuple comes back a list), also the first time
+            if result.__class__ not in _AS_IS:
+                result = self.writer.codec.decode(data)["result"]
+            record.succeeded, record.result = True, result
             self._notify(key, "RUNNING", "SUCCESS")
             return record.result
         finally:
