@@ -47,6 +47,7 @@ TARGET_VS_TASKGROUP = Target(">=", 0.5)
 TARGET_VS_TASKFLOW = Target(">=", 200)
 TARGET_SCALING = Target("<=", 1.5)
 TARGET_MEMORY = Target("<=", 2048, on="value")
+TARGET_WORKFLOW = Target(">=", 0.5)  # a workflow step costs at most 2x a pattern task
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,32 @@ def engine_case(
         if outcome.state is not fc.FlowState.SUCCESS:
             raise RuntimeError(f"benchmark flow ended {outcome.state}")
         return {"total": t2 - t0, "compile": t1 - t0, "run": t2 - t1}
+
+    return case
+
+
+async def _step(i: int) -> int:
+    return i
+
+
+@fc.workflow(name="bench-sequential")
+async def _sequential(ctx: fc.Context, n: int) -> int:
+    for i in range(n):
+        await ctx.step(_step, i)
+    return n
+
+
+def workflow_case(n: int) -> Case:
+    """A fresh engine per sample; times one workflow of ``n`` sequential steps."""
+
+    async def case() -> Phases:
+        async with fc.Engine() as engine:
+            t0 = perf_counter()
+            outcome = await engine.run(_sequential, {"n": n})
+            t1 = perf_counter()
+        if outcome.state is not fc.FlowState.SUCCESS:
+            raise RuntimeError(f"benchmark workflow ended {outcome.state}")
+        return {"total": t1 - t0}
 
     return case
 
@@ -364,6 +391,35 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
                 samples=got["fc"]["total"].rates(n),
                 extra={"best": n / got["fc"]["total"].best},
                 note=note,
+            ),
+            got,
+        )
+
+    # 2b. a code-first workflow of n sequential steps vs the pattern engine's linear n, same
+    # run: the per-step cost against the per-task cost (issue target: at most 2x).
+    n = sizes.linear
+    key = f"workflow_{_k(n)}"
+    if ctx.selected(key):
+        ctx.log(f"{key}: workflow of {n} sequential steps vs linear {n}")
+        lrep = rep * 3
+        got = await alternate(
+            {"linear": engine_case(linear(n)), "workflow": workflow_case(n)},
+            repeat=lrep,
+            log=ctx.log,
+        )
+        lin = rate(n, got["linear"]["total"])
+        yield _load(
+            Result(
+                f"{key}.sequential_steps",
+                rate(n, got["workflow"]["total"]),
+                "steps/s",
+                baseline=lin,
+                baseline_name=f"pattern linear {n} (tasks/s)",
+                target=TARGET_WORKFLOW,
+                stat=f"median of {lrep}",
+                samples=got["workflow"]["total"].rates(n),
+                note="in-memory journal; each step journals task.started (args) and "
+                "task.succeeded (result); ratio = per-task cost / per-step cost",
             ),
             got,
         )
