@@ -184,7 +184,7 @@ class Context:
     ) -> Task:
         if isinstance(fn, Task) and (name, revert, timeout, retry) == (None, None, None, None):
             return fn
-        key = (fn, name, revert, timeout, id(retry))
+        key = (fn, name, revert, timeout, retry)  # the objects (an id could be reused)
         task = self._tasks.get(key)
         if task is None:
             if isinstance(fn, FunctionTask):

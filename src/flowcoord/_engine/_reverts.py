@@ -4,7 +4,7 @@ cancel interrupted."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -22,6 +22,21 @@ __all__ = ["Reverts"]
 
 _P, _R, _S, _F = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILURE
 _REVERTABLE = (TaskState.SUCCESS, TaskState.FAILURE)
+
+
+async def call_revert(
+    revert: Callable[..., Awaitable[Any]], kwargs: dict[str, Any], deadline: float, what: str
+) -> Failure | None:
+    """Call a revert (or a workflow's compensation) shielded from cancellation, within
+    ``deadline`` seconds; the failure if it raised or ran out of time."""
+    try:
+        with anyio.move_on_after(deadline, shield=True) as cs:
+            await revert(**kwargs)
+        if cs.cancelled_caught:
+            raise TimeoutError(f"{what} did not finish within {deadline}s")
+    except Exception as exc:
+        return Failure.from_exception(exc)
+    return None
 
 
 class Reverts(RunState):
@@ -152,15 +167,10 @@ class Reverts(RunState):
             kwargs = t.revert_kwargs(
                 self._inputs_for_revert(t), {"result": result, "flow_failures": flow_failures}
             )
-            try:
-                with anyio.move_on_after(self._revert_timeout, shield=True) as cs:
-                    await revert(**kwargs)
-                if cs.cancelled_caught:
-                    raise TimeoutError(
-                        f"revert of {t.name!r} did not finish within {self._revert_timeout}s"
-                    )
-            except Exception as exc:
-                failure = Failure.from_exception(exc)
+            failure = await call_revert(
+                revert, kwargs, self._revert_timeout, f"revert of {t.name!r}"
+            )
+            if failure is not None:
                 self._log.error("revert_failed", task=node.name, error=str(failure))
                 data = w.encode({"failure": failure.to_dict()}, what="failure")
                 await w.write(EventKind.REVERT_FAILED, node.name, data)

@@ -32,6 +32,23 @@ def _created(
     return record, Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
 
 
+async def _journaled(engine: Engine, wf: Workflow, flow_id: str) -> WorkflowJournal:
+    """The journal of workflow ``flow_id``, folded; FlowNotFound, or a FlowDefinitionError
+    when the journal holds another flow than ``wf``."""
+    entries = await engine.journal.read(flow_id)
+    if not entries:
+        raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+    wj = WorkflowJournal.fold(flow_id, entries, engine.codec)
+    if wj.name != wf.name:
+        raise FlowDefinitionError(
+            f"flow {flow_id} in the journal is {wj.name!r}, not {wf.name!r}",
+            flow=wf.name,
+            flow_id=flow_id,
+            hint="resume a journaled flow with the workflow it was started with",
+        )
+    return wj
+
+
 async def load_workflow(
     engine: Engine, wf: Workflow, inputs: dict[str, Any], flow_id: str, token: int, resume: bool
 ) -> WorkflowRun:
@@ -48,23 +65,13 @@ async def load_workflow(
     if not journaled:
         record, first = _created(engine, wf, flow_id, inputs, token)
         journaled = not await journal.create_flow(record, [first])
-    entries: list[Entry] = []
     if journaled:
         if token:
             await engine.backend.fence(flow_id, token)
-        entries = await journal.read(flow_id)
-        if not entries:
-            raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
-    wj = WorkflowJournal.fold(flow_id, entries, engine.codec)
-    if journaled and wj.name != wf.name:
-        raise FlowDefinitionError(
-            f"flow {flow_id} in the journal is {wj.name!r}, not {wf.name!r}",
-            flow=wf.name,
-            flow_id=flow_id,
-            hint="resume a journaled flow with the workflow it was started with",
-        )
-    if journaled:
+        wj = await _journaled(engine, wf, flow_id)
         inputs = wj.inputs
+    else:
+        wj = WorkflowJournal(flow_id, wf.name)  # just created: nothing but flow.created
     writer = journal.writer(flow_id, token=token, next_seq=wj.last_seq + 1 if journaled else 1)
     return WorkflowRun(
         wf,
@@ -89,20 +96,14 @@ async def fork_workflow(
     """Journal ``new_id``: the source workflow's inputs and its steps before ``from_step``
     (a position, or a step key such as ``"3:attach"``) whose results still stand —
     succeeded and not compensated — up to the first that does not; the rest runs again."""
-    entries = await engine.journal.read(source_flow_id)
-    if not entries:
-        raise FlowNotFound(f"no flow {source_flow_id!r} in the journal", flow_id=source_flow_id)
-    src = WorkflowJournal.fold(source_flow_id, entries, engine.codec)
-    if src.name != wf.name:
-        raise FlowDefinitionError(
-            f"flow {source_flow_id} in the journal is {src.name!r}, not {wf.name!r}",
-            flow=wf.name,
-            flow_id=source_flow_id,
-        )
+    src = await _journaled(engine, wf, source_flow_id)
     stop = max(src.steps, default=0) + 1
     if from_step is not None:
-        where = from_step if isinstance(from_step, int) else split_key(from_step)
-        pos = where if isinstance(where, int) else where[0] if where else None
+        if isinstance(from_step, int):
+            pos: int | None = from_step
+        else:
+            where = split_key(from_step)
+            pos = where[0] if where is not None else None
         if pos is None or pos not in src.steps:
             raise FlowDefinitionError(
                 f"flow {source_flow_id} has no step {from_step!r}",
@@ -138,16 +139,7 @@ async def check_workflow(
 ) -> NonDeterministicWorkflow | None:
     """Replay the journaled workflow ``flow_id`` against ``wf`` without running a step or
     writing anything; the mismatch, if its code no longer matches the journal."""
-    entries = await engine.journal.read(flow_id)
-    if not entries:
-        raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
-    wj = WorkflowJournal.fold(flow_id, entries, engine.codec)
-    if wj.name != wf.name:
-        raise FlowDefinitionError(
-            f"flow {flow_id} in the journal is {wj.name!r}, not {wf.name!r}",
-            flow=wf.name,
-            flow_id=flow_id,
-        )
+    wj = await _journaled(engine, wf, flow_id)
     writer = engine.journal.writer(flow_id, token=0, next_seq=wj.last_seq + 1)
     writer.revoke(FlowDefinitionError("a compatibility check writes nothing", flow_id=flow_id))
     run = WorkflowRun(

@@ -32,6 +32,7 @@ from ..errors import (
     StepFailed,
 )
 from ._context import Context
+from ._reverts import call_revert
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
 from ._wf_steps import StepRunner, replay_ended
 
@@ -279,15 +280,8 @@ class WorkflowRun(StepRunner):
         kwargs = task.revert_kwargs(
             rec.args, {"result": rec.result, "flow_failures": flow_failures}
         )
-        try:
-            with anyio.move_on_after(self._revert_timeout, shield=True) as cs:
-                await revert(**kwargs)
-            if cs.cancelled_caught:
-                raise TimeoutError(
-                    f"compensation of {key!r} did not finish within {self._revert_timeout}s"
-                )
-        except Exception as exc:
-            bad = Failure.from_exception(exc)
+        bad = await call_revert(revert, kwargs, self._revert_timeout, f"compensation of {key!r}")
+        if bad is not None:
             await self._write(
                 _K.REVERT_FAILED, key, self._encode({"failure": bad.to_dict()}, what="failure")
             )
