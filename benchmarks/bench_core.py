@@ -418,8 +418,9 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
                 target=TARGET_WORKFLOW,
                 stat=f"median of {lrep}",
                 samples=got["workflow"]["total"].rates(n),
-                note="in-memory journal; each step journals task.started (args) and "
-                "task.succeeded (result); ratio = per-task cost / per-step cost",
+                note="in-memory journal; a step without a compensation journals one entry "
+                "(task.succeeded: result, attempt, start time); ratio = per-task cost / "
+                "per-step cost",
             ),
             got,
         )

@@ -51,7 +51,12 @@ async def _flaky(what: str, ok: bool) -> str:
 
 
 def saga(
-    *, fail: bool = False, undo_fails: bool = False, catch: bool = False, flaky: bool = False
+    *,
+    fail: bool = False,
+    undo_fails: bool = False,
+    catch: bool = False,
+    flaky: bool = False,
+    flaky_plain: bool = False,
 ) -> fc.Workflow:
     @fc.workflow(name="saga")
     async def wf(ctx: fc.Context, size: int) -> dict[str, Any]:
@@ -64,6 +69,8 @@ def saga(
         if flaky:
             retry = fc.ForEach([False, False, True], provides="ok")
             label = await ctx.step(_flaky, "dns", revert=_undo, retry=retry)
+        if flaky_plain:  # retried, no compensation: each attempt is one task.failed entry
+            await ctx.step(_flaky, "mx", retry=fc.ForEach([False, True], provides="ok"))
         if ctx.patched("v2"):
             await ctx.step(_do, "audit", revert=_undo)
         if catch:
@@ -94,6 +101,7 @@ CASES = [
     Case("failure-caught", lambda: saga(catch=True), fc.FlowState.SUCCESS),
     Case("retried-step", lambda: saga(flaky=True), fc.FlowState.SUCCESS),
     Case("retried-then-fails", lambda: saga(flaky=True, fail=True), fc.FlowState.REVERTED),
+    Case("retried-plain-step", lambda: saga(flaky_plain=True), fc.FlowState.SUCCESS),
     Case(
         "cancel-at-a-step",
         saga,

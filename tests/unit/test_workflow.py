@@ -526,3 +526,33 @@ async def test_a_step_called_with_bad_arguments_fails_before_it_runs(
     assert info.value.failure.matches(TypeError), why
     assert ran == []
     assert not [e for e in entries if e.kind is EventKind.TASK_STARTED]
+
+
+async def test_a_step_without_compensation_is_one_entry_with_its_start_time() -> None:
+    async def plain(x: int) -> int:
+        return x + 1
+
+    async def undo(x: int) -> None:
+        pass
+
+    @fc.workflow(name="entries")
+    async def entries(ctx: fc.Context) -> int:
+        a = await ctx.step(plain, 1)
+        return await ctx.step(plain, a, revert=undo, name="undoable")
+
+    async with fc.Engine() as engine:
+        out = await engine.run(entries, flow_id="e1")
+        assert out.result == 3
+        kinds = [(e.kind, e.task) for e in await engine.journal.read("e1") if e.task]
+        assert kinds == [
+            (EventKind.TASK_SUCCEEDED, "1:plain"),
+            (EventKind.TASK_STARTED, "2:undoable"),
+            (EventKind.TASK_SUCCEEDED, "2:undoable"),
+        ]
+        rep = await engine.status("e1")
+        one = rep.tasks["1:plain"]
+        assert one.state is fc.TaskState.SUCCESS
+        assert one.attempt == 1
+        assert one.started_at is not None
+        assert one.finished_at is not None
+        assert one.started_at <= one.finished_at

@@ -120,10 +120,17 @@ class WorkflowJournal:
             rec.group = data.get("group")
             rec.revertible = bool(data.get("revert"))
         elif kind is EventKind.TASK_SUCCEEDED:
+            # a step without a compensation journals this one entry (no task.started)
             rec.succeeded, rec.failure = True, None
             rec.result = data.get("result")
+            rec.attempt = int(data.get("attempt", rec.attempt or 1))
         elif kind is EventKind.TASK_FAILED:
             rec.failure = Failure.from_dict(data["failure"])
+            rec.attempt = int(data.get("attempt", rec.attempt or 1))
+            rec.decided = False  # a retry decision follows the failure it decides on
+            if "args" in data:  # a step without task.started: the failure has its call
+                rec.args = dict(data["args"] or {})
+                rec.group = data.get("group")
         elif kind is EventKind.RETRY:
             rec.decided = True
         elif kind is EventKind.REVERT_DONE:

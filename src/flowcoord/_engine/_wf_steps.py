@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -235,21 +236,23 @@ class StepRunner:
     ) -> Any:
         pos, task = step.pos, step.task
         key = step_key(pos, task.name)
-        started = self._encode(
-            {"attempt": attempt, "args": args, "group": step.group, "revert": task.has_revert},
-            what=f"arguments of step {key!r}",
-        )
-        record = StepRecord(pos, task.name, started=True, args=args, attempt=attempt)
-        record.group, record.revertible = step.group, task.has_revert
+        revertible = task.has_revert
+        record = StepRecord(pos, task.name, started=revertible, args=args, attempt=attempt)
+        record.group, record.revertible = step.group, revertible
         call = dict(args)
         if task.retry is not None:  # ForEach & co. provide a value per attempt
             call.update(task.retry.value(attempt, args))
         self._running += 1
         try:
-            if task.has_revert:  # write-ahead: the effect may exist only once this is durable
+            if revertible:  # write-ahead: the effect may exist only once this is durable
+                started = self._encode(
+                    {"attempt": attempt, "args": args, "group": step.group, "revert": True},
+                    what=f"arguments of step {key!r}",
+                )
                 await self._write(_K.TASK_STARTED, key, started)
-            else:
-                self._emit(_K.TASK_STARTED, key, started)
+                t0 = None
+            else:  # one entry, at its end: a crash before it runs the step again, as it would
+                t0 = time.time()
             self.journal.steps[pos] = record
             self._notify(key, "PENDING", "RUNNING")
             try:
@@ -258,12 +261,15 @@ class StepRunner:
                         result = await fn(**call)
                 else:
                     result = await fn(**call)
-                data = self._encode(
-                    {"result": result, "attempt": attempt}, what=f"result of {key!r}"
-                )
+                done: dict[str, Any] = {"result": result, "attempt": attempt}
+                if t0 is not None:
+                    done["started_at"] = t0
+                data = self._encode(done, what=f"result of {key!r}")
             except Exception as exc:
                 failure = Failure.from_exception(exc)
-                what = {"failure": failure.to_dict(), "attempt": attempt}
+                what: dict[str, Any] = {"failure": failure.to_dict(), "attempt": attempt}
+                if t0 is not None:  # no task.started: the failure says what was called
+                    what.update(args=args, group=step.group, started_at=t0)
                 await self._write(_K.TASK_FAILED, key, self._encode(what, what="failure"))
                 record.failure = failure
                 self._notify(key, "RUNNING", "FAILURE")

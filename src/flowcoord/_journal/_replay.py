@@ -150,7 +150,7 @@ def _fold(r: FlowReplay, entries: Iterable[Entry], codec: Codec) -> None:
                     rec = r.task(name)
                 rec.state = TaskState.SUCCESS
                 d = e.data
-                if d.startswith('{"result":null,') and d[-1] == "}":
+                if d.startswith('{"result":null,') and d[-1] == "}" and "started_at" not in d:
                     rec.result = None
                 else:
                     data = _obj(codec, d)
@@ -158,6 +158,9 @@ def _fold(r: FlowReplay, entries: Iterable[Entry], codec: Codec) -> None:
                     attempt = _int(data, "attempt", 0)
                     if not rec.attempt:  # no task.started seen (e.g. a result copied by a fork)
                         rec.attempt = attempt
+                    t0 = data.get("started_at")
+                    if t0.__class__ is float:  # a workflow step journaled in one entry
+                        rec.attempt, rec.started_at = attempt or rec.attempt, t0
                 rec.failure = None
                 rec.finished_at = e.at
             elif kind is EventKind.CHECKPOINT:
@@ -205,6 +208,9 @@ def _fold(r: FlowReplay, entries: Iterable[Entry], codec: Codec) -> None:
                 rec.failure = failure
                 rec.attempt = _int(data, "attempt", rec.attempt)  # its started may be summed up
                 rec.finished_at = e.at
+                t0 = data.get("started_at")
+                if t0.__class__ is float:  # a workflow step journaled in one entry
+                    rec.started_at = t0
                 r.failures[name] = failure
             elif kind is EventKind.FLOW_STATE:
                 state = e.state
