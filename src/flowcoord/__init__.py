@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._codec import Codec as Codec
+from ._engine._children import child as child
 from ._engine._context import Context as Context
 from ._engine._context import Step as Step
 from ._engine._engine import Engine as Engine
@@ -106,6 +107,7 @@ __all__ = [
     "Times",
     "Unordered",
     "Workflow",
+    "child",
     "compile_flow",
     "task",
     "to_dot",

@@ -10,6 +10,8 @@ The tree::
     │   ├── CycleError                          dependencies form a cycle
     │   ├── MissingInputError                   a required name nothing provides or stores
     │   ├── NonDeterministicWorkflow            a workflow's code no longer matches its journal
+    │   ├── WorkflowContextError                a workflow's ctx used outside its run, twice …
+    │   ├── ChildFlowConflict                   a child flow's id is taken by another flow
     │   ├── UnknownFlow (also LookupError)      no flow is registered under this name
     │   └── FlowRunning                         this engine already starts or runs that flow id
     ├── ConfigurationError (also ValueError)    bad URL, DSN, option value
@@ -59,6 +61,7 @@ __all__ = [
     "AccessDenied",
     "AmbiguousProviderError",
     "AuthFailed",
+    "ChildFlowConflict",
     "ConfigurationError",
     "CoordinationError",
     "CoordinationTimeout",
@@ -96,6 +99,7 @@ __all__ = [
     "TaskFailed",
     "UnknownFlow",
     "VersionConflict",
+    "WorkflowContextError",
 ]
 
 
@@ -197,6 +201,18 @@ class NonDeterministicWorkflow(FlowDefinitionError):
             hint="resume it with the code that started it; guard code changes for running "
             "workflows with ctx.patched(...)",
         )
+
+
+class WorkflowContextError(FlowDefinitionError):
+    """A workflow's context used where it cannot journal: outside its own run (kept past the
+    workflow's end, or handed to another task), the same ``ctx.patched`` id twice in one run,
+    a step awaited twice. Raised before anything is written."""
+
+
+class ChildFlowConflict(FlowDefinitionError):
+    """A child flow's id (its parent's id and its position) is journaled already as
+    something else than this parent's child: another flow was given that id. Raised before
+    anything is written; the other flow is left alone."""
 
 
 class UnknownFlow(FlowDefinitionError, LookupError):

@@ -6,14 +6,17 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
+from .._model._flow import Flow
 from .._model._retry import Retry
 from .._model._task import FunctionTask, Task
+from .._model._workflow import Workflow
 from ..errors import InvalidTaskError
+from ._children import ChildFlow
 
 if TYPE_CHECKING:
     from ._workflow import WorkflowRun
@@ -116,6 +119,29 @@ class Context:
         controller's wait, every attempt journaled; it fails once the controller gives up."""
         task = self._task(fn, name, revert, timeout, retry)
         return Step(self._run, self._next(), task, args, kwargs)
+
+    def run(
+        self,
+        flow: Flow | Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+    ) -> Step[Any]:
+        """Run ``flow`` (a pattern flow or a workflow) as a child: one step of this workflow,
+        awaited for the child's result (a workflow's return value, a pattern flow's
+        provided names). The child has its own journal and a deterministic id, this
+        workflow's id and the step's position (``"<id>.<pos>:<name>"``), so a resumed run
+        resumes the child its crashed run started. The step is compensable: when this
+        workflow fails or is cancelled, a child that succeeded is undone (its steps
+        reverted, it ends CANCELLED); cancelling this workflow cancels a running child and
+        waits for its rollback; suspend, stop and resume reach it too. A failed child has
+        reverted itself; the step raises :class:`~flowcoord.errors.StepFailed`."""
+        key = ("child", flow, name)
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._tasks[key] = ChildFlow(flow, name=name)
+        return Step(self._run, self._next(), task, (), dict(inputs or {}))
 
     async def gather(self, *steps: Awaitable[Any]) -> list[Any]:
         """Run ``steps`` at once and return their results in order. Every step runs to its

@@ -34,6 +34,7 @@ from ..errors import (
     JournalUnavailable,
     NonDeterministicWorkflow,
 )
+from ._children import ChildScope, check_parent, current_flow
 from ._fork import check_same_flow, fork_flow
 from ._handle import FlowHandle, FlowOutcome
 from ._runner import FlowRun
@@ -322,6 +323,7 @@ class Engine:
         self._handles[run.flow_id] = handle
         outcome: FlowOutcome | None = None
         error: BaseException | None = None
+        this = current_flow.set(run.flow_id)
         try:
             store = await run.run()
             result = run.result if isinstance(run, WorkflowRun) else None
@@ -331,6 +333,7 @@ class Engine:
             error = exc
             raise
         finally:
+            current_flow.reset(this)
             if self._handles.get(run.flow_id) is handle:
                 del self._handles[run.flow_id]
             handle._finish(outcome, error)
@@ -344,11 +347,14 @@ class Engine:
         concurrency: int | None,
         *,
         resume: bool = False,
+        parent: tuple[str, str] | None = None,
     ) -> FlowRun | WorkflowRun:
         if isinstance(flow, Workflow):
             flow_id = self._reserve(flow.name, flow_id, resume)
             try:
-                return await load_workflow(self, flow, dict(store or {}), flow_id, token, resume)
+                return await load_workflow(
+                    self, flow, dict(store or {}), flow_id, token, resume, parent=parent
+                )
             finally:
                 self._reserved.discard(flow_id)
         if not isinstance(flow, Flow):
@@ -362,10 +368,49 @@ class Engine:
         flow_id = self._reserve(flow.name, flow_id, resume)
         try:
             return await self._load(
-                journal, flow, plan, inputs, flow_id, token, concurrency, resume
+                journal, flow, plan, inputs, flow_id, token, concurrency, resume, parent
             )
         finally:
             self._reserved.discard(flow_id)
+
+    async def _start_child(
+        self,
+        flow: Flow | Workflow,
+        inputs: Mapping[str, Any] | None,
+        scope: ChildScope,
+        *,
+        resume: bool = False,
+    ) -> FlowHandle:
+        """Start (or resume, when journaled) the child flow of ``scope`` in the background,
+        under its parent's token; the handle of the run if it runs here already."""
+        child_id = scope.child_id
+        running = self._handles.get(child_id)
+        if running is not None:
+            return running
+        if self._tg is None:
+            raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
+        parent = (scope.parent_id, scope.key)
+        run = await self._prepare(
+            flow, inputs, child_id, scope.token, None, resume=resume, parent=parent
+        )
+        handle = FlowHandle(run)
+        self._handles[child_id] = handle
+        self._tg.start_soon(self._drive_quietly, run, handle)
+        return handle
+
+    async def _reopen_for_revert(self, child_id: str, scope: ChildScope) -> None:
+        """A child that succeeded, to be undone because its parent compensates: journal it
+        REVERTING (cancelled by its parent), so resuming it reverts every step it did."""
+        if scope.token:
+            await self.backend.fence(child_id, scope.token)
+        entries = await self.journal.read(child_id)
+        if not entries:
+            raise FlowNotFound(f"no flow {child_id!r} in the journal", flow_id=child_id)
+        writer = self.journal.writer(child_id, token=scope.token, next_seq=entries[-1].seq + 1)
+        data = self.codec.encode(
+            {"reason": "cancelled", "by": "parent", "parent": scope.parent_id}, what="reason"
+        )
+        await writer.write(EventKind.FLOW_STATE, None, data, FlowState.REVERTING.value)
 
     def _wrap_step(self, key: str, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """A workflow step's body (``kind`` "run") or compensation ("revert") as it is called;
@@ -392,6 +437,7 @@ class Engine:
         token: int,
         concurrency: int | None,
         resume: bool,
+        parent: tuple[str, str] | None = None,
     ) -> FlowRun:
         rep: FlowReplay | None = None
         journaled = resume
@@ -404,8 +450,9 @@ class Engine:
                     raise
                 journaled = True
         if not journaled:  # create first: one round trip for a new flow
+            link = {} if parent is None else {"parent": parent[0], "parent_step": parent[1]}
             record, first = self._created(
-                flow_id, flow, plan, inputs, token, what=f"inputs of flow {flow.name!r}"
+                flow_id, flow, plan, inputs, token, what=f"inputs of flow {flow.name!r}", **link
             )
             journaled = not await journal.create_flow(record, [first])
         if journaled:
@@ -416,11 +463,12 @@ class Engine:
                 raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
             rep = replay(flow_id, entries, self.codec, compact=True)
             check_same_flow(flow, plan, rep)
+            check_parent(flow.name, flow_id, rep.parent, parent)
             inputs = rep.inputs
         writer = journal.writer(
             flow_id, token=token, next_seq=rep.last_seq + 1 if rep is not None else 1
         )
-        return FlowRun(
+        run = FlowRun(
             plan,
             flow_id,
             writer,
@@ -431,3 +479,5 @@ class Engine:
             replay=rep,
             checkpoint_every=self.checkpoint_every,
         )
+        run.engine = self
+        return run

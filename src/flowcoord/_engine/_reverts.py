@@ -15,6 +15,7 @@ from .._journal._events import EventKind
 from .._model._task import Task
 from .._states import FlowState, TaskState
 from ..errors import FlowCancelled, JournalError, OwnershipLost
+from ._children import current_child
 from ._outcome import flow_error
 from ._run_state import Halt, RunState
 
@@ -24,17 +25,30 @@ _P, _R, _S, _F = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskSt
 _REVERTABLE = (TaskState.SUCCESS, TaskState.FAILURE)
 
 
+#: What a child flow's undo raises when the child could not journal or lost its owner: the
+#: parent's run breaks (its flow stays for a resume), it is no revert failure.
+BREAKS = (JournalError, OwnershipLost)
+
+
 async def call_revert(
-    revert: Callable[..., Awaitable[Any]], kwargs: dict[str, Any], deadline: float, what: str
+    revert: Callable[..., Awaitable[Any]],
+    kwargs: dict[str, Any],
+    deadline: float,
+    what: str,
+    *,
+    child: bool = False,
 ) -> Failure | None:
     """Call a revert (or a workflow's compensation) shielded from cancellation, within
-    ``deadline`` seconds; the failure if it raised or ran out of time."""
+    ``deadline`` seconds; the failure if it raised or ran out of time. ``child``: the undo
+    of a child flow, whose journal errors pass through (see :data:`BREAKS`)."""
     try:
         with anyio.move_on_after(deadline, shield=True) as cs:
             await revert(**kwargs)
         if cs.cancelled_caught:
             raise TimeoutError(f"{what} did not finish within {deadline}s")
     except Exception as exc:
+        if child and isinstance(exc, BREAKS):
+            raise
         return Failure.from_exception(exc)
     return None
 
@@ -167,9 +181,20 @@ class Reverts(RunState):
             kwargs = t.revert_kwargs(
                 self._inputs_for_revert(t), {"result": result, "flow_failures": flow_failures}
             )
-            failure = await call_revert(
-                revert, kwargs, self._revert_timeout, f"revert of {t.name!r}"
-            )
+            where = None
+            if self._child_nodes and i in self._child_nodes:  # undo a child flow
+                where = current_child.set(self._child_scope(i))
+            try:
+                failure = await call_revert(
+                    revert,
+                    kwargs,
+                    self._revert_timeout,
+                    f"revert of {t.name!r}",
+                    child=where is not None,
+                )
+            finally:
+                if where is not None:
+                    current_child.reset(where)
             if failure is not None:
                 self._log.error("revert_failed", task=node.name, error=str(failure))
                 data = w.encode({"failure": failure.to_dict()}, what="failure")

@@ -20,6 +20,10 @@ from .._model._compile import Plan
 from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
 from ..errors import OwnershipLost
 from ._checkpoints import Checkpoints
+from ._children import ChildFlow, ChildScope, Family, child_flow_id
+
+#: ``task.started`` data of attempts 0-16, made once
+STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
 
 __all__ = ["Halt", "RunState"]
 
@@ -57,6 +61,7 @@ class RunState:
         self.plan = plan
         self.flow_id = flow_id
         self.name = plan.flow.name
+        self.engine: Any = None  # the engine running it (set by the engine: child flows)
         self.writer = writer
         writer.settle = self._settled
         self.values: dict[str, Any] = dict(store)
@@ -99,6 +104,12 @@ class RunState:
         # (with the failures to decide on), and whether the flow was being cancelled.
         self._pending_scopes: dict[int, dict[str, Failure]] = {}
         self._prestarted: dict[int, tuple[int, int]] = {}  # see FlowRun._prestart
+        # child flows run as tasks (flowcoord.child): their nodes, and the running children
+        self._child_nodes = frozenset(n.index for n in plan.nodes if isinstance(n.task, ChildFlow))
+        self._family = Family()
+        # node → (child id, last attempt): the child a child task's latest attempt journaled,
+        # for that attempt (its revert) and, if a crash cut it short, the next (its re-run)
+        self._child_of: dict[int, tuple[str, int]] = {}
         self._cancelled_before = False
         # Checkpoints (see EventKind.CHECKPOINT) for flows big enough to reach one, without
         # retry scopes, on journals that store (the in-memory one keeps no file to read
@@ -211,3 +222,23 @@ class RunState:
         """Successes became durable in one commit, or could not be written (the
         scheduler's; see :meth:`FlowWriter.settle <flowcoord._journal._writer.FlowWriter>`)."""
         raise NotImplementedError
+
+    def _child_scope(self, i: int) -> ChildScope:
+        """Where node ``i``'s child flow runs (its attempt as journaled)."""
+        name, attempt = self.plan.nodes[i].name, self.attempts[i]
+        cut = self._child_of.get(i)
+        fixed = cut[0] if cut is not None and attempt <= cut[1] else None
+        return ChildScope(
+            self.engine, self.flow_id, name, attempt, self.writer.token, self._family, fixed
+        )
+
+    def _start_data(self, i: int, attempt: int) -> str:
+        """A task's ``task.started`` data; a child flow's names the child (the link)."""
+        if self._child_nodes and i in self._child_nodes:
+            cut = self._child_of.get(i)
+            if cut is not None and attempt <= cut[1]:
+                child = cut[0]
+            else:
+                child = child_flow_id(self.flow_id, self.plan.nodes[i].name, attempt)
+            return self.writer.encode({"attempt": attempt, "child": child}, what="start")
+        return STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'

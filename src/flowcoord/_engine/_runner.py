@@ -15,6 +15,7 @@ from .._journal._writer import Durable
 from .._model._task import Task
 from .._states import FlowState, TaskState
 from ..errors import EncodingError, FlowCancelled, FlowcoordError, JournalError, OwnershipLost
+from ._children import ChildStopped, current_child
 from ._restore import restore, task_outputs
 from ._run_state import Halt
 from ._scopes import Scopes
@@ -24,7 +25,6 @@ __all__ = ["FlowRun", "task_outputs"]
 _P, _R, _S = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS
 _STARTED, _SUCCEEDED = EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED
 # Journal data of the commonest entries, made once: 138 bytes a task less, no formatting.
-_STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
 _NONE_RESULT_DATA = tuple(f'{{"result":null,"attempt":{a}}}' for a in range(17))
 
 
@@ -35,6 +35,7 @@ class FlowRun(Scopes):
 
     def cancel(self) -> None:
         self._no_checkpoints()
+        self._family.cancel()
         if self._halt not in (Halt.CANCEL, Halt.LOST, Halt.JOURNAL):
             self._halt = Halt.CANCEL
             if self._fwd is not None:
@@ -43,6 +44,7 @@ class FlowRun(Scopes):
         self._changed.set()
 
     def suspend(self) -> None:
+        self._family.suspend()
         self._suspend = True
         self._resumed = anyio.Event()
         self._changed.set()
@@ -52,6 +54,7 @@ class FlowRun(Scopes):
             self._resumed.set()
 
     def resume(self) -> None:
+        self._family.resume()
         self._suspend = False
         self._wake_resumed()
         self._changed.set()
@@ -65,11 +68,13 @@ class FlowRun(Scopes):
             flow_id=self.flow_id,
         )
         self.writer.revoke(exc)
+        self._family.abort(reason)
         self._fatal_error(exc)  # no checkpoints from here on, either
         self._wake_resumed()
 
     def stop(self) -> None:
         """Start nothing new, let running tasks finish, end the run without reverting."""
+        self._family.stop()
         self._stop = True
         self._suspend = True
         self._wake_resumed()
@@ -254,6 +259,9 @@ class FlowRun(Scopes):
                 except anyio.get_cancelled_exc_class():
                     self._set_task(i, _P)  # it did not start (its entry may land: harmless)
                     raise
+            where = None
+            if self._child_nodes and i in self._child_nodes:  # a child flow (fc.child)
+                where = current_child.set(self._child_scope(i))
             try:
                 if t.timeout is None:
                     result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
@@ -274,11 +282,20 @@ class FlowRun(Scopes):
             except anyio.get_cancelled_exc_class():
                 self._set_task(i, _P)  # interrupted: at-least-once, it runs again on resume
                 raise
+            except ChildStopped:  # its child was stopped: so is this flow (resumed together)
+                self._set_task(i, _P)
+                self.stop()
+                return
             except Exception as exc:
+                if where is not None and isinstance(exc, JournalError | OwnershipLost):
+                    raise  # the child could not journal: the run breaks (below), no failure
                 if isinstance(exc, EncodingError):
                     exc.flow_id, exc.task = self.flow_id, t.name
                 await self._failed(i, exc)
                 return
+            finally:
+                if where is not None:
+                    current_child.reset(where)
             await self._journal_success(i, node.name, data, result, outputs)
         except (OwnershipLost, JournalError) as exc:
             self._fatal_error(exc)
@@ -299,7 +316,7 @@ class FlowRun(Scopes):
         if pre is not None and pre[1] == attempt:
             return None  # journaled with its last predecessor's success: durable now
         w = self.writer
-        data = _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'
+        data = self._start_data(i, attempt)
         if self._pipeline and self.plan.reverts[i] is not None:
             # A task with a revert: append and wait, so that a crash can never leave work
             # done that no resumed revert knows of.
@@ -358,7 +375,7 @@ class FlowRun(Scopes):
             if any(self._scope_halted[s.index] for s in node.scopes):
                 continue
             attempt = self.attempts[k] + 1
-            data = _STARTED_DATA[attempt] if attempt < 17 else f'{{"attempt":{attempt}}}'
+            data = self._start_data(k, attempt)
             seq = self.writer.emit(_STARTED, node.name, data)
             self._prestarted[k] = (seq, attempt)
             if self._ckpt is not None:  # its start stays readable until it is done
@@ -407,6 +424,12 @@ class FlowRun(Scopes):
             got.revert_failures,
         )
         self._done = got.done
+        for i in self._child_nodes:  # the child its latest attempt journaled
+            rec = r.tasks.get(self.plan.nodes[i].name)
+            if rec is not None and rec.child:
+                # cut short by a crash: the next attempt resumes that child, not a new one
+                last = rec.attempt + 1 if rec.state is _R else rec.attempt
+                self._child_of[i] = (rec.child, last)
         self._scope_attempt = got.scope_attempt
         self._scope_valued = got.valued
         self._pending_scopes = got.pending

@@ -67,6 +67,7 @@ class WorkflowJournal:
     cancelled: bool = False
     reverting: bool = False
     last_seq: int = -1
+    parent: str | None = None  # a child's parent flow id
 
     @classmethod
     def fold(cls, flow_id: str, entries: Iterable[Entry], codec: Codec) -> WorkflowJournal:
@@ -91,6 +92,8 @@ class WorkflowJournal:
         if kind is EventKind.FLOW_CREATED:
             self.name = str(data["name"])
             self.inputs = dict(data.get("inputs") or {})
+            parent = data.get("parent")
+            self.parent = None if parent is None else str(parent)
             return
         if kind is EventKind.FLOW_STATE:
             self.state = FlowState(e.state or "")
@@ -124,6 +127,8 @@ class WorkflowJournal:
             rec.succeeded, rec.failure = True, None
             rec.result = data.get("result")
             rec.attempt = int(data.get("attempt", rec.attempt or 1))
+            if "group" in data:
+                rec.group = data["group"]
         elif kind is EventKind.TASK_FAILED:
             rec.failure = Failure.from_dict(data["failure"])
             rec.attempt = int(data.get("attempt", rec.attempt or 1))

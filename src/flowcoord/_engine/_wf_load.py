@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 from .._journal._events import Entry, EventKind, FlowRecord
 from .._model._workflow import Workflow
 from .._states import FlowState
-from ..errors import FlowDefinitionError, FlowExists, FlowNotFound, NonDeterministicWorkflow
+from ..errors import (
+    FlowDefinitionError,
+    FlowExists,
+    FlowNotFound,
+    NonDeterministicWorkflow,
+)
+from ._children import check_parent
 from ._wf_journal import WorkflowJournal, split_key, step_key
 from ._workflow import WorkflowRun
 
@@ -50,9 +56,17 @@ async def _journaled(engine: Engine, wf: Workflow, flow_id: str) -> WorkflowJour
 
 
 async def load_workflow(
-    engine: Engine, wf: Workflow, inputs: dict[str, Any], flow_id: str, token: int, resume: bool
+    engine: Engine,
+    wf: Workflow,
+    inputs: dict[str, Any],
+    flow_id: str,
+    token: int,
+    resume: bool,
+    *,
+    parent: tuple[str, str] | None = None,
 ) -> WorkflowRun:
-    """Create (or read back) the workflow ``flow_id`` and make its run (the engine's)."""
+    """Create (or read back) the workflow ``flow_id`` and make its run (the engine's);
+    ``parent``: the parent's flow id and step, for a child flow."""
     journal = engine.journal
     journaled = resume
     if not resume:
@@ -63,12 +77,14 @@ async def load_workflow(
                 raise
             journaled = True
     if not journaled:
-        record, first = _created(engine, wf, flow_id, inputs, token)
+        link = {} if parent is None else {"parent": parent[0], "parent_step": parent[1]}
+        record, first = _created(engine, wf, flow_id, inputs, token, **link)
         journaled = not await journal.create_flow(record, [first])
     if journaled:
         if token:
             await engine.backend.fence(flow_id, token)
         wj = await _journaled(engine, wf, flow_id)
+        check_parent(wf.name, flow_id, wj.parent, parent)
         inputs = wj.inputs
     else:
         wj = WorkflowJournal(flow_id, wf.name)  # just created: nothing but flow.created
@@ -82,6 +98,7 @@ async def load_workflow(
         revert_timeout=engine.revert_timeout,
         listeners=engine._listeners,
         wrap=engine._wrap_step,
+        engine=engine,
     )
 
 

@@ -8,9 +8,10 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from .._failure import Failure
@@ -20,9 +21,28 @@ from .._model._retry import Decision, RetryHistory
 from .._model._task import Task
 from .._model._workflow import Workflow
 from .._states import FlowState, StateChange, StateListener, check_flow
-from ..errors import NonDeterministicWorkflow, RevertFailed, StepFailed
+from ..errors import (
+    ChildFlowConflict,
+    JournalError,
+    NonDeterministicWorkflow,
+    OwnershipLost,
+    RevertFailed,
+    StepFailed,
+    WorkflowContextError,
+)
+from ._children import (
+    ChildFlow,
+    ChildScope,
+    ChildStopped,
+    Family,
+    check_child,
+    current_child,
+)
 from ._context import Context, Step
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
+
+if TYPE_CHECKING:
+    from ._engine import Engine
 
 __all__ = ["ReplayEnd", "StepRunner", "replay_ended"]
 
@@ -99,6 +119,8 @@ class StepRunner:
     :class:`~flowcoord._engine._workflow.WorkflowRun`, which sets every attribute)."""
 
     workflow: Workflow
+    engine: Engine | None
+    _family: Family
     flow_id: str
     name: str
     writer: FlowWriter
@@ -206,7 +228,12 @@ class StepRunner:
                     rec.decided = True
                 await self._undo_attempt(rec)
                 await anyio.sleep(task.retry.delay(rec.attempt) if task.retry else 0.0)
-            attempt = (rec.attempt if rec is not None else 0) + 1
+            if rec is None:
+                attempt = 1
+            elif rec.failure is None and not rec.succeeded and rec.attempt:
+                attempt = rec.attempt  # cut short by a crash: the same attempt again
+            else:
+                attempt = rec.attempt + 1
             try:
                 return await self._attempt(step, fn, args, attempt)
             except _AttemptFailed as failed:
@@ -243,12 +270,20 @@ class StepRunner:
         if task.retry is not None:  # ForEach & co. provide a value per attempt
             call.update(task.retry.value(attempt, args))
         self._running += 1
+        where = None
         try:
             if revertible:  # write-ahead: the effect may exist only once this is durable
-                started = self._encode(
-                    {"attempt": attempt, "args": args, "group": step.group, "revert": True},
-                    what=f"arguments of step {key!r}",
-                )
+                head = {"attempt": attempt, "args": args, "group": step.group, "revert": True}
+                if isinstance(task, ChildFlow):  # the parent's half of the link
+                    scope = self._child_scope(key, attempt)
+                    try:
+                        await check_child(scope, task.flow.name)  # free, or this parent's
+                    except ChildFlowConflict as exc:
+                        self._broken = exc  # ends the run, whatever the code catches
+                        raise
+                    head["child"] = scope.child_id
+                    where = current_child.set(scope)
+                started = self._encode(head, what=f"arguments of step {key!r}")
                 await self._write(_K.TASK_STARTED, key, started)
                 t0 = None
             else:  # one entry, at its end: a crash before it runs the step again, as it would
@@ -262,18 +297,28 @@ class StepRunner:
                 else:
                     result = await fn(**call)
                 done: dict[str, Any] = {"result": result, "attempt": attempt}
-                if t0 is not None:
+                if t0 is not None:  # no task.started: this entry says when, and in which gather
                     done["started_at"] = t0
+                    if step.group is not None:
+                        done["group"] = step.group
                 data = self._encode(done, what=f"result of {key!r}")
+            except (JournalError, OwnershipLost) as exc:
+                if where is None:  # the step's own code raised it: a failure like any
+                    raise _AttemptFailed(await self._failed(record, exc, attempt, t0)) from exc
+                # the child could not journal (or lost its owner): not a failure of the
+                # step, the run breaks here and the family stays for a resume
+                self._broken = self._broken or exc
+                raise
+            except ChildStopped:
+                # the child was stopped: this step did not end; the run stops here too (a
+                # resume resumes the child)
+                self._suspended = self._stopping = True
+                if self._scope is not None:
+                    self._scope.cancel()
+                await anyio.lowlevel.checkpoint()  # raises the cancellation
+                raise
             except Exception as exc:
-                failure = Failure.from_exception(exc)
-                what: dict[str, Any] = {"failure": failure.to_dict(), "attempt": attempt}
-                if t0 is not None:  # no task.started: the failure says what was called
-                    what.update(args=args, group=step.group, started_at=t0)
-                await self._write(_K.TASK_FAILED, key, self._encode(what, what="failure"))
-                record.failure = failure
-                self._notify(key, "RUNNING", "FAILURE")
-                raise _AttemptFailed(record) from exc
+                raise _AttemptFailed(await self._failed(record, exc, attempt, t0)) from exc
             await self._write(_K.TASK_SUCCEEDED, key, data)
             # the code sees the journaled value (a tuple comes back a list), also the first time
             if result.__class__ not in _AS_IS:
@@ -282,9 +327,32 @@ class StepRunner:
             self._notify(key, "RUNNING", "SUCCESS")
             return record.result
         finally:
+            if where is not None:
+                current_child.reset(where)
             self._running -= 1
             if self._suspended:
                 self._wake()  # a gate waits for the steps running to finish
+
+    async def _failed(
+        self, record: StepRecord, exc: Exception, attempt: int, t0: float | None
+    ) -> StepRecord:
+        """Journal a failed attempt of ``record``'s step."""
+        key = step_key(record.pos, record.name)
+        failure = Failure.from_exception(exc)
+        what: dict[str, Any] = {"failure": failure.to_dict(), "attempt": attempt}
+        if t0 is not None:  # no task.started: the failure says what was called
+            what.update(args=record.args, group=record.group, started_at=t0)
+        await self._write(_K.TASK_FAILED, key, self._encode(what, what="failure"))
+        record.failure = failure
+        self._notify(key, "RUNNING", "FAILURE")
+        return record
+
+    def _child_scope(self, key: str, attempt: int) -> ChildScope:
+        if self.engine is None:
+            raise WorkflowContextError(
+                f"step {key!r} runs a child flow, which needs an engine", flow=self.name
+            )
+        return ChildScope(self.engine, self.flow_id, key, attempt, self.writer.token, self._family)
 
     async def _gate(self) -> None:
         """Suspended: start no new step until resumed; stopped: end the run once the steps

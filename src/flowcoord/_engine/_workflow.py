@@ -12,7 +12,7 @@ each position's compensation, then finishes the rollback.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -24,6 +24,7 @@ from .._model._task import Task
 from .._model._workflow import Workflow
 from .._states import FlowState, StateListener
 from ..errors import (
+    ChildFlowConflict,
     FlowCancelled,
     JournalError,
     NonDeterministicWorkflow,
@@ -31,10 +32,14 @@ from ..errors import (
     RevertFailed,
     StepFailed,
 )
+from ._children import ChildFlow, Family, current_child
 from ._context import Context
-from ._reverts import call_revert
+from ._reverts import BREAKS, call_revert
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
 from ._wf_steps import StepRunner, replay_ended
+
+if TYPE_CHECKING:
+    from ._engine import Engine
 
 __all__ = ["WorkflowRun"]
 
@@ -65,7 +70,10 @@ class WorkflowRun(StepRunner):
         revert_timeout: float,
         listeners: list[StateListener],
         wrap: Callable[[str, str, Callable[..., Any]], Callable[..., Any]] | None = None,
+        engine: Engine | None = None,
     ) -> None:
+        self.engine = engine
+        self._family = Family()
         self.workflow = wf
         self.flow_id = flow_id
         self.name = wf.name
@@ -95,6 +103,7 @@ class WorkflowRun(StepRunner):
 
     def cancel(self) -> None:
         self._cancelled = True
+        self._family.cancel()
         self._wake()
         if self._scope is not None:
             self._scope.cancel()
@@ -102,18 +111,22 @@ class WorkflowRun(StepRunner):
     def abort(self, reason: str) -> None:
         self._lost = OwnershipLost(f"flow {self.flow_id}: {reason}", flow_id=self.flow_id)
         self.writer.revoke(self._lost)
+        self._family.abort(reason)
         self._wake()
         if self._scope is not None:
             self._scope.cancel()
 
     def suspend(self) -> None:
         self._suspended = True
+        self._family.suspend()
 
     def stop(self) -> None:
         self._suspended = self._stopping = True
+        self._family.stop()
 
     def resume(self) -> None:
         self._suspended = self._stopping = False
+        self._family.resume()
         self._wake()
 
     def _wake(self) -> None:
@@ -139,8 +152,8 @@ class WorkflowRun(StepRunner):
             ctx = Context(self)
             try:
                 result = await self.workflow.fn(ctx, **self.inputs)
-            except (NonDeterministicWorkflow, OwnershipLost, JournalError):
-                raise
+            except (NonDeterministicWorkflow, ChildFlowConflict, OwnershipLost, JournalError):
+                raise  # the run ends; the flow stays as journaled
             except Exception as exc:
                 error = exc
         self._scope = None
@@ -280,7 +293,23 @@ class WorkflowRun(StepRunner):
         kwargs = task.revert_kwargs(
             rec.args, {"result": rec.result, "flow_failures": flow_failures}
         )
-        bad = await call_revert(revert, kwargs, self._revert_timeout, f"compensation of {key!r}")
+        where = None
+        if isinstance(task, ChildFlow):
+            where = current_child.set(self._child_scope(key, rec.attempt))
+        try:
+            bad = await call_revert(
+                revert,
+                kwargs,
+                self._revert_timeout,
+                f"compensation of {key!r}",
+                child=where is not None,
+            )
+        except BREAKS as exc:  # the child could not journal: the run breaks, no failure
+            self._broken = self._broken or exc
+            raise
+        finally:
+            if where is not None:
+                current_child.reset(where)
         if bad is not None:
             await self._write(
                 _K.REVERT_FAILED, key, self._encode({"failure": bad.to_dict()}, what="failure")

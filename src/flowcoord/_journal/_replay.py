@@ -26,6 +26,7 @@ class TaskRecord:
     revert_failure: Failure | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    child: str | None = None  # the child flow its latest attempt started (a child task)
 
 
 @dataclass(slots=True)
@@ -52,6 +53,10 @@ class FlowReplay:
     cancelled: bool = False
     #: retry scopes whose latest decision gave up ("revert": their parent decides next)
     gave_up: set[str] = field(default_factory=set)
+    #: a child flow's parent: its flow id and the parent's step (or task) that started it
+    parent: str | None = None
+    parent_step: str | None = None
+    workflow: bool = False  # a code-first workflow's journal
 
     def task(self, name: str) -> TaskRecord:
         rec = self.tasks.get(name)
@@ -138,7 +143,9 @@ def _fold(r: FlowReplay, entries: Iterable[Entry], codec: Codec) -> None:
                 if d.startswith('{"attempt":') and d[11:-1].isdecimal() and d[-1] == "}":
                     rec.attempt = int(d[11:-1])  # what the engine writes: no JSON parse needed
                 else:
-                    rec.attempt = _int(_obj(codec, d), "attempt", rec.attempt + 1)
+                    data = _obj(codec, d)
+                    rec.attempt = _int(data, "attempt", rec.attempt + 1)
+                    rec.child = _str(data, "child")
                 rec.started_at = e.at
                 rec.finished_at = None
             elif kind is EventKind.TASK_SUCCEEDED:
@@ -285,6 +292,8 @@ def _fold(r: FlowReplay, entries: Iterable[Entry], codec: Codec) -> None:
                 if not isinstance(inputs, dict):
                     raise _Bad(f"its inputs are {_what(inputs)}, not an object")
                 r.inputs = dict(inputs)
+                r.parent, r.parent_step = _str(data, "parent"), _str(data, "parent_step")
+                r.workflow = data.get("workflow") is True
                 names = data.get("tasks")
                 if names is not None:
                     if names.__class__ is not list or not _all_str(names):

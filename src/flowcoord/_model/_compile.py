@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import AmbiguousProviderError, CycleError, DuplicateTaskError, MissingInputError
 from ._flow import Flow, Graph, Item, Linear
 from ._retry import Retry
-from ._task import FunctionTask, Task
+from ._task import Task
 
 __all__ = ["Node", "Plan", "Scope", "compile_flow"]
 
@@ -94,13 +94,11 @@ class Plan:
     def _finish(self) -> None:
         tasks = [n.task for n in self.nodes]
         self.task_names = [n.name for n in self.nodes if n.task is not None]
-        self.fns = [
-            None if t is None else t.fn if isinstance(t, FunctionTask) else t.execute for t in tasks
-        ]
+        self.fns = [None if t is None else t._execute_fn() for t in tasks]
         self.bare = [
             t is not None and not (t.required_args or t.optional_args or t.inject) for t in tasks
         ]
-        self.reverts = [None if t is None or not t.has_revert else t.revert for t in tasks]
+        self.reverts = [None if t is None else t._revert_fn() for t in tasks]
         #: per node: its successors that are tasks with a revert (their start is journaled
         #: with this node's success when it releases them; see FlowRun._prestart)
         self.revert_succs = [

@@ -3,10 +3,9 @@ the crash changed nothing but the time the flow took."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,13 +13,14 @@ import anyio
 
 from .._codec import Codec
 from .._journal._contract import JournalBackend
-from .._journal._events import Entry, EventKind, FlowRecord
+from .._journal._events import Entry, EventKind
 from .._journal._memory import MemoryJournal
 from .._model._compile import compile_flow
 from .._model._flow import Flow
 from .._model._workflow import Workflow
 from .._states import FlowState, StateChange, is_finished
 from ..errors import FlowcoordError
+from ._family import Family, cut_points, load_family, member_id, qualify, read_family, renamed
 from ._invariants import (
     Segment,
     Violation,
@@ -184,10 +184,11 @@ class CrashExplorer:
         async with self._backend:
             self._rec.calls = {}
             ref = await self._scenario(f"{self._prefix}-ref", set(), fresh=True)
-            ref_entries = await self._backend.read(ref.flow_id)
+            ref_family = await read_family(self._backend, ref.flow_id)
+            ref_entries = ref_family.get("", [])
             ref_calls = dict(self._rec.calls)
             report.reference = final_state(ref_entries)
-            report.entries = len(ref_entries)
+            report.entries = sum(len(v) for v in ref_family.values())
             ref_effects = effects([Segment(ref.trace)])
             if not ref.trace.log or not report.reference.finished:
                 report.violations.append(
@@ -195,16 +196,15 @@ class CrashExplorer:
                 )
                 report.seconds = time.perf_counter() - began
                 return report
-            irreversible = (
-                _steps_without_compensation(ref_entries)
-                if plan is None
-                else frozenset(
-                    n.name for n, fn in zip(plan.nodes, plan.reverts, strict=True) if fn is None
-                )
+            irreversible = frozenset(
+                qualify(member_id(ref.flow_id, path), task)
+                for path, entries in ref_family.items()
+                for task in _without_revert(entries, self._rec.no_revert)
             )
-            ctx = _Context(ref, ref_entries, ref_effects, limits, report, irreversible)
-            for k in self._cuts(len(ref_entries)):
-                await self._explore_cut(ctx, k)
+            ctx = _Context(ref, ref_family, ref_effects, limits, report, irreversible)
+            points = cut_points(ref.trace, ref.flow_id)
+            for k in self._cuts(len(points)):
+                await self._explore_cut(ctx, k, points[k - 1])
             if self._faults:
                 for fault in _faults(ref_calls, cut=self._rec.cut is not None):
                     await self._explore_fault(ctx, fault)
@@ -219,33 +219,42 @@ class CrashExplorer:
         picked = {1 + round(i * step) for i in range(self._sample)}
         return sorted(picked)
 
-    async def _explore_cut(self, ctx: _Context, k: int) -> None:
+    async def _explore_cut(self, ctx: _Context, k: int, point: tuple[int, dict[str, int]]) -> None:
         ref = ctx.ref
-        pos = ref.trace.cut(ref.flow_id, k)
-        at = ctx.ref_entries[k - 1]
-        name = f"crash after entry {k - 1} ({at.kind}{' ' + at.task if at.task else ''})"
+        pos, counts = point
+        prefix = {path: ctx.ref_family[path][:n] for path, n in counts.items()}
+        last = max((e for es in prefix.values() for e in es[-1:]), key=lambda e: e.at, default=None)
+        name = f"crash {k}"
+        if last is not None:
+            where = qualify(last.flow_id, last.task) if last.task else "flow"
+            name = f"crash {k}, after entry {last.seq} ({last.kind} {where})"
         cid = f"{self._prefix}-c{k}"
-        prefix = ctx.ref_entries[:k]
-        await self._load(cid, prefix)
+        await load_family(
+            self._backend,
+            cid,
+            {p: renamed(es, ref.flow_id, cid, p) for p, es in prefix.items()},
+        )
+        loaded = {p: renamed(es, ref.flow_id, cid, p) for p, es in prefix.items()}
         redo = {a for a in ref.trace.actions_before(pos)}
         resumed = await self._scenario(cid, redo, fresh=False)
         history = [Segment(ref.trace, pos), Segment(resumed.trace)]
         ctx.report.cuts += 1
-        entries = await self._check(ctx, name, cid, prefix, history, resumed)
-        if self._depth < 2 or entries is None:
+        family = await self._check(ctx, name, cid, loaded, history, resumed)
+        if self._depth < 2 or family is None:
             return
-        for k2 in range(k + 1, len(entries) + 1):
-            pos2 = resumed.trace.cut(cid, k2)
-            at2 = entries[k2 - 1]
-            name2 = f"{name}, then after entry {k2 - 1} ({at2.kind} {at2.task or ''})".rstrip()
+        for k2, (pos2, counts2) in enumerate(cut_points(resumed.trace, cid), 1):
+            prefix2 = {
+                p: es[: max(len(loaded.get(p, ())), counts2.get(p, 0))] for p, es in family.items()
+            }
+            name2 = f"{name}, then crash {k2} of the resume"
             cid2 = f"{cid}-{k2}"
-            prefix2 = entries[:k2]
-            await self._load(cid2, prefix2)
+            moved = {p: renamed(es, cid, cid2, p) for p, es in prefix2.items()}
+            await load_family(self._backend, cid2, moved)
             redo2 = redo | resumed.trace.actions_before(pos2)
             again = await self._scenario(cid2, redo2, fresh=False)
             ctx.report.second_cuts += 1
             history2 = [Segment(ref.trace, pos), Segment(resumed.trace, pos2), Segment(again.trace)]
-            await self._check(ctx, name2, cid2, prefix2, history2, again)
+            await self._check(ctx, name2, cid2, moved, history2, again)
 
     async def _explore_fault(self, ctx: _Context, fault: Fault) -> None:
         fid = f"{self._prefix}-f{ctx.report.faults}"
@@ -260,28 +269,20 @@ class CrashExplorer:
             if fault.when == "cut"
             else f"{fault.method} call {fault.call} fails {fault.when} writing ({fault.error})"
         )
-        await self._check(ctx, name, fid, [], [Segment(run.trace)], run)
-
-    async def _load(self, flow_id: str, prefix: Sequence[Entry]) -> None:
-        """Make ``flow_id`` a flow whose journal holds exactly ``prefix`` (renamed)."""
-        entries = [dataclasses.replace(e, flow_id=flow_id) for e in prefix]
-        state = FlowState.PENDING.value
-        for e in entries:
-            if e.kind is EventKind.FLOW_STATE and e.state:
-                state = e.state
-        await self._backend.create_flow(FlowRecord(flow_id, self._name, state), entries)
+        await self._check(ctx, name, fid, {}, [Segment(run.trace)], run)
 
     async def _check(
         self,
         ctx: _Context,
         name: str,
         flow_id: str,
-        prefix: Sequence[Entry],
+        prefixes: Mapping[str, Sequence[Entry]],
         history: Sequence[Segment],
         run: _Scenario,
-    ) -> list[Entry] | None:
+    ) -> Family | None:
         bad: list[Violation] = []
-        entries = await self._backend.read(flow_id)
+        family = await read_family(self._backend, flow_id)
+        entries = family.get("", [])
         state = final_state(entries)
         if state is not ctx.report.reference:
             bad.append(
@@ -296,11 +297,28 @@ class CrashExplorer:
             diff = sorted(k for k in set(want) | set(run.store) if want.get(k) != run.store.get(k))
             if diff:
                 bad.append(Violation(name, "outputs", f"outputs differ: {diff}"))
+        for path, ref_entries in ctx.ref_family.items():
+            if not path:
+                continue
+            want_state = final_state(ref_entries)
+            got = family.get(path)
+            got_state = final_state(got) if got else None
+            if got_state is not want_state:
+                shown = "not journaled" if got_state is None else f"ended {got_state.value}"
+                bad.append(
+                    Violation(
+                        name,
+                        "child outcome",
+                        f"child {path!r} {shown}, not {want_state.value} as without the crash",
+                    )
+                )
         bad += compare_effects(ctx.ref_effects, effects(history), name, ctx.irreversible)
-        bad += check_reruns(prefix, history[-1:], name)
-        bad += check_journal(prefix, entries, ctx.limits, name)
+        for path, entries_m in family.items():
+            prefix = prefixes.get(path, [])
+            bad += check_reruns(prefix, history[-1:], name, flow=path)
+            bad += check_journal(prefix, entries_m, ctx.limits if not path else {}, name)
         ctx.report.violations += bad
-        return entries
+        return family
 
     async def _scenario(self, flow_id: str, redo: set[str], *, fresh: bool) -> _Scenario:
         """Run ``flow_id`` to its end: a first process (creating it if ``fresh``), then a
@@ -401,7 +419,7 @@ _ENTERED = {
 @dataclass(slots=True)
 class _Context:
     ref: _Scenario
-    ref_entries: list[Entry]
+    ref_family: Family
     ref_effects: dict[str, frozenset[bool]]
     limits: dict[str, int]
     report: ExplorationReport
@@ -440,10 +458,17 @@ def _faults(calls: Mapping[str, int], *, cut: bool) -> list[Fault]:
     return out
 
 
-def _steps_without_compensation(entries: Sequence[Entry]) -> frozenset[str]:
-    """A workflow's steps that ran without a compensation (their ``task.started`` says so)."""
-    return frozenset(
+def _without_revert(entries: Sequence[Entry], no_revert: Set[str]) -> frozenset[str]:
+    """The tasks of a flow's journal that have nothing to undo them: a pattern flow's tasks
+    without a revert (``no_revert``: the names the engine compiled so), a workflow's steps
+    journaled without a compensation (no ``task.started`` with ``"revert":true``)."""
+    workflow = bool(entries) and '"workflow":true' in entries[0].data
+    tasks = {e.task for e in entries if e.task is not None}
+    if not workflow:
+        return frozenset(t for t in tasks if t in no_revert)
+    undoable = {
         e.task
         for e in entries
-        if e.kind is EventKind.TASK_STARTED and e.task is not None and '"revert":false' in e.data
-    )
+        if e.kind is EventKind.TASK_STARTED and e.task is not None and '"revert":true' in e.data
+    }
+    return frozenset(t for t in tasks if t not in undoable)

@@ -98,10 +98,12 @@ def _effect(possible: frozenset[bool]) -> str:
 
 
 def check_reruns(
-    prefix: Sequence[Entry], after: Sequence[Segment], scenario: str
+    prefix: Sequence[Entry], after: Sequence[Segment], scenario: str, *, flow: str = ""
 ) -> list[Violation]:
     """A task the prefix shows done must not run again unless it is reverted first; a task
-    whose revert the prefix shows done must not be reverted again before it runs again."""
+    whose revert the prefix shows done must not be reverted again before it runs again.
+    ``prefix`` is the journal of the flow at path ``flow`` in its family (the root's by
+    default); only that flow's operations count."""
     rep = replay("prefix", prefix)
     last_kind: dict[str, EventKind] = {}
     for e in prefix:
@@ -112,7 +114,8 @@ def check_reruns(
     first: dict[str, Op] = {}
     for seg in after:
         for op, _ in seg.ops():
-            first.setdefault(op.task, op)
+            if op.flow == flow:
+                first.setdefault(op.local, op)
     bad = []
     for task, op in first.items():
         if task in done and op.kind == "run":

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import anyio
 
+from .._engine._children import current_flow
 from .._engine._engine import Engine
 from .._journal._contract import JournalBackend
 from .._journal._events import Entry, FlowRecord
@@ -35,11 +36,17 @@ class Op:
     """One call of a task's body (``run``) or revert; ``noop-revert`` stands for the revert
     of a task that has none (it undoes nothing, but counts as reverting the task)."""
 
-    task: str
+    task: str  # a child flow's task or step: prefixed by the child's path ("2:disk/1:do")
     kind: OpKind
     begin: int  # position in the trace's log
     end: int | None = None
     outcome: Outcome | None = None
+    flow: str = ""  # the path of the flow it belongs to below the root ("" for the root)
+
+    @property
+    def local(self) -> str:
+        """The task's or step's name in its own flow."""
+        return self.task[len(self.flow) + 1 :] if self.flow else self.task
 
 
 @dataclass(slots=True)
@@ -51,8 +58,8 @@ class Trace:
     log: list[tuple[Any, ...]] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
 
-    def begin(self, task: str, kind: OpKind) -> Op:
-        op = Op(task, kind, len(self.log))
+    def begin(self, task: str, kind: OpKind, flow: str = "") -> Op:
+        op = Op(f"{flow}/{task}" if flow else task, kind, len(self.log), flow=flow)
         self.ops.append(op)
         self.log.append(("op", op))
         return op
@@ -114,6 +121,8 @@ class RecordingBackend(JournalBackend):
         self.fault: Fault | None = None
         self.calls: dict[str, int] = {}
         self.cut: Callable[[], Awaitable[object]] | None = None
+        #: the names of tasks without a revert in every plan an engine compiled over it
+        self.no_revert: set[str] = set()
 
     def _count(self, method: str) -> Fault | None:
         n = self.calls[method] = self.calls.get(method, 0) + 1
@@ -226,6 +235,7 @@ class InstrumentedEngine(Engine):
         self._no_revert |= {
             n.name for n, fn in zip(plan.nodes, plan.reverts, strict=True) if fn is None
         }
+        self._recording.no_revert |= self._no_revert
         plan.bare = [False] * len(plan.nodes)  # the wrapper takes keywords (maybe none)
         self._instrumented[id(flow)] = (flow, plan)
         return plan
@@ -236,14 +246,15 @@ class InstrumentedEngine(Engine):
     def _noted(self, change: StateChange) -> None:
         if change.new == "REVERTING" and change.task in self._no_revert:
             trace = self._recording.trace
-            trace.end(trace.begin(change.task, "noop-revert"), "ok")
+            op = trace.begin(change.task, "noop-revert", _path(change.flow_id))
+            trace.end(op, "ok")
 
     def _wrap(self, task: str, kind: OpKind, fn: Callable[..., Any]) -> Callable[..., Any]:
         recording = self._recording
 
         async def call(**kwargs: Any) -> Any:
             trace = recording.trace
-            op = trace.begin(task, kind)
+            op = trace.begin(task, kind, _path(current_flow.get()))
             try:
                 result = await fn(**kwargs)
             except anyio.get_cancelled_exc_class():
@@ -256,3 +267,8 @@ class InstrumentedEngine(Engine):
             return result
 
         return call
+
+
+def _path(flow_id: str | None) -> str:
+    """A flow's path below the explorer's root (whose ids have no dot): "" for the root."""
+    return flow_id.partition(".")[2] if flow_id else ""
