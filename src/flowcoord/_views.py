@@ -1,17 +1,25 @@
-"""JSON views of journal records (flows, tasks, entries, failures): one shape for the HTTP
-API and the command line's ``--json``."""
+"""JSON views of journal records (flows, tasks, entries, failures, a workflow's steps): one
+shape for the HTTP API and the command line's ``--json``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
+from ._codec import Codec
 from ._failure import Failure
 from ._journal._events import Entry, FlowRecord
 from ._journal._replay import FlowReplay, TaskRecord
 from ._states import TaskState, is_finished
 
-__all__ = ["entry_view", "failure_view", "record_view", "status_view", "task_states"]
+__all__ = [
+    "entry_view",
+    "failure_view",
+    "record_view",
+    "status_view",
+    "task_states",
+]
 
 
 def failure_view(f: Failure | None) -> dict[str, Any] | None:
@@ -63,15 +71,23 @@ def task_states(rep: FlowReplay) -> dict[str, str]:
 
 
 def status_view(
-    rep: FlowReplay, rec: FlowRecord | None, *, running_here: bool, live_state: str | None
+    rep: FlowReplay,
+    rec: FlowRecord | None,
+    *,
+    running_here: bool,
+    live_state: str | None,
+    entries: Iterable[Entry] | None = None,
+    codec: Codec | None = None,
 ) -> dict[str, Any]:
-    """Everything the journal says about a flow, in one JSON object."""
+    """Everything the journal says about a flow, in one JSON object. Given the flow's
+    ``entries`` (those ``rep`` was replayed from), it also says which kind of flow it is
+    and, for a workflow, its steps (see :func:`workflow_view`)."""
     names = list(rep.task_names) + [n for n in rep.tasks if n and n not in rep.task_names]
     tasks = [_task_view(n, rep.tasks.get(n) or TaskRecord()) for n in names]
     counts: dict[str, int] = {}
     for t in tasks:
         counts[t["state"]] = counts.get(t["state"], 0) + 1
-    return {
+    view: dict[str, Any] = {
         "flow_id": rep.flow_id,
         "name": rep.name,
         "state": rep.state.value,
@@ -89,6 +105,13 @@ def status_view(
         "failures": {k: failure_view(v) for k, v in rep.failures.items()},
         "last_seq": rep.last_seq,
     }
+    if entries is not None:
+        from ._step_views import pattern_links, workflow_view  # it uses failure_view
+
+        entries = entries if isinstance(entries, list | tuple) else list(entries)
+        wf = workflow_view(entries, codec, finished=rep.state.finished)
+        view.update(pattern_links(entries, codec or Codec()) if wf is None else wf)
+    return view
 
 
 def entry_view(e: Entry) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import flowcoord as fc
 import flowcoord.aiohttp as fcweb
+from flowcoord._views import status_view
 from flowcoord.aiohttp._openapi import build_openapi
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +126,47 @@ async def test_the_served_document_follows_the_apps_settings() -> None:
     assert doc["paths"]["/api/flows"]["get"]["security"] == [{"bearerAuth": []}]
     doc = await fetch(make_app(token=None), "/api/openapi.json")
     assert doc["paths"]["/api/flows"]["post"]["security"] == []
+
+
+async def test_the_status_schema_names_every_field_of_a_status() -> None:
+    async def one(n: int) -> int:
+        return n
+
+    async def undo(n: int, result: int | None) -> None:
+        return None
+
+    @fc.workflow
+    async def wf(ctx: fc.Context, n: int) -> int:
+        ctx.now()
+        a, b = await ctx.gather(ctx.step(one, n, revert=undo), ctx.step(one, n, name="two"))
+        return int(a) + int(b)
+
+    @fc.task(provides="b")
+    async def double(a: int) -> int:
+        return a * 2
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        await engine.run(wf, {"n": 1}, flow_id="w-1")
+        await engine.run(fc.Linear("double", double), {"a": 1}, flow_id="p-1")
+        views = []
+        for flow_id in ("w-1", "p-1"):
+            entries = await journal.read(flow_id)
+            rep = await engine.status(flow_id)
+            views.append(
+                status_view(rep, None, running_here=False, live_state=None, entries=entries)
+            )
+    schemas = build_openapi()["components"]["schemas"]
+    for view in views:
+        assert set(view) <= set(schemas["FlowStatus"]["properties"])
+        assert set(schemas["FlowStatus"]["required"]) <= set(view)
+    assert [v["kind"] for v in views] == ["workflow", "pattern"]
+    steps = views[0]["steps"]
+    assert [s["key"] for s in steps] == ["1:now", "2:one", "3:two"]
+    for step in steps:
+        assert set(step) == set(schemas["Step"]["properties"])
+        assert set(schemas["Step"]["required"]) <= set(step)
+        assert step["kind"] in schemas["Step"]["properties"]["kind"]["enum"]
+        assert step["state"] in schemas["Step"]["properties"]["state"]["enum"]
+        for attempt in step["attempts"]:
+            assert set(attempt) == set(schemas["StepAttempt"]["properties"])

@@ -16,9 +16,12 @@ from .._coord._takeover import take_over
 from .._engine._engine import Engine, FlowHandle
 from .._ids import FLOW_ID_RULE, is_flow_id
 from .._journal._events import FlowRecord
+from .._journal._replay import replay
 from .._model._graph_export import task_edges, to_dot
+from .._model._workflow import Workflow
 from .._states import FlowState, is_finished
 from .._views import entry_view, record_view, status_view, task_states
+from ..errors import FlowcoordError, FlowNotFound
 from ._errors import ApiError, dumps
 from ._layout import render_svg
 from ._state import AppState, get_engine, state_of
@@ -192,6 +195,35 @@ async def _take_over(
     return await take_over(engine, flow, rec.flow_id, board=_board(st), cancel=cancel, force=force)
 
 
+def _is_workflow(st: AppState, name: str) -> bool:
+    """Whether ``name`` is registered here as a workflow."""
+    if name not in st.registry:
+        return False
+    try:
+        return isinstance(st.registry.build(name), Workflow)
+    except FlowcoordError:
+        return False
+
+
+async def _status(engine: Engine, flow_id: str, *, here: bool) -> dict[str, Any]:
+    """The flow's status view, from one read of its journal: a workflow's has its steps.
+    ``here``: say whether this engine runs it (and its handle's state)."""
+    entries = await engine.journal.read(flow_id)
+    if not entries:
+        raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+    rep = replay(flow_id, entries, engine.codec)  # what engine.status does, on these entries
+    rec = await engine.backend.get_flow(flow_id)
+    handle = engine.handle(flow_id) if here else None
+    return status_view(
+        rep,
+        rec,
+        running_here=handle is not None,
+        live_state=handle.state.value if handle is not None else None,
+        entries=entries,
+        codec=engine.codec,
+    )
+
+
 # -- reads ------------------------------------------------------------------------------------
 
 
@@ -240,17 +272,7 @@ async def list_flows(request: web.Request) -> web.Response:
 async def flow_status(request: web.Request) -> web.Response:
     _authorize_read(request)
     flow_id = _flow_id(request)
-    engine = get_engine(request)
-    rep = await engine.status(flow_id)
-    rec = await engine.backend.get_flow(flow_id)
-    handle = engine.handle(flow_id)
-    view = status_view(
-        rep,
-        rec,
-        running_here=handle is not None,
-        live_state=handle.state.value if handle is not None else None,
-    )
-    return _json(view)
+    return _json(await _status(get_engine(request), flow_id, here=True))
 
 
 async def journal(request: web.Request) -> web.Response:
@@ -297,6 +319,12 @@ async def graph_dot(request: web.Request) -> web.Response:
     engine = get_engine(request)
     rep = await engine.status(flow_id)
     plan = st.plan(rep.name)
+    if plan is None and _is_workflow(st, rep.name):
+        raise ApiError(
+            422,
+            f"flow {rep.name!r} is a workflow: its steps are code, it has no graph",
+            "see its steps in GET .../flows/{id} (the dashboard draws them as a timeline)",
+        )
     if plan is None:
         raise ApiError(
             422,
@@ -370,9 +398,7 @@ async def submit(request: web.Request) -> web.Response:
             with contextlib.suppress(Exception):  # a failure is reported by the status below
                 await handle.wait()
         if handle.done:
-            rep = await engine.status(handle.flow_id)
-            rec = await engine.backend.get_flow(handle.flow_id)
-            view = status_view(rep, rec, running_here=False, live_state=None)
+            view = await _status(engine, handle.flow_id, here=False)
             view["url"] = f"{st.prefix}/flows/{handle.flow_id}"
             return _json(view, 200)
     return _accepted(st, handle, "resumed" if resumed else "started")
@@ -463,9 +489,10 @@ async def retry(request: web.Request) -> web.Response:
     if new_id is not None and not is_flow_id(new_id):
         raise ApiError(400, f"invalid new flow id {str(new_id)[:60]!r}", _FLOW_ID_HINT)
     rep = await engine.status(flow_id)
-    if task not in rep.task_names:
+    names = rep.task_names or list(rep.tasks)  # a workflow lists no tasks: its step keys
+    if task not in names:
         raise ApiError(
-            422, f"flow {flow_id} has no task {task!r}", f"tasks: {', '.join(rep.task_names)}"
+            422, f"flow {flow_id} has no task {task!r}", f"tasks: {', '.join(names)[:2000]}"
         )
     if not is_finished(rep.state.value) or engine.handle(flow_id) is not None:
         raise ApiError(

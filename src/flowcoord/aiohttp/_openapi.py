@@ -24,6 +24,8 @@ __all__ = ["add_openapi_route", "build_openapi"]
 _JSON = "application/json"
 _FLOW_STATES = [s.value for s in FlowState]
 _TASK_STATES = [s.value for s in TaskState]
+_STEP_STATES = ["PENDING", "RUNNING", "SUCCESS", "FAILURE", "INTERRUPTED"]
+_REVERT_STATES = ["REVERTING", "REVERTED", "REVERT_FAILURE", None]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -111,6 +113,73 @@ _SCHEMAS: dict[str, Any] = {
         failure=_ref("Failure"),
         revert_failure=_ref("Failure"),
     ),
+    "StepAttempt": _obj(
+        ["attempt", "state", "started_at", "finished_at", "duration", "error", "revert_state"],
+        attempt={"type": "integer"},
+        state={"type": "string", "enum": _STEP_STATES},
+        started_at=_nullable("number", description="Unix time; null when not journaled"),
+        finished_at=_nullable("number"),
+        duration=_nullable("number", description="seconds"),
+        error=_nullable("string", description="`Type: message` of the attempt's failure"),
+        revert_state=_nullable("string", enum=_REVERT_STATES),
+    ),
+    "Step": {
+        **_obj(
+            [
+                "position",
+                "name",
+                "key",
+                "kind",
+                "state",
+                "attempt",
+                "started_at",
+                "finished_at",
+                "duration",
+                "result",
+                "failure",
+                "revert_state",
+                "revert_failure",
+                "group",
+                "child",
+            ],
+            position={"type": "integer", "minimum": 1},
+            name={"type": "string", "description": "the step's name (`patch:<id>` for a patch)"},
+            key={"type": "string", "description": "`<position>:<name>`, its task name"},
+            kind={
+                "type": "string",
+                "enum": ["step", "value", "patch", "child"],
+                "description": "a step; a journaled `ctx.now()` / `random()` / `uuid()`; a "
+                "patch marker (`ctx.patched`); a child flow's step",
+            },
+            state={
+                "type": "string",
+                "enum": _STEP_STATES,
+                "description": "of its latest attempt; INTERRUPTED: started, never ended, and "
+                "the flow has ended",
+            },
+            attempt={"type": "integer", "description": "its latest attempt (1 on the first)"},
+            started_at=_nullable(
+                "number", description="when its first attempt started (null: not journaled)"
+            ),
+            finished_at=_nullable("number", description="when its latest attempt ended"),
+            duration=_nullable("number", description="seconds, first start to latest end"),
+            result={"description": "the journaled result or value (null unless SUCCESS)"},
+            failure=_ref("Failure"),
+            revert_state=_nullable(
+                "string", enum=_REVERT_STATES, description="its compensation's state"
+            ),
+            revert_failure=_ref("Failure"),
+            group=_nullable(
+                "integer", description="the `ctx.gather` it ran in: its first step's position"
+            ),
+            child=_nullable("string", description="the child flow's id"),
+            revertible={"type": "boolean", "description": "journaled with a compensation"},
+            retrying={"type": "boolean", "description": "failed; its retry runs it again"},
+            forked=_nullable("string", description="its result was copied from this flow"),
+            attempts={"type": "array", "items": _ref("StepAttempt")},
+        ),
+        "description": "One position of a workflow, as journaled.",
+    },
     "FlowStatus": _obj(
         ["flow_id", "name", "state", "finished", "tasks", "last_seq"],
         flow_id={"type": "string"},
@@ -130,6 +199,28 @@ _SCHEMAS: dict[str, Any] = {
         failures={"type": "object", "additionalProperties": _ref("Failure")},
         last_seq={"type": "integer"},
         url={"type": "string", "description": "(on submit) the flow's status URL"},
+        kind={"type": "string", "enum": ["pattern", "workflow"]},
+        steps={
+            "type": ["array", "null"],
+            "items": _ref("Step"),
+            "description": "a workflow's steps by position (null for a pattern flow)",
+        },
+        parent=_nullable("string", description="the parent flow's id (a child flow)"),
+        parent_step=_nullable("string", description="the parent's step key that started it"),
+        children={
+            "type": "array",
+            "items": _obj(
+                ["flow_id", "step", "position", "attempt"],
+                flow_id={"type": "string"},
+                step={"type": "string", "description": "the step key (or task name) that ran it"},
+                position=_nullable("integer", description="the step's (null: a pattern task)"),
+                attempt=_nullable("integer", description="the attempt that started it"),
+            ),
+            "description": "the child flows its steps (or tasks) started, one per attempt",
+        },
+        forked_from=_nullable("string", description="the flow it was forked from"),
+        result={"description": "a workflow's journaled result (once SUCCESS)"},
+        failure=_ref("Failure"),
     ),
     "Entry": _obj(
         ["seq", "kind", "task", "state", "token", "at", "data"],
@@ -366,6 +457,10 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
                 {"200": _json_body(_ref("FlowStatus"), "the status"), "404": not_journaled},
                 mutation=False,
                 flow_id=True,
+                description="`kind` says whether it is a pattern flow (its `tasks`) or a "
+                "code-first workflow, whose `steps` (by position, with attempts, "
+                "compensation and gather group) draw its step timeline; `parent` and "
+                "`children` link child flows.",
             )
         },
         "/flows/{flow_id}/journal": {
@@ -414,7 +509,9 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
                         "content": {"text/vnd.graphviz": {"schema": {"type": "string"}}},
                     },
                     "404": not_journaled,
-                    "422": _error("the flow's name is not registered here"),
+                    "422": _error(
+                        "the flow's name is not registered here, or it is a workflow (no graph)"
+                    ),
                 },
                 mutation=False,
                 flow_id=True,
@@ -481,7 +578,10 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
                     "400": _error("no from_task, or a bad new flow id"),
                     "404": not_journaled,
                     "409": _error("the flow has not finished, or the new id is taken"),
-                    "422": _error("no such task, or the flow's name is not registered here"),
+                    "422": _error(
+                        "no such task (a workflow's: a step key such as `3:attach`), or the "
+                        "flow's name is not registered here"
+                    ),
                 },
                 mutation=True,
                 flow_id=True,
