@@ -16,6 +16,11 @@ Measures:
   with the number of backend calls, group-commit flushes and entries per flush. Baselines:
   raw asyncpg, one INSERT per commit on one connection, and ``executemany`` of 100 rows per
   transaction.
+* ``throughput_1000x10.workflow``: 1,000 code-first workflows x 10 sequential ``ctx.step``
+  calls of a no-op async function, started at once on the same kind of engine, alternated with the
+  pattern flows above: durable steps per second against the linear 1,000 x 10 of the same
+  run, with the client's CPU per step. ``…workflow_vs_dbos``: the same figure against DBOS's
+  sequential steps/s (DBOS runs for it even when ``--only`` leaves ``dbos`` out).
 * ``dbos``: DBOS Transact in a subprocess (``_dbos_peer.py``) when it is installed;
   flowcoord's throughput against DBOS's better figure (steps/s or one-step workflows/s).
 * ``idle``: one linear flow of 200 no-op tasks, one at a time: the cost per task, against one
@@ -62,6 +67,8 @@ NAME = "postgres"
 HERE = Path(__file__).resolve().parent
 TARGET_THROUGHPUT = Target(">=", 20_000, on="value")
 TARGET_VS_DBOS = Target(">=", 50)
+TARGET_WORKFLOW_VS_LINEAR = Target(">=", 1.0)  # a durable step costs no more than a task
+TARGET_WORKFLOW_VS_DBOS = Target(">=", 100)
 TARGET_RESUME = Target("<=", 0.10)
 IDLE_MARGIN_US = 300.0  # per-task cost allowed on top of one commit round trip
 #: Anchor figures, measured once (not in this run) on the reference machine (2 cores):
@@ -196,24 +203,44 @@ def noop_flow(kind: str, n: int, runs: Runs | None = None) -> fc.Flow:
     return pattern(f"{kind}-{n}", *tasks)
 
 
+async def noop_step() -> None:
+    return None
+
+
+def noop_workflow(n: int) -> fc.Workflow:
+    """A workflow of ``n`` sequential steps of a no-op async function; it returns ``n``."""
+
+    @fc.workflow(name=f"steps-{n}")
+    async def steps(ctx: fc.Context) -> int:
+        for _ in range(n):
+            await ctx.step(noop_step)
+        return n
+
+    return steps
+
+
 def flows_case(
     dsn: str,
     schemas: Schemas,
-    flow: fc.Flow,
+    flow: fc.Flow | fc.Workflow,
     n: int,
     stats: list[dict[str, Any]],
     profile: cProfile.Profile | None = None,
     gc_threshold: int | None = None,
+    result: object = None,
 ) -> Case:
-    """``n`` flows started at once on one fresh engine; times all of ``engine.run``.
+    """``n`` flows (or workflows) started at once on one fresh engine; times all of
+    ``engine.run``.
 
     ``gc_threshold`` raises the collector's first threshold for the timed part only (what
-    ``flowcoord worker --gc-threshold`` does for a whole worker process)."""
+    ``flowcoord worker --gc-threshold`` does for a whole worker process). ``result``: what
+    each must return (a pattern flow returns None; :func:`noop_workflow` its step count)."""
 
     async def case() -> Phases:
         backend = CountingJournal(dsn, schema=schemas.new())
         async with fc.Engine(backend) as engine:
-            engine.compile(flow)
+            if isinstance(flow, fc.Flow):
+                engine.compile(flow)
             if profile is not None:
                 profile.enable()
             old = gc.get_threshold()
@@ -239,6 +266,11 @@ def flows_case(
         bad = [r.result().state for r in runs if r.result().state is not fc.FlowState.SUCCESS]
         if bad:
             raise RuntimeError(f"{len(bad)} benchmark flows ended {bad[0]}")
+        wrong = [r.result().result for r in runs if r.result().result != result]
+        if wrong:
+            raise RuntimeError(
+                f"{len(wrong)} benchmark flows returned {wrong[0]!r}, not {result!r}"
+            )
         return {"total": t1 - t0, "cpu": c1 - c0}
 
     return case
@@ -478,27 +510,40 @@ async def _measures(
 ) -> AsyncIterator[Result]:
     n, k = sizes.flows, sizes.tasks
     total_tasks = n * k
-    ours: float | None = None
+    ours: float | None = None  # unordered tasks/s, for the DBOS ratio
+    ours_wf: float | None = None  # workflow steps/s, for the DBOS sequential ratio
+    wf_samples: tuple[float, ...] = ()
 
-    # 1. many concurrent flows, durably, against raw asyncpg.
+    # 1. many concurrent flows (and workflows), durably, against raw asyncpg.
     key = f"throughput_{n}x{k}"
-    if ctx.selected(key) or ctx.selected("dbos"):
-        ctx.log(f"{key}: {n} flows x {k} no-op tasks (unordered, linear) and raw asyncpg")
-        stats: dict[str, list[dict[str, Any]]] = {"unordered": [], "linear": [], "tuned": []}
-        flows = {kind: noop_flow(kind, k) for kind in ("unordered", "linear")}
-        got = await alternate(
-            {
-                "unordered": flows_case(dsn, schemas, flows["unordered"], n, stats["unordered"]),
-                "linear": flows_case(dsn, schemas, flows["linear"], n, stats["linear"]),
-                "tuned": flows_case(
-                    dsn, schemas, flows["unordered"], n, stats["tuned"], gc_threshold=20000
-                ),
-                "commit": raw.single_commits(sizes.commits),
-                "executemany": raw.executemany(sizes.batches),
-            },
-            repeat=rep,
-            log=ctx.log,
+    wf_dbos_key = f"{key}.workflow_vs_dbos"
+    want_wf = ctx.selected(f"{key}.workflow") or ctx.selected(wf_dbos_key)
+    if ctx.selected(key) or ctx.selected("dbos") or want_wf:
+        ctx.log(
+            f"{key}: {n} flows x {k} no-op tasks (unordered, linear)"
+            + (f", {n} workflows x {k} no-op steps" if want_wf else "")
+            + " and raw asyncpg"
         )
+        stats: dict[str, list[dict[str, Any]]] = {
+            "unordered": [],
+            "linear": [],
+            "workflow": [],
+            "tuned": [],
+        }
+        flows = {kind: noop_flow(kind, k) for kind in ("unordered", "linear")}
+        cases: dict[str, Case] = {
+            "unordered": flows_case(dsn, schemas, flows["unordered"], n, stats["unordered"]),
+            "linear": flows_case(dsn, schemas, flows["linear"], n, stats["linear"]),
+        }
+        if want_wf:  # interleaved with the linear flows it is compared with
+            wf = noop_workflow(k)
+            cases["workflow"] = flows_case(dsn, schemas, wf, n, stats["workflow"], result=k)
+        cases["tuned"] = flows_case(
+            dsn, schemas, flows["unordered"], n, stats["tuned"], gc_threshold=20000
+        )
+        cases["commit"] = raw.single_commits(sizes.commits)
+        cases["executemany"] = raw.executemany(sizes.batches)
+        got = await alternate(cases, repeat=rep, log=ctx.log)
         commit_rate = rate(sizes.commits, got["commit"]["total"])
         many_rate = rate(sizes.batches * 100, got["executemany"]["total"])
         yield Result(
@@ -549,6 +594,43 @@ async def _measures(
                 f"get_flow calls; this process's CPU: {cpu_us:.0f} µs per task",
             )
 
+        if want_wf:
+            # workflows: the same durable work as the linear flows (k journaled results one after
+            # the other, per flow), written as code; ratio against the linear row of this run
+            linear_rate = rate(total_tasks, got["linear"]["total"])
+            linear_cpu_us = got["linear"]["cpu"].median / total_tasks * 1e6
+            s = got["workflow"]["total"]
+            last = stats["workflow"][-1]
+            per_flush = last["appended"] / max(1, last["flushes"])
+            ours_wf, wf_samples = rate(total_tasks, s), s.rates(total_tasks)
+            wf_cpu_us = got["workflow"]["cpu"].median / total_tasks * 1e6
+            entries_per_step = last.get("entries", 0) / total_tasks
+            yield Result(
+                f"{key}.workflow",
+                ours_wf,
+                "steps/s",
+                baseline=linear_rate,
+                baseline_name=f"pattern linear {n}x{k} (tasks/s)",
+                target=TARGET_WORKFLOW_VS_LINEAR,
+                stat=stat,
+                samples=wf_samples,
+                extra={
+                    "best": total_tasks / s.best,
+                    "seconds": s.median,
+                    "entries_per_flush": per_flush,
+                    "entries_per_step": entries_per_step,
+                    "client_cpu_us_per_step": wf_cpu_us,
+                    "linear_client_cpu_us_per_task": linear_cpu_us,
+                    "vs_raw_single_commit": ours_wf / commit_rate,
+                    **last,
+                },
+                note=f"{n} workflows of {k} sequential ctx.step(no-op async def) started at once, "
+                f"creation included, alternated with the linear flows; {last['flushes']} flushes "
+                f"of {per_flush:.0f} entries, {entries_per_step:.2f} appended entries per step; "
+                f"this process's CPU: {wf_cpu_us:.0f} µs per step (linear: {linear_cpu_us:.0f} µs "
+                "per task); target: a step costs no more than a linear task",
+            )
+
         tuned = got["tuned"]["total"]
         yield Result(
             f"{key}.unordered_gc_threshold_20000",
@@ -563,8 +645,8 @@ async def _measures(
             "`flowcoord worker --gc-threshold 20000` does (report only)",
         )
 
-    # 2. DBOS on the same server.
-    if ctx.selected("dbos"):
+    # 2. DBOS on the same server (also for the workflow row's ratio, when only it is asked).
+    if ctx.selected("dbos") or ctx.selected(wf_dbos_key):
         peer = await dbos(ctx, dsn, sizes)
         if "error" in peer:
             baseline, baseline_name = max(ANCHOR_DBOS), "ANCHOR DBOS steps/s"
@@ -572,6 +654,12 @@ async def _measures(
                 f"DBOS not measured ({peer['error']}); baseline is the anchor figure "
                 f"{baseline:g}/s, not measured in this run"
             )
+            seq_base, seq_name = ANCHOR_DBOS[0], "ANCHOR DBOS sequential steps/s"
+            seq_note = (
+                f"DBOS not measured ({peer['error']}); baseline is the anchor figure "
+                f"{seq_base:g} steps/s, not measured in this run"
+            )
+            seq_extra: dict[str, Any] = {}
         else:
             seq, conc = Samples(tuple(peer["sequential"])), Samples(tuple(peer["concurrent"]))
             seq_rate, conc_rate = rate(peer["steps"], seq), rate(peer["workflows"], conc)
@@ -594,6 +682,16 @@ async def _measures(
             baseline = max(seq_rate, conc_rate)
             baseline_name = "DBOS best (steps/s)"
             note = "ratio against DBOS's better figure: a step or a one-step workflow = a task"
+            seq_base, seq_name = seq_rate, "DBOS sequential steps/s"
+            seq_note = (
+                f"DBOS {peer['dbos']}: {peer['steps']} no-op steps one after the other in one "
+                f"async workflow, measured in this run ({seq_rate:.0f} steps/s; its "
+                f"{peer['workflows']} concurrent one-step workflows: {conc_rate:.0f}/s)"
+            )
+            seq_extra = {
+                "dbos_sequential_samples_s": peer["sequential"],
+                "dbos_concurrent_workflows_per_s": conc_rate,
+            }
         if ours is not None:
             yield Result(
                 f"dbos.flowcoord_{n}x{k}_vs_dbos",
@@ -604,6 +702,21 @@ async def _measures(
                 target=TARGET_VS_DBOS,
                 stat=stat,
                 note=note,
+            )
+        if ours_wf is not None:
+            yield Result(
+                wf_dbos_key,
+                ours_wf,
+                "steps/s",
+                baseline=seq_base,
+                baseline_name=seq_name,
+                target=TARGET_WORKFLOW_VS_DBOS,
+                stat=stat,
+                samples=wf_samples,
+                extra=seq_extra,
+                note=f"flowcoord's {n} concurrent workflows x {k} steps (the `{key}.workflow` "
+                f"row) against {seq_note}: both durable steps on the same server, flowcoord's "
+                "group-committed across workflows",
             )
 
     # 3. idle per-task overhead: one linear flow, one task at a time.
