@@ -220,16 +220,15 @@ def test_failed_flow_exits_1_with_one_line(work: Path) -> None:
     assert status["tasks"][2]["failure"]["message"] == "no capacity left"
 
 
-def test_inputs_are_json_or_text(work: Path) -> None:
-    proc = cli(
-        work, "run", "myflows:build", "-i", "size=2", "-i", "note=hello world", "-i", 'q="7"',
-        "--json",
-    )  # fmt: skip
+def test_inputs_are_converted_and_unknown_ones_refused(work: Path) -> None:
+    # size is unannotated: JSON, else text; fail has a bool default: taken as a bool
+    proc = cli(work, "run", "myflows:build", "-i", "size=2", "-i", "fail=False", "--json")
     assert proc.returncode == 0, proc.stderr
     store = json.loads(proc.stdout)["store"]
-    assert store["note"] == "hello world"
-    assert store["q"] == "7"
-    assert store["size"] == 2
+    assert (store["size"], store["fail"]) == (2, False)
+    # a name no task takes is refused, naming those they take (test_cli_conventions: more)
+    proc = cli(work, "run", "myflows:build", "-i", "size=2", "-i", "note=hello world")
+    assert_clean_error(proc, "unknown input 'note'; its inputs are: fail, size")
 
 
 def test_progress_line(work: Path) -> None:
@@ -413,10 +412,15 @@ def test_cancel_reverts_an_unfinished_flow(work: Path) -> None:
     status = _show(work, journal, "c1")
     assert [t["state"] for t in status["tasks"]] == ["REVERTED", "REVERTED", "PENDING"]
     again = cli(work, "flows", "cancel", "c1", "--journal", journal, "--flow", "myflows:build")
-    # already cancelled: said so, non-zero, nothing more done
-    assert_clean_error(again, "has finished (CANCELLED); there is nothing to cancel")
+    # already cancelled: said so, exit 1 (the flow's outcome, not bad usage), nothing done
+    assert again.returncode == 1, again.stderr
+    assert again.stderr.startswith(
+        "flowcoord: flow c1 has finished (CANCELLED); there is nothing to cancel"
+    )
     resumed = cli(work, "flows", "resume", "c1", "--journal", journal, "--flow", "myflows:build")
-    assert_clean_error(resumed, "has finished (CANCELLED); there is nothing to resume")
+    assert resumed.returncode == 1, resumed.stderr
+    assert "has finished (CANCELLED); there is nothing to resume" in resumed.stderr
+    assert len(resumed.stderr.strip().splitlines()) == 1
 
 
 # -- serve -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ flow, the entry (seq, kind) and what is wrong with it, exit 2 — and nothing wr
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import textwrap
 from contextlib import closing
@@ -101,10 +102,16 @@ def test_flows_show_names_the_corrupt_entry(
     crashed: Path, sql: str, params: tuple[object, ...], fragment: str
 ) -> None:
     _sql(crashed, sql, *params)
-    for extra in ([], ["--json"]):
-        proc = cli(crashed.parent, "flows", "show", "f1", "--journal", str(crashed), *extra)
-        assert_clean_error(proc, "flowcoord: error: flow 'f1': journal entry " + fragment)
-        assert proc.stdout == ""
+    proc = cli(crashed.parent, "flows", "show", "f1", "--journal", str(crashed))
+    assert_clean_error(proc, "flowcoord: error: flow 'f1': journal entry " + fragment)
+    assert proc.stdout == ""
+    # with --json the error is one JSON object on stderr
+    proc = cli(crashed.parent, "flows", "show", "f1", "--journal", str(crashed), "--json")
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    error = json.loads(proc.stderr)
+    assert error["type"] == "JournalCorrupt"
+    assert ("flow 'f1': journal entry " + fragment) in error["message"]
+    assert error["hint"]
 
 
 def test_resume_run_cancel_and_retry_refuse_a_corrupt_flow_writing_nothing(crashed: Path) -> None:

@@ -25,7 +25,7 @@ EXIT_BREAKS = 1
 async def _check(args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
     registry = load_registry(args.registry)
     checked, breaks = 0, []
-    async with Engine(open_journal(args.journal)) as engine:
+    async with Engine(open_journal(args.journal, must_exist=True)) as engine:
         after: str | None = None
         while True:
             page = await engine.backend.list_flows(limit=500, after=after)

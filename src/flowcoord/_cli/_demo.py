@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -146,17 +147,36 @@ def _quiet_logs() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
 
 
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flowcoord demo", description=(__doc__ or "").strip().split(": ", 1)[-1]
+    )
+    p.add_argument(
+        "journal_path",
+        nargs="?",
+        metavar="JOURNAL_PATH",
+        help="the SQLite journal to write (default: a temporary file, removed at the end)",
+    )
+    p.add_argument("--child", nargs=2, metavar=("PATH", "FLOW_ID"), help=argparse.SUPPRESS)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """Run the demo; ``argv`` as ``flowcoord demo`` takes it (bad usage exits with 2)."""
+    parser = _parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.journal_path and not args.child:
+        where = Path(args.journal_path)
+        if where.exists():
+            parser.error(f"{where} exists: the demo writes a new journal (name another file)")
+        if not where.absolute().parent.is_dir():
+            parser.error(f"directory {str(where.absolute().parent)!r} does not exist")
     _quiet_logs()
-    if args[:1] in (["-h"], ["--help"]):
-        print("usage: flowcoord demo [JOURNAL_PATH]\n\n" + (__doc__ or "").strip())
-        return 0
-    if args[:1] == ["--child"]:
-        anyio.run(_child, args[1], args[2])
+    if args.child:
+        anyio.run(_child, *args.child)
         return 0
     with tempfile.TemporaryDirectory(prefix="flowcoord-demo-") as tmp:
-        path = Path(args[0]) if args else Path(tmp) / "journal.sqlite"
+        path = Path(args.journal_path) if args.journal_path else Path(tmp) / "journal.sqlite"
         anyio.run(_scenarios, path)
         _crash(path, "demo-crash")
         anyio.run(_resume, path, "demo-crash")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -108,10 +107,10 @@ def load_registry(spec: str) -> FlowRegistry:
     return obj
 
 
-def parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
-    """``k=v`` pairs; ``v`` is read as JSON when it parses (``2``, ``true``, ``[1]``, ``"2"``),
-    as a plain string otherwise."""
-    out: dict[str, Any] = {}
+def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as typed, by key; converting the values is
+    :func:`flowcoord._model._inputs.convert_inputs`'s (by the flow's annotations)."""
+    out: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
@@ -119,8 +118,5 @@ def parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
             raise ConfigurationError(
                 f"--input {pair!r} is not key=value", hint="e.g. --input size=2 --input name=db-1"
             )
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
+        out[key] = raw
     return out

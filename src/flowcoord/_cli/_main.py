@@ -3,24 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import structlog
 
 from .. import __version__
-from .._args import int_in
+from .._args import int_in, positive_float, since
 from .._journal._urls import URL_FORMS
-from ..errors import FlowcoordError
-from ._common import _ENV_JOURNAL, _ENV_TOKEN, EXIT_INTERRUPTED, EXIT_USAGE, _Interrupted
+from .._states import FlowState
+from ..errors import FlowcoordError, FlowFinished
+from ._common import (
+    _ENV_JOURNAL,
+    _ENV_TOKEN,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    _Interrupted,
+)
 from ._compat import cmd_check_compat
-from ._inspect import cmd_flows_list, cmd_flows_show, cmd_graph
+from ._inspect import cmd_flows_history, cmd_flows_list, cmd_flows_show, cmd_graph
 from ._output import _one_line
 from ._run import cmd_flows_cancel, cmd_flows_resume, cmd_flows_retry, cmd_run
-from ._serve import cmd_bench, cmd_demo, cmd_serve, cmd_worker
-from ._worker import board_options
+from ._serve import cmd_bench, cmd_completion, cmd_demo, cmd_serve, cmd_worker
+from ._worker import board_options, worker_arguments
+
+#: Set by :func:`main` when the command line asks for ``--json``: errors are then JSON too.
+_json_errors = False
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one JSON object on stderr under ``--json``."""
+
+    def error(self, message: str) -> NoReturn:
+        if _json_errors:
+            _print_json_error("UsageError", message, f"see: {self.prog} --help")
+            self.exit(EXIT_USAGE)
+        super().error(message)
+
+
+def _print_json_error(kind: str, message: str, hint: str | None) -> None:
+    body = {"type": kind, "message": message, "hint": hint}
+    print(json.dumps(body, ensure_ascii=False), file=sys.stderr)
 
 
 def _port(text: str) -> int:
@@ -29,6 +57,20 @@ def _port(text: str) -> int:
 
 def _limit(text: str) -> int:
     return int_in(text, 1, 10000, "a number from 1 to 10000")
+
+
+def _state_completer(**_: Any) -> list[str]:
+    return [s.value for s in FlowState]
+
+
+def _flow_id_completer(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """Flow ids of the journal named so far (completion only: every error is no answer)."""
+    from ._inspect import flow_ids
+
+    try:
+        return flow_ids(parsed_args.journal, prefix)
+    except Exception:
+        return []
 
 
 def _journal_arg(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -43,8 +85,13 @@ def _journal_arg(p: argparse.ArgumentParser, default: str | None = None) -> None
     )
 
 
+def _flow_id_arg(p: argparse.ArgumentParser) -> None:
+    action = p.add_argument("flow_id")
+    action.completer = _flow_id_completer  # type: ignore[attr-defined]
+
+
 def _output_args(p: argparse.ArgumentParser, progress: bool = True) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (errors too, on stderr)")
     if progress:
         p.add_argument(
             "--progress",
@@ -67,51 +114,122 @@ _TAKE_OVER_DESCRIPTION = (
     "Take a journaled, unfinished flow over and run it here to its end: the journal is "
     "fenced with the next token, so whoever ran the flow before can never write to it again. "
     "With --zk, a flow whose job a live worker holds on the job board is refused (exit 2, "
-    "naming the owner) unless --force is given."
+    "naming the owner) unless --force is given. A finished flow is refused with exit 1."
+)
+
+_LIST_DESCRIPTION = (
+    "List the journal's flows, newest first. The journal is read whole and filtered here "
+    "(the backends list by id and filter by one state only), then sorted by creation time."
 )
 
 
+def _verbosity() -> _Parser:
+    """``-v`` for every command, before or after its name (counted once where given)."""
+    p = _Parser(add_help=False)
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="log engine and task events to stderr (-vv: debug)",
+    )
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flowcoord",
         description="Run, inspect, resume and serve journaled flows.",
     )
     parser.add_argument("--version", action="version", version=f"flowcoord {__version__}")
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log engine events (-vv: debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log engine and task events to stderr (-vv: debug); also after the command",
     )
+    common = [_verbosity()]
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a flow to its end")
+    p = sub.add_parser("run", help="run a flow to its end", parents=common)
     p.add_argument("target", metavar="module:attr", help="a Flow, or a factory returning one")
     p.add_argument(
-        "-i", "--input", action="append", metavar="KEY=VALUE", help="an input (JSON or text)"
+        "-i",
+        "--input",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an input, converted to the annotation of the parameter that takes it "
+        "(unannotated: JSON, else text); repeatable",
     )
     p.add_argument("--flow-id", help="the flow's id (a journaled id is resumed)")
     _journal_arg(p, default="memory:")
     _output_args(p)
     p.set_defaults(func=cmd_run)
 
-    flows = sub.add_parser("flows", help="list, show, cancel, resume or retry journaled flows")
+    flows = sub.add_parser(
+        "flows", help="list, show, cancel, resume or retry journaled flows", parents=common
+    )
     fsub = flows.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
-    p = fsub.add_parser("list", help="list flows")
+    p = fsub.add_parser(
+        "list", help="list flows, newest first", description=_LIST_DESCRIPTION, parents=common
+    )
     _journal_arg(p)
-    p.add_argument("--state", help="only flows in this state")
+    state = p.add_argument(
+        "--state",
+        metavar="STATE[,STATE...]",
+        help=f"only flows in these states ({', '.join(FlowState)}; any case)",
+    )
+    state.completer = _state_completer  # type: ignore[attr-defined]
+    p.add_argument("--name", metavar="NAME", help="only flows of this name (* and ? match any)")
+    p.add_argument(
+        "--since",
+        type=since,
+        metavar="WHEN",
+        help="only flows created since WHEN: 30s, 10m, 2h, 3d, 1w ago, or an ISO 8601 time "
+        "(2024-05-01T12:00, local unless it names a zone)",
+    )
     p.add_argument("--limit", type=_limit, default=50, help="at most this many (default 50)")
-    p.add_argument("--after", metavar="FLOW_ID", help="the page after this flow id")
+    p.add_argument(
+        "--after", metavar="FLOW_ID", help="the page after this flow (as printed with --limit)"
+    )
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=positive_float,
+        const=2.0,
+        metavar="SECONDS",
+        help="list again every SECONDS (default 2) until Ctrl-C",
+    )
+    p.add_argument("--watch-count", type=_limit, help=argparse.SUPPRESS)  # tests: N rounds
     _output_args(p, progress=False)
     p.set_defaults(func=cmd_flows_list)
-    p = fsub.add_parser("show", help="show a flow's state and tasks")
-    p.add_argument("flow_id")
+    p = fsub.add_parser("show", help="show a flow's state and tasks", parents=common)
+    _flow_id_arg(p)
     _journal_arg(p)
     _output_args(p, progress=False)
     p.set_defaults(func=cmd_flows_show)
+    p = fsub.add_parser(
+        "history",
+        aliases=["steps"],
+        help="a flow's journal, entry by entry (alias: steps)",
+        description="Print the flow's journal as a table: each entry's sequence number, "
+        "time, kind, task, attempt, the state it records and a short summary of its data "
+        "(failures by type and message). --json prints the entries whole.",
+        parents=common,
+    )
+    _flow_id_arg(p)
+    _journal_arg(p)
+    _output_args(p, progress=False)
+    p.set_defaults(func=cmd_flows_history)
     for action, helptext, func in (
         ("resume", "take over an unfinished flow and resume it", cmd_flows_resume),
         ("cancel", "take over an unfinished flow and cancel it (reverting it)", cmd_flows_cancel),
     ):
-        p = fsub.add_parser(action, help=helptext, description=_TAKE_OVER_DESCRIPTION)
-        p.add_argument("flow_id")
+        p = fsub.add_parser(
+            action, help=helptext, description=_TAKE_OVER_DESCRIPTION, parents=common
+        )
+        _flow_id_arg(p)
         _journal_arg(p)
         _flow_arg(p)
         board_options(
@@ -130,9 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
         _output_args(p)
         p.set_defaults(func=func)
     p = fsub.add_parser(
-        "retry", help="re-run a finished flow from a task, as a new flow (journaled results kept)"
+        "retry",
+        help="re-run a finished flow from a task, as a new flow (journaled results kept)",
+        parents=common,
     )
-    p.add_argument("flow_id")
+    _flow_id_arg(p)
     p.add_argument("--from-task", required=True, metavar="TASK", help="the first task to re-run")
     p.add_argument("--new-id", metavar="FLOW_ID", help="the new flow's id (default: random)")
     _journal_arg(p)
@@ -140,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(p)
     p.set_defaults(func=cmd_flows_retry)
 
-    p = sub.add_parser("graph", help="print a flow's graph")
+    p = sub.add_parser("graph", help="print a flow's graph", parents=common)
     p.add_argument("target", metavar="module:attr", help="a Flow, or a factory returning one")
     p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
     p.set_defaults(func=cmd_graph)
@@ -152,13 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
         "without running a step or writing anything, and list the flows that would not resume "
         "(a workflow step that changed at a position, a pattern flow whose tasks changed, a "
         "flow no longer registered). Run it before a deploy: exit 1 if any would break.",
+        parents=common,
     )
     p.add_argument("registry", metavar="module:attr", help="a FlowRegistry (the new code)")
     _journal_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (errors too, on stderr)")
     p.set_defaults(func=cmd_check_compat)
 
-    p = sub.add_parser("serve", help="serve the JSON API and the dashboard (aiohttp)")
+    p = sub.add_parser(
+        "serve", help="serve the JSON API and the dashboard (aiohttp)", parents=common
+    )
     _journal_arg(p)
     p.add_argument("--registry", required=True, metavar="module:attr", help="a FlowRegistry")
     p.add_argument(
@@ -178,19 +301,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
-    for name, helptext, func in (
-        ("demo", "run the demo (success, rollback, crash and resume)", cmd_demo),
-        ("bench", "run the benchmarks (python -m benchmarks)", cmd_bench),
-        ("worker", "run a conductor: take flows from a ZooKeeper job board", cmd_worker),
-    ):
-        # the command parses its own options (and --help)
-        p = sub.add_parser(name, help=helptext, add_help=False)
-        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=func)
+    p = sub.add_parser(
+        "worker",
+        help="run a conductor: take flows from a ZooKeeper job board",
+        description="Take flows from a ZooKeeper job board and run them.",
+        parents=common,
+    )
+    worker_arguments(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the demo (success, rollback, crash and resume)",
+        description="Provision a VM on embedded defaults: a success, a rollback, and a crash "
+        "followed by a resume.",
+        parents=common,
+    )
+    p.add_argument(
+        "journal_path",
+        nargs="?",
+        metavar="JOURNAL_PATH",
+        help="the SQLite journal to write (default: a temporary file, removed at the end)",
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "completion",
+        help="print the shell completion script (bash, zsh, fish)",
+        description="Print the script that makes the shell complete flowcoord's commands, "
+        'options, states and flow ids (argcomplete): eval "$(flowcoord completion bash)" '
+        "in ~/.bashrc, or the same with zsh in ~/.zshrc (after compinit).",
+        parents=common,
+    )
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
+    p.set_defaults(func=cmd_completion)
+
+    # the command parses its own options (and --help)
+    p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks)", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
-_PASSTHROUGH = frozenset({cmd_demo, cmd_bench, cmd_worker})
+_PASSTHROUGH = frozenset({cmd_bench})
 
 
 def _configure_logging(verbose: int) -> None:
@@ -212,13 +365,29 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request, if this is one (then the process exits)."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:  # pragma: no cover - a dependency; nothing to offer without it
+        return
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _json_errors
+    words = list(sys.argv[1:] if argv is None else argv)
+    _json_errors = "--json" in words[: words.index("--")] if "--" in words else "--json" in words
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    _complete(parser)
+    args, extra = parser.parse_known_args(words)
     if extra:
         if args.func not in _PASSTHROUGH:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.args = [*extra, *args.args]
+    _json_errors = bool(getattr(args, "json", False))
     _configure_logging(args.verbose)
     try:
         return int(args.func(args))
@@ -230,7 +399,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(err, KeyboardInterrupt):
             print("flowcoord: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        if isinstance(err, BrokenPipeError):  # the reader went away (| head): end quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
+        if isinstance(err, FlowFinished):  # said so; not a usage error: the flow's outcome
+            _report(err, "flowcoord: ")
+            return EXIT_FAILED
         if isinstance(err, (FlowcoordError, ValueError, OSError)):
-            print(f"flowcoord: error: {_one_line(str(err))}", file=sys.stderr)
+            _report(err, "flowcoord: error: ")
             return EXIT_USAGE
         raise
+
+
+def _report(err: BaseException, prefix: str) -> None:
+    if _json_errors:
+        if isinstance(err, FlowcoordError):
+            message, hint = err.message, err.hint
+        else:
+            message, hint = str(err), None
+        _print_json_error(type(err).__name__, _one_line(message), hint)
+    else:
+        print(f"{prefix}{_one_line(str(err))}", file=sys.stderr)

@@ -8,12 +8,24 @@ from datetime import datetime
 from typing import TextIO
 
 import anyio
+import structlog
 
 from .._states import StateChange, TaskState
 
 
-def _ts(t: float | None) -> str:
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
+def _ts(t: float | None, precise: bool = False) -> str:
+    """Local time with its offset from UTC: ``2024-05-01 14:03:07+02:00`` (milliseconds
+    too when ``precise``)."""
+    if not t:
+        return "-"
+    when = datetime.fromtimestamp(t).astimezone()
+    return when.isoformat(sep=" ", timespec="milliseconds" if precise else "seconds")
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters (cut with an ellipsis)."""
+    text = _one_line(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _dur(seconds: float | None) -> str:
@@ -91,3 +103,21 @@ def _progress_enabled(mode: str) -> bool:
     if mode == "always":
         return True
     return mode == "auto" and sys.stderr.isatty()
+
+
+_events = structlog.get_logger("flowcoord.cli")
+
+
+def log_state_change(change: StateChange) -> None:
+    """``-v``: each task's state changes, and the flow's that the engine does not log itself
+    (RUNNING, SUCCESS), as log lines on stderr."""
+    if change.task is not None:
+        _events.info(
+            "task_state",
+            flow_id=change.flow_id,
+            task=change.task,
+            old=change.old,
+            new=change.new,
+        )
+    elif change.new in ("RUNNING", "SUCCESS"):
+        _events.info("flow_state", flow_id=change.flow_id, old=change.old, new=change.new)

@@ -18,14 +18,16 @@ from .._coord._contract import JobBoard
 from .._coord._takeover import take_over
 from .._engine._engine import Engine, FlowHandle
 from .._journal._contract import JournalBackend
+from .._journal._events import FlowRecord
 from .._journal._urls import open_journal, redact
 from .._model._flow import Flow
+from .._model._inputs import convert_inputs
 from .._model._workflow import Workflow
-from .._states import FlowState, TaskState
-from ..errors import FlowCancelled, FlowNotFound, JournalError, OwnershipLost
+from .._states import FlowState, TaskState, is_finished
+from ..errors import FlowCancelled, FlowFinished, FlowNotFound, JournalError, OwnershipLost
 from ._common import EXIT_FAILED, EXIT_OK, _Interrupted
 from ._load import load_flow, parse_inputs
-from ._output import _one_line, _Progress, _progress_enabled
+from ._output import _one_line, _Progress, _progress_enabled, log_state_change
 from ._worker import open_board_of
 
 
@@ -63,6 +65,7 @@ async def _drive(
     fork_from: tuple[str, str] | None = None,
     board: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None,
     force: bool = False,
+    verbose: bool = False,
 ) -> int:
     """Run (or resume, or take over and cancel, or re-run from a task as a new flow) one flow
     to its end, reporting as it goes. ``token_bump``: take it over (``board`` opens the job
@@ -84,6 +87,8 @@ async def _drive(
             bar = _Progress(sys.stderr, _progress_enabled(progress), flow.name, total, done)
             bar.flow_id = flow_id
             engine.add_listener(bar)
+            if verbose:
+                engine.add_listener(log_state_change)
             if fork_from is not None:
                 source, from_task = fork_from
                 handle = await engine.fork(flow, source, from_task=from_task, flow_id=flow_id)
@@ -144,7 +149,7 @@ async def _drive(
 
 def cmd_run(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
-    inputs = parse_inputs(args.input or [])
+    inputs = convert_inputs(flow, parse_inputs(args.input or []), text=True)
     backend = open_journal(args.journal)
     flow_id = args.flow_id or uuid.uuid4().hex
     return anyio.run(
@@ -157,14 +162,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=args.progress,
             as_json=args.json,
             flow_spec=args.target,
+            verbose=bool(args.verbose),
         )
     )
 
 
-def _journaled_flow(args: argparse.Namespace) -> tuple[JournalBackend, Flow | Workflow]:
-    backend = open_journal(args.journal)
+def _journaled_flow(
+    args: argparse.Namespace, take_over: str | None = None
+) -> tuple[JournalBackend, Flow | Workflow]:
+    """The journal (which must exist) and the definition of its flow ``args.flow_id``; with
+    ``take_over`` ("resume", "cancel"), a finished flow raises :class:`FlowFinished`."""
+    backend = open_journal(args.journal, must_exist=True)
 
-    async def name_of() -> str:
+    async def record() -> FlowRecord:
         async with backend:
             rec = await backend.get_flow(args.flow_id)
         if rec is None:
@@ -173,10 +183,16 @@ def _journaled_flow(args: argparse.Namespace) -> tuple[JournalBackend, Flow | Wo
                 flow_id=args.flow_id,
                 hint="list flows with: flowcoord flows list --journal URL",
             )
-        return rec.name
+        return rec
 
-    name = anyio.run(name_of)
-    return open_journal(args.journal), load_flow(args.flow, name)
+    rec = anyio.run(record)
+    if take_over is not None and is_finished(rec.state):  # as Engine.take_over says it
+        raise FlowFinished(
+            f"flow {args.flow_id} has finished ({rec.state}); there is nothing to {take_over}",
+            flow_id=args.flow_id,
+            state=rec.state,
+        )
+    return open_journal(args.journal, must_exist=True), load_flow(args.flow, rec.name)
 
 
 async def _take_over_on(
@@ -195,7 +211,7 @@ async def _take_over_on(
 
 
 def _take_over(args: argparse.Namespace, *, cancel: bool) -> int:
-    backend, flow = _journaled_flow(args)
+    backend, flow = _journaled_flow(args, "cancel" if cancel else "resume")
     board = (lambda: open_board_of(args)) if args.zk else None
     return anyio.run(
         lambda: _drive(
@@ -211,6 +227,7 @@ def _take_over(args: argparse.Namespace, *, cancel: bool) -> int:
             cancel=cancel,
             board=board,
             force=args.force,
+            verbose=bool(args.verbose),
         )
     )
 
@@ -237,5 +254,6 @@ def cmd_flows_retry(args: argparse.Namespace) -> int:
             as_json=args.json,
             flow_spec=args.flow,
             fork_from=(args.flow_id, args.from_task),
+            verbose=bool(args.verbose),
         )
     )

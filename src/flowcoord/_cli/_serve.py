@@ -8,17 +8,24 @@ import importlib.util
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .._engine._engine import Engine
 from .._journal._urls import open_journal, redact
+from .._model._registry import FlowRegistry
 from ..errors import ConfigurationError
 from ._common import _ENV_TOKEN, EXIT_OK, EXIT_USAGE
 from ._load import load_registry
+from ._output import log_state_change
 from ._worker import open_board_of
+
+if TYPE_CHECKING:
+    from .._coord._conductor import Conductor
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -76,7 +83,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import main
 
-    return int(main(list(args.args)) or 0)
+    return int(main([args.journal_path] if args.journal_path else []) or 0)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """Print the shell's completion script (argcomplete's)."""
+    try:
+        from argcomplete.shell_integration import shellcode
+    except ImportError:  # pragma: no cover - a dependency of flowcoord
+        raise ConfigurationError(
+            "shell completion needs argcomplete", hint="pip install argcomplete"
+        ) from None
+    sys.stdout.write(shellcode(["flowcoord"], shell=args.shell))
+    return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -92,11 +111,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "benchmarks", *args.args])
 
 
+def _start_line(opts: argparse.Namespace, name: str, registry: FlowRegistry) -> str:
+    """What a starting worker says, on one line: where it takes jobs from, where it
+    journals, what it runs and its limits (no password)."""
+    flows = ", ".join(registry)
+    auth = f", digest auth as {opts.zk_auth.partition(':')[0]!r}" if opts.zk_auth else ""
+    return (
+        f"flowcoord worker {name}: ZooKeeper {opts.zk} (namespace {opts.namespace}, board "
+        f"{opts.board}, session timeout {opts.session_timeout:g}s{auth}); journal "
+        f"{redact(opts.journal)}; registry {opts.registry} ({len(registry)} flow"
+        f"{'' if len(registry) == 1 else 's'}: {flows or 'none'}); capacity {opts.capacity}, "
+        f"max claims {opts.max_claims}, max failures {opts.max_failures}, shutdown timeout "
+        f"{opts.shutdown_timeout:g}s; SIGTERM or Ctrl-C hands its jobs back and stops"
+    )
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from .._coord._workers import run_worker
-    from ._worker import worker_options, zk_auth
+    from ._worker import board_path, zk_auth
 
-    opts = worker_options(args.args)  # bad usage exits with status 2
+    opts = args
+    opts.board = board_path(opts)
     if opts.gc_threshold:
         import gc
 
@@ -104,13 +139,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         gc.set_threshold(opts.gc_threshold, max(gen1, 20), max(gen2, 20))
     registry = load_registry(opts.registry)
     backend = open_journal(opts.journal)
+    name = opts.name or f"{socket.gethostname()}-{os.getpid()}"  # run_worker's default
+    print(_start_line(opts, name, registry), file=sys.stderr, flush=True)
+
+    def on_ready(conductor: Conductor) -> None:
+        if opts.verbose:
+            conductor.engine.add_listener(log_state_change)
+
     anyio.run(
         lambda: run_worker(
             zk_hosts=opts.zk,
             namespace=opts.namespace,
             journal=backend,
             registry=registry,
-            name=opts.name,
+            name=name,
             capacity=opts.capacity,
             session_timeout=opts.session_timeout,
             path=opts.board,
@@ -118,6 +160,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             auth=zk_auth(opts),
             max_claims=opts.max_claims,
             max_failures=opts.max_failures,
+            on_ready=on_ready,
         )
     )
     return EXIT_OK  # stopped by SIGTERM/SIGINT, its jobs handed over

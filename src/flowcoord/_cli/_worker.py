@@ -9,12 +9,18 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-from .._args import int_in
+from .._args import int_in, positive_float
 
 if TYPE_CHECKING:
     from .._coord._zk_board import ZooKeeperJobBoard
 
-__all__ = ["board_options", "open_board_of", "worker_options", "worker_parser"]
+__all__ = [
+    "board_options",
+    "open_board_of",
+    "worker_arguments",
+    "worker_options",
+    "worker_parser",
+]
 
 # The ZooKeeper modules load when a board is opened, not with the parser (every command
 # builds it): --board's default is filled in then (_coord._workers.DEFAULT_BOARD_PATH).
@@ -61,13 +67,20 @@ def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Take flows from a ZooKeeper job board and run them."
     )
+    worker_arguments(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log task events")
+    return p
+
+
+def worker_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the worker's options to ``p`` (the command's ``worker`` and :func:`worker_parser`)."""
     board_options(p, required=True, zk_help="host:port[,host:port...]")
     p.add_argument("--journal", required=True, metavar="URL", help="the journal's URL")
     p.add_argument("--registry", required=True, metavar="module:attr", help="a FlowRegistry")
     p.add_argument("--capacity", type=_positive_int, default=10, help="jobs at once (10)")
     p.add_argument("--name", help="member name (default: host-pid)")
     p.add_argument(
-        "--session-timeout", type=_positive_float, default=10.0, metavar="S", help="seconds (10)"
+        "--session-timeout", type=positive_float, default=10.0, metavar="S", help="seconds (10)"
     )
     p.add_argument(
         "--gc-threshold",
@@ -94,12 +107,11 @@ def worker_parser(prog: str = "flowcoord worker") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shutdown-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="S",
         help="on SIGTERM, wait this long for running tasks before aborting them (30)",
     )
-    return p
 
 
 def worker_options(argv: Sequence[str]) -> argparse.Namespace:
@@ -111,13 +123,3 @@ def worker_options(argv: Sequence[str]) -> argparse.Namespace:
 
 def _positive_int(text: str) -> int:
     return int_in(text, 1, None, "a positive integer")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value

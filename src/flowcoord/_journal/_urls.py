@@ -11,6 +11,10 @@ Forms::
 PostgreSQL options in the query string (``schema``, ``connect_timeout``, ``connect_deadline``,
 ``retry_deadline``, ``attempt_timeout``, ``min_size``, ``max_size``) go to the backend; any
 other query parameter stays in the DSN for asyncpg (``sslmode=require`` …).
+
+``must_exist=True`` (the command line's read-only commands) refuses a SQLite file that is
+not there instead of creating it; a PostgreSQL database is never created (its tables are, on
+open, by the backend).
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ _PG_FLOAT_OPTS = ("connect_timeout", "connect_deadline", "retry_deadline", "atte
 _PG_INT_OPTS = ("min_size", "max_size")
 
 
-def open_journal(url: str) -> JournalBackend:
-    """A journal backend (not yet opened) for ``url``; raises :class:`ConfigurationError`."""
+def open_journal(url: str, *, must_exist: bool = False) -> JournalBackend:
+    """A journal backend (not yet opened) for ``url``; raises :class:`ConfigurationError`.
+
+    ``must_exist``: a SQLite file that does not exist is an error (``no journal at ...``)
+    rather than a new, empty journal: for readers, which must not leave a file behind a typo.
+    """
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("empty journal URL", hint=f"use one of: {URL_FORMS}")
     url = url.strip()
@@ -47,7 +55,7 @@ def open_journal(url: str) -> JournalBackend:
 
         return MemoryJournal()
     if scheme == "sqlite":
-        return _sqlite(url, rest)
+        return _sqlite(url, rest, must_exist)
     if scheme in ("postgresql", "postgres"):
         return _postgres(url)
     if len(scheme) > 1 and not url.lower().endswith(_SQLITE_SUFFIXES):
@@ -56,7 +64,7 @@ def open_journal(url: str) -> JournalBackend:
             hint=f"use one of: {URL_FORMS}",
         )
     if url.lower().endswith(_SQLITE_SUFFIXES):
-        return _sqlite_path(url, Path(url).expanduser())
+        return _sqlite_path(url, Path(url).expanduser(), must_exist)
     raise ConfigurationError(
         f"journal URL {url!r} is neither a URL nor a path ending .sqlite/.sqlite3/.db",
         hint=f"use one of: {URL_FORMS}",
@@ -80,7 +88,7 @@ def redact(url: str) -> str:
         return "<unparseable URL>"
 
 
-def _sqlite(url: str, rest: str) -> JournalBackend:
+def _sqlite(url: str, rest: str, must_exist: bool) -> JournalBackend:
     if rest.startswith("//"):
         parts = urlsplit(url)
         if parts.netloc:
@@ -107,10 +115,10 @@ def _sqlite(url: str, rest: str) -> JournalBackend:
             f"journal URL {url!r} has no file path",
             hint="write sqlite:///absolute/path.sqlite or sqlite:relative/path.sqlite",
         )
-    return _sqlite_path(url, Path(raw).expanduser())
+    return _sqlite_path(url, Path(raw).expanduser(), must_exist)
 
 
-def _sqlite_path(url: str, path: Path) -> JournalBackend:
+def _sqlite_path(url: str, path: Path, must_exist: bool) -> JournalBackend:
     if path.is_dir():
         raise ConfigurationError(
             f"journal URL {url!r}: {str(path)!r} is a directory",
@@ -121,6 +129,12 @@ def _sqlite_path(url: str, path: Path) -> JournalBackend:
         raise ConfigurationError(
             f"journal URL {url!r}: directory {str(parent)!r} does not exist",
             hint="create the directory first, or point the journal at an existing one",
+        )
+    if must_exist and not path.exists():
+        raise ConfigurationError(
+            f"no journal at {str(path)!r}",
+            hint="check the path; a journal is created by the first run, worker or server "
+            "that writes to it",
         )
     from ._sqlite import SQLiteJournal
 
