@@ -32,6 +32,12 @@ class Failure:
     def from_exception(cls, exc: BaseException, *, _depth: int = 0) -> Failure:
         names = tuple(_qualname(k) for k in type(exc).__mro__ if k is not object)
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, chain=False))
+        recorded = getattr(exc, "failure", None)
+        if isinstance(recorded, Failure):
+            # TaskFailed, StepFailed, RevertFailed: the cause is the failure they record, the
+            # same whether the exception behind it was raised in this run or journaled by an
+            # earlier one (a resumed workflow must see what the first run saw)
+            return cls(names, str(exc), tb, recorded, exc)
         nxt = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
         cause = (
             cls.from_exception(nxt, _depth=_depth + 1) if nxt is not None and _depth < 8 else None

@@ -3,6 +3,7 @@ values, compensation (sagas), cancel; and crash-exactness at every journal cut."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -496,6 +497,46 @@ async def test_a_conductor_runs_a_registered_workflow_from_the_job_board() -> No
     assert conductor.stats.consumed == 1
 
 
+async def test_a_conductor_trashes_a_workflow_its_code_cannot_resume_with_the_reason() -> None:
+    async def step(x: int) -> int:
+        return x
+
+    @fc.workflow(name="wf")
+    async def v1(ctx: fc.Context) -> int:
+        return await ctx.step(step, 1, name="a")
+
+    @fc.workflow(name="wf")
+    async def v2(ctx: fc.Context) -> int:
+        return await ctx.step(step, 1, name="b")
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:  # v1's run journaled step 1, then the owner died
+        handle = await engine.start(v1, flow_id="job-nd")
+        await handle.wait()
+    entries = await journal.read("job-nd")
+    async with fc.Engine(journal) as engine:
+        cut = [e for e in entries if e.kind is not EventKind.FLOW_STATE or e.state == "RUNNING"]
+        await journal.create_flow(FlowRecord("job-nd2", "wf", "RUNNING"), [
+            Entry("job-nd2", k, e.kind, e.task, e.data, e.state) for k, e in enumerate(cut)
+        ])  # fmt: skip
+        registry = fc.FlowRegistry()
+        registry.register("wf", v2)
+        coord = fc.coordination.MemoryCoordinator()
+        board = coord.board()
+        await board.post("wf", {}, flow_id="job-nd2")
+        async with fc.coordination.Conductor(board, engine, registry, max_claims=3) as conductor:
+            with anyio.fail_after(5):
+                await conductor.wait_idle()
+        assert conductor.stats.claimed == 1  # not handed over again and again
+        assert conductor.stats.trashed == 1
+        trash = await board.trashed()
+        assert len(trash) == 1
+        assert "NonDeterministicWorkflow" in trash[0].reason or "journal has 'a'" in trash[0].reason
+        rec = await journal.get_flow("job-nd2")
+        assert rec is not None
+        assert rec.state == "RUNNING"  # left as journaled, for the code that started it
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "why"),
     [
@@ -556,3 +597,49 @@ async def test_a_step_without_compensation_is_one_entry_with_its_start_time() ->
         assert one.started_at is not None
         assert one.finished_at is not None
         assert one.started_at <= one.finished_at
+
+
+async def test_a_workflow_failure_is_journaled_alike_in_a_first_run_and_a_resumed_one() -> None:
+    class Declined(Exception):
+        pass
+
+    async def book(what: str) -> str:
+        return what
+
+    async def unbook(what: str) -> None:
+        pass
+
+    async def charge() -> None:
+        raise Declined("card declined")
+
+    @fc.workflow(name="trip")
+    async def trip(ctx: fc.Context) -> None:
+        await ctx.step(book, "hotel", revert=unbook)
+        await ctx.step(charge)
+
+    def journaled_failure(entries: list[Entry]) -> fc.Failure:
+        (reverting,) = [e for e in entries if e.state == "REVERTING"]
+        return fc.Failure.from_dict(json.loads(reverting.data)["failure"])
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        with pytest.raises(StepFailed):
+            await engine.run(trip, flow_id="t1")
+    entries = await journal.read("t1")
+    first = journaled_failure(entries)
+    cut = entries[: 1 + next(i for i, e in enumerate(entries) if e.kind is EventKind.TASK_FAILED)]
+    await journal.create_flow(
+        FlowRecord("t2", "trip", "RUNNING"),
+        [Entry("t2", e.seq, e.kind, e.task, e.data, e.state) for e in cut],
+    )
+    async with fc.Engine(journal) as engine:
+        with pytest.raises(StepFailed):
+            await engine.resume(trip, "t2")
+    resumed = journaled_failure(await journal.read("t2"))
+    for f in (first, resumed):
+        assert f.matches(StepFailed)
+        assert f.cause is not None
+        assert f.cause.matches(Declined)
+        assert f.cause.message == "card declined"
+    assert first.exc_types == resumed.exc_types
+    assert first.message == resumed.message

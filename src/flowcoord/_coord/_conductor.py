@@ -314,6 +314,12 @@ class Conductor:
                 jlog.warning("journal_unavailable", error=str(exc))
                 await self._give_up(claim, failed=True)
                 return
+            except FlowDefinitionError as exc:
+                # this code cannot go on with the journaled flow (a workflow changed under a
+                # run in flight, a child's id taken): no other claim would do better with the
+                # same code; trashed with the reason, the flow stays in the journal as it is
+                await self._trash(claim, f"cannot resume: {exc}")
+                return
             except Exception as exc:
                 if r.handle.state not in _FINAL:
                     (jlog.info if self._closing else jlog.warning)(
