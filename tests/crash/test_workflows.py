@@ -143,3 +143,22 @@ async def test_workflow_is_crash_exact_on_postgres(case: Case, pg_dsn: str) -> N
     record(report)
     assert report.reference is case.expect, report
     report.check()
+
+
+@pytest.mark.parametrize(
+    "case", [CASES[0], CASES[1], CASES[4], CASES[5], CASES[6]], ids=lambda c: c.name
+)
+async def test_a_workflow_with_checkpoints_is_crash_exact(case: Case, tmp_path: Path) -> None:
+    # a checkpoint every 2 successes: resumes read through them at every cut
+    report = await CrashExplorer(
+        case.make,
+        {"size": 2},
+        journal=fc.SQLiteJournal(tmp_path / "j.sqlite"),
+        depth=case.depth,
+        actions=case.actions,
+        checkpoint_every=2,
+    ).explore()
+    print(report)
+    record(report)
+    assert report.reference is case.expect, report
+    report.check()

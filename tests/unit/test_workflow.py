@@ -643,3 +643,63 @@ async def test_a_workflow_failure_is_journaled_alike_in_a_first_run_and_a_resume
         assert f.cause.message == "card declined"
     assert first.exc_types == resumed.exc_types
     assert first.message == resumed.message
+
+
+async def test_a_long_workflow_resumes_through_its_checkpoints(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    async def step(i: int) -> int:
+        calls.append(i)
+        return i * i
+
+    async def undo(i: int, result: int) -> None:
+        calls.append(-i)
+
+    @fc.workflow(name="long")
+    async def long(ctx: fc.Context, n: int, fail: bool = False) -> int:
+        total = 0
+        for i in range(n):
+            total += await ctx.step(step, i, revert=undo if i % 4 == 0 else None)
+        if fail:
+            await ctx.step(boom_step)
+        return total
+
+    async def boom_step() -> None:
+        raise RuntimeError("boom")
+
+    path = tmp_path / "j.sqlite"
+    async with fc.Engine(fc.SQLiteJournal(path), checkpoint_every=5) as engine:
+        out = await engine.run(long, {"n": 23}, flow_id="l1")
+        assert out.result == sum(i * i for i in range(23))
+        entries = await engine.journal.read("l1")
+        assert sum(e.kind is EventKind.CHECKPOINT for e in entries) == 4
+        short = await engine.journal.read_for_resume("l1")
+        assert len(short) < len(entries) // 3
+        # the same journal without its end, as a crash would leave it: resumed from the
+        # checkpoints, nothing runs again
+        cut = [e for e in entries if e.state != "SUCCESS"]
+        await engine.backend.create_flow(
+            FlowRecord("l2", "long", "RUNNING"),
+            [Entry("l2", e.seq, e.kind, e.task, e.data, e.state) for e in cut],
+        )
+    calls.clear()
+    async with fc.Engine(fc.SQLiteJournal(path), checkpoint_every=5) as engine:
+        out = await engine.resume(long, "l2")
+        assert out.result == sum(i * i for i in range(23))
+        assert calls == []
+        # a failure after the checkpoints: compensations get the arguments they summed up
+        with pytest.raises(StepFailed):
+            await engine.run(long, {"n": 23, "fail": True}, flow_id="l3")
+        assert calls[-6:] == [-20, -16, -12, -8, -4, -0]
+        entries = await engine.journal.read("l3")
+        fail_at = next(k for k, e in enumerate(entries) if e.kind is EventKind.TASK_FAILED)
+        cut = entries[: fail_at + 1]
+        await engine.backend.create_flow(
+            FlowRecord("l4", "long", "RUNNING"),
+            [Entry("l4", e.seq, e.kind, e.task, e.data, e.state) for e in cut],
+        )
+    calls.clear()
+    async with fc.Engine(fc.SQLiteJournal(path), checkpoint_every=5) as engine:
+        with pytest.raises(StepFailed):
+            await engine.resume(long, "l4")
+    assert calls == [-20, -16, -12, -8, -4, -0]

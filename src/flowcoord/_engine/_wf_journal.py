@@ -51,6 +51,8 @@ class StepRecord:
     reverted: bool = False
     revert_failure: Failure | None = None
     decided: bool = False  # a retry decision follows the last failed attempt
+    started_seq: int = -1  # the seq of its latest task.started (a step with a compensation)
+    checkpointed: bool = False  # its success is listed in a checkpoint
 
 
 @dataclass(slots=True)
@@ -105,6 +107,9 @@ class WorkflowJournal:
             elif self.state is FlowState.SUCCESS:
                 self.result = data.get("result")
             return
+        if kind is EventKind.CHECKPOINT:
+            self._checkpoint(data)
+            return
         if e.task is None:
             return
         where = split_key(e.task)
@@ -117,7 +122,7 @@ class WorkflowJournal:
         if kind is EventKind.TASK_STARTED:  # a new attempt: what the last one did is undone
             rec.succeeded, rec.failure, rec.result = False, None, None
             rec.reverted = rec.decided = False
-            rec.started = True
+            rec.started, rec.started_seq, rec.checkpointed = True, e.seq, False
             rec.attempt = int(data.get("attempt", rec.attempt + 1))
             rec.args = dict(data.get("args") or {})
             rec.group = data.get("group")
@@ -142,6 +147,29 @@ class WorkflowJournal:
             rec.reverted = True
         elif kind is EventKind.REVERT_FAILED:
             rec.revert_failure = Failure.from_dict(data["failure"])
+
+    def _checkpoint(self, data: dict[str, Any]) -> None:
+        """Successes summed up (see :class:`~flowcoord._engine._wf_checkpoints.StepCheckpoints`):
+        each as its ``task.started`` and ``task.succeeded`` would have said."""
+        keys, attempts, results = data["tasks"], data["attempts"], data["results"]
+        args, groups = data.get("args") or {}, data.get("groups") or {}
+        if not len(keys) == len(attempts) == len(results):
+            raise ValueError("the checkpoint's lists differ in length")
+        for key, attempt, result in zip(keys, attempts, results, strict=True):
+            where = split_key(key)
+            if where is None:
+                raise ValueError(f"task {key!r} is not a workflow step")
+            pos, name = where
+            rec = self.steps.get(pos)
+            if rec is None:
+                rec = self.steps[pos] = StepRecord(pos, name)
+            rec.succeeded, rec.failure, rec.result = True, None, result
+            rec.reverted = rec.decided = False
+            rec.attempt, rec.checkpointed = int(attempt), True
+            if key in args:  # a step with a compensation: what it is given
+                rec.started, rec.revertible = True, True
+                rec.args = dict(args[key] or {})
+                rec.group = groups.get(key)
 
     def to_compensate(self) -> list[list[StepRecord]]:
         """Steps to compensate, newest first, one list per gather group (reverted at once):

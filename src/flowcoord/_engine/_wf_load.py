@@ -41,7 +41,7 @@ def _created(
 async def _journaled(engine: Engine, wf: Workflow, flow_id: str) -> WorkflowJournal:
     """The journal of workflow ``flow_id``, folded; FlowNotFound, or a FlowDefinitionError
     when the journal holds another flow than ``wf``."""
-    entries = await engine.journal.read(flow_id)
+    entries = await engine.journal.read_for_resume(flow_id)  # through its checkpoints
     if not entries:
         raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
     wj = WorkflowJournal.fold(flow_id, entries, engine.codec)
@@ -99,6 +99,7 @@ async def load_workflow(
         listeners=engine._listeners,
         wrap=engine._wrap_step,
         engine=engine,
+        checkpoint_every=engine.checkpoint_every,
     )
 
 

@@ -39,6 +39,7 @@ from ._children import (
     current_child,
 )
 from ._context import Context, Step
+from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class StepRunner:
     _resumed: anyio.Event
     _running: int
     _broken: Exception | None
+    _ckpt: StepCheckpoints | None
 
     async def _compensate(
         self, rec: StepRecord, failure: Failure | None, out: list[RevertFailed]
@@ -181,7 +183,9 @@ class StepRunner:
             raise ReplayEnd
         ctx._take(pos)
         self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), '{"result":true,"attempt":1}')
-        self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=True)
+        self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=True, attempt=1)
+        if self._ckpt is not None:
+            self._ckpt.succeeded(pos)
         return True
 
     def value(self, pos: int, name: str, make: Callable[[], Any]) -> Any:
@@ -194,7 +198,9 @@ class StepRunner:
         value = make()
         data = self._encode({"result": value, "attempt": 1}, what=f"{name} value")
         self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), data)
-        self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=value)
+        self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=value, attempt=1)
+        if self._ckpt is not None:
+            self._ckpt.succeeded(pos)
         return value
 
     async def run_step(self, step: Step[Any]) -> Any:
@@ -284,6 +290,8 @@ class StepRunner:
                     head["child"] = scope.child_id
                     where = current_child.set(scope)
                 started = self._encode(head, what=f"arguments of step {key!r}")
+                if self._ckpt is not None:
+                    self._ckpt.started(pos, self.writer.seq)  # the seq this entry gets
                 await self._write(_K.TASK_STARTED, key, started)
                 t0 = None
             else:  # one entry, at its end: a crash before it runs the step again, as it would
@@ -324,6 +332,8 @@ class StepRunner:
             if result.__class__ not in _AS_IS:
                 result = self.writer.codec.decode(data)["result"]
             record.succeeded, record.result = True, result
+            if self._ckpt is not None:
+                self._ckpt.succeeded(pos)
             self._notify(key, "RUNNING", "SUCCESS")
             return record.result
         finally:

@@ -35,6 +35,7 @@ from ..errors import (
 from ._children import ChildFlow, Family, current_child
 from ._context import Context
 from ._reverts import BREAKS, call_revert
+from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
 from ._wf_steps import StepRunner, replay_ended
 
@@ -71,6 +72,7 @@ class WorkflowRun(StepRunner):
         listeners: list[StateListener],
         wrap: Callable[[str, str, Callable[..., Any]], Callable[..., Any]] | None = None,
         engine: Engine | None = None,
+        checkpoint_every: int | None = None,
     ) -> None:
         self.engine = engine
         self._family = Family()
@@ -98,6 +100,11 @@ class WorkflowRun(StepRunner):
         # a journal write failed (or ownership was lost): the run ends with it, whatever the
         # workflow's code did with the exception; the flow stays for a resume
         self._broken: Exception | None = None
+        self._ckpt = (
+            StepCheckpoints(writer, checkpoint_every, journal)
+            if checkpoint_every is not None and StepCheckpoints.wanted(writer)
+            else None
+        )
 
     # -- control (the handle's) ----------------------------------------------------------------
 
