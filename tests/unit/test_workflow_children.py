@@ -244,3 +244,38 @@ async def test_a_child_flow_outside_a_run_is_a_typed_error() -> None:
         await task._execute_fn()(size=1)
     with pytest.raises(WorkflowContextError, match="a Flow or a Workflow"):
         fc.child(boom)  # type: ignore[arg-type]
+
+
+async def test_a_context_used_after_its_run_or_a_patch_id_reused_is_a_typed_error() -> None:
+    kept: list[fc.Context] = []
+
+    async def one() -> int:
+        return 1
+
+    @fc.workflow(name="keeps")
+    async def keeps(ctx: fc.Context) -> int:
+        kept.append(ctx)
+        return await ctx.step(one)
+
+    @fc.workflow(name="twice")
+    async def twice(ctx: fc.Context) -> bool:
+        return ctx.patched("audit") and ctx.patched("audit")
+
+    @fc.workflow(name="await-twice")
+    async def await_twice(ctx: fc.Context) -> int:
+        s = ctx.step(one)
+        await s
+        return await s
+
+    async with fc.Engine() as engine:
+        await engine.run(keeps, flow_id="k1")
+        entries = len(await engine.journal.read("k1"))
+        with pytest.raises(WorkflowContextError, match="after its run ended"):
+            kept[0].step(one)
+        with pytest.raises(WorkflowContextError, match="after its run ended"):
+            kept[0].now()
+        assert len(await engine.journal.read("k1")) == entries  # nothing written
+        with pytest.raises(WorkflowContextError, match="used twice"):
+            await engine.run(twice, flow_id="t1")
+        with pytest.raises(WorkflowContextError, match="awaited already"):
+            await engine.run(await_twice, flow_id="a1")

@@ -15,8 +15,8 @@ from .._model._flow import Flow
 from .._model._retry import Retry
 from .._model._task import FunctionTask, Task
 from .._model._workflow import Workflow
-from ..errors import InvalidTaskError
-from ._children import ChildFlow
+from ..errors import InvalidTaskError, WorkflowContextError
+from ._children import ChildFlow, current_flow
 
 if TYPE_CHECKING:
     from ._workflow import WorkflowRun
@@ -50,7 +50,10 @@ class Step(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         if self._awaited:
-            raise RuntimeError(f"step {self.pos} ({self.name!r}) was awaited already")
+            raise WorkflowContextError(
+                f"step {self.pos} ({self.name!r}) was awaited already",
+                hint="await each ctx.step(...) once; keep its result to use it again",
+            )
         self._awaited = True
         result: T = yield from self._run.run_step(self).__await__()
         return result
@@ -73,12 +76,18 @@ class Context:
     position raises :class:`~flowcoord.errors.NonDeterministicWorkflow`.
     """
 
-    __slots__ = ("_pos", "_run", "_tasks")
+    __slots__ = ("_closed", "_patches", "_pos", "_run", "_tasks")
 
     def __init__(self, run: WorkflowRun) -> None:
         self._run = run
         self._pos = 0
         self._tasks: dict[tuple[Any, ...], Task] = {}
+        self._patches: set[str] = set()
+        self._closed = False
+
+    def _close(self) -> None:
+        """The workflow's run ended: this context journals nothing more."""
+        self._closed = True
 
     @property
     def flow_id(self) -> str:
@@ -94,8 +103,31 @@ class Context:
         return self._pos
 
     def _next(self) -> int:
+        self._check()
         self._pos += 1
         return self._pos
+
+    def _check(self) -> None:
+        """A context journals for its own run only, while it runs."""
+        if self._closed:
+            raise WorkflowContextError(
+                f"the context of workflow {self._run.name!r} (flow {self._run.flow_id}) was "
+                "used after its run ended",
+                flow=self._run.name,
+                flow_id=self._run.flow_id,
+                hint="call ctx methods only in the workflow's own code, while it runs; a "
+                "task it started must end before the workflow returns",
+            )
+        running = current_flow.get()
+        if running is not None and running != self._run.flow_id:
+            raise WorkflowContextError(
+                f"the context of flow {self._run.flow_id} was used in the run of flow "
+                f"{running}",
+                flow=self._run.name,
+                flow_id=self._run.flow_id,
+                hint="each workflow uses the ctx it is given; run another workflow with "
+                "ctx.run(...)",
+            )
 
     def step(
         self,
@@ -178,12 +210,31 @@ class Context:
 
         Once no run from before the change is left, replace the call with
         :meth:`deprecate_patch` (and later remove that too)."""
+        self._patch_id(patch_id)
         return self._run.patch(self, patch_id, mark=True)
 
     def deprecate_patch(self, patch_id: str) -> None:
         """The patch ``patch_id`` is now the only path: runs that journaled its marker
         replay it here, new runs write none."""
+        self._patch_id(patch_id)
         self._run.patch(self, patch_id, mark=False)
+
+    def _patch_id(self, patch_id: str) -> None:
+        self._check()
+        if not isinstance(patch_id, str) or not patch_id:
+            raise WorkflowContextError(
+                f"a patch id is a non-empty str, got {patch_id!r}", flow=self._run.name
+            )
+        if patch_id in self._patches:
+            raise WorkflowContextError(
+                f"patch id {patch_id!r} is used twice in one run of workflow "
+                f"{self._run.name!r}",
+                flow=self._run.name,
+                flow_id=self._run.flow_id,
+                hint="one id per code change, checked once (keep the answer in a variable); "
+                "give each change its own id",
+            )
+        self._patches.add(patch_id)
 
     def _take(self, pos: int) -> None:
         self._pos = pos

@@ -163,6 +163,8 @@ class WorkflowRun(StepRunner):
                 raise  # the run ends; the flow stays as journaled
             except Exception as exc:
                 error = exc
+            finally:
+                ctx._close()
         self._scope = None
         if self._lost is not None:
             raise self._lost
@@ -233,6 +235,7 @@ class WorkflowRun(StepRunner):
             return None  # stopped where the journal ends, or failed as it did
         finally:
             self._replay_only = False
+            ctx._close()
         try:
             self._check_no_more_steps(ctx.position)
         except NonDeterministicWorkflow as exc:
