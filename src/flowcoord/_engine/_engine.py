@@ -412,7 +412,9 @@ class Engine:
         )
         await writer.write(EventKind.FLOW_STATE, None, data, FlowState.REVERTING.value)
 
-    def _wrap_step(self, key: str, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_step(
+        self, key: str, kind: str, fn: Callable[..., Any], limit: int | None = None
+    ) -> Callable[..., Any]:
         """A workflow step's body (``kind`` "run") or compensation ("revert") as it is called;
         the crash explorer's instrumented engine records the calls here."""
         return fn

@@ -127,7 +127,7 @@ class StepRunner:
     writer: FlowWriter
     journal: WorkflowJournal
     state: FlowState
-    _wrap: Callable[[str, str, Callable[..., Any]], Callable[..., Any]] | None
+    _wrap: Callable[[str, str, Callable[..., Any], int | None], Callable[..., Any]] | None
     _listeners: list[StateListener]
     _log: structlog.typing.FilteringBoundLogger
     _tasks: dict[int, Task]
@@ -222,7 +222,8 @@ class StepRunner:
         except TypeError as exc:
             raise StepFailed(Failure.from_exception(exc), flow_id=self.flow_id, task=key) from exc
         if self._wrap is not None:
-            fn = self._wrap(key, "run", fn)
+            limit = task.retry.max_attempts(args) if task.retry is not None else None
+            fn = self._wrap(key, "run", fn, limit)
         cause: BaseException | None = None
         while True:
             if rec is not None and rec.failure is not None:

@@ -70,7 +70,8 @@ class WorkflowRun(StepRunner):
         *,
         revert_timeout: float,
         listeners: list[StateListener],
-        wrap: Callable[[str, str, Callable[..., Any]], Callable[..., Any]] | None = None,
+        wrap: Callable[[str, str, Callable[..., Any], int | None], Callable[..., Any]]
+        | None = None,
         engine: Engine | None = None,
         checkpoint_every: int | None = None,
     ) -> None:
@@ -296,7 +297,7 @@ class WorkflowRun(StepRunner):
         if revert is None:
             return
         if self._wrap is not None:
-            revert = self._wrap(key, "revert", revert)
+            revert = self._wrap(key, "revert", revert, None)
         await self._write(_K.REVERT_STARTED, key)
         self._notify(key, "SUCCESS", "REVERTING")
         flow_failures = {} if failure is None else {"workflow": failure}

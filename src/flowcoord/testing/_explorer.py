@@ -187,6 +187,7 @@ class CrashExplorer:
             ref_family = await read_family(self._backend, ref.flow_id)
             ref_entries = ref_family.get("", [])
             ref_calls = dict(self._rec.calls)
+            limits.update(self._rec.step_limits)  # a workflow's steps' retry limits
             report.reference = final_state(ref_entries)
             report.entries = sum(len(v) for v in ref_family.values())
             ref_effects = effects([Segment(ref.trace)])
@@ -316,7 +317,7 @@ class CrashExplorer:
         for path, entries_m in family.items():
             prefix = prefixes.get(path, [])
             bad += check_reruns(prefix, history[-1:], name, flow=path)
-            bad += check_journal(prefix, entries_m, ctx.limits if not path else {}, name)
+            bad += check_journal(prefix, entries_m, _limits_of(ctx.limits, path), name)
         ctx.report.violations += bad
         return family
 
@@ -472,3 +473,11 @@ def _without_revert(entries: Sequence[Entry], no_revert: Set[str]) -> frozenset[
         if e.kind is EventKind.TASK_STARTED and e.task is not None and '"revert":true' in e.data
     }
     return frozenset(t for t in tasks if t not in undoable)
+
+
+def _limits_of(limits: Mapping[str, int], path: str) -> dict[str, int]:
+    """The retry limits of the family member at ``path``, by its own task names."""
+    if not path:
+        return {k: n for k, n in limits.items() if "/" not in k}
+    head = path + "/"
+    return {k[len(head) :]: n for k, n in limits.items() if k.startswith(head)}

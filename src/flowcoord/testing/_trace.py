@@ -10,7 +10,7 @@ raised, or was cancelled) may or may not have taken effect.
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ import anyio
 
 from .._engine._children import current_flow
 from .._engine._engine import Engine
-from .._journal._contract import JournalBackend
+from .._journal._contract import FlowPage, JournalBackend
 from .._journal._events import Entry, FlowRecord
 from .._model._compile import Plan
 from .._model._flow import Flow
@@ -123,6 +123,8 @@ class RecordingBackend(JournalBackend):
         self.cut: Callable[[], Awaitable[object]] | None = None
         #: the names of tasks without a revert in every plan an engine compiled over it
         self.no_revert: set[str] = set()
+        #: workflow steps' retry limits, by step key (a child's prefixed by its path)
+        self.step_limits: dict[str, int] = {}
 
     def _count(self, method: str) -> Fault | None:
         n = self.calls[method] = self.calls.get(method, 0) + 1
@@ -204,6 +206,20 @@ class RecordingBackend(JournalBackend):
     ) -> list[FlowRecord]:
         return await self.inner.list_flows(state=state, limit=limit, after=after)
 
+    async def list_newest(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        name: str | None = None,
+        states: Collection[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> FlowPage:
+        return await self.inner.list_newest(
+            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
+        )
+
 
 class InstrumentedEngine(Engine):
     """An engine whose plans log every task body and revert call to ``backend.trace``.
@@ -240,7 +256,12 @@ class InstrumentedEngine(Engine):
         self._instrumented[id(flow)] = (flow, plan)
         return plan
 
-    def _wrap_step(self, key: str, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_step(
+        self, key: str, kind: str, fn: Callable[..., Any], limit: int | None = None
+    ) -> Callable[..., Any]:
+        if limit is not None:  # a step's retry limit, for the journal checks
+            path = _path(current_flow.get())
+            self._recording.step_limits[f"{path}/{key}" if path else key] = limit
         return self._wrap(key, "run" if kind == "run" else "revert", fn)
 
     def _noted(self, change: StateChange) -> None:
