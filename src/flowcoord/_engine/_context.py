@@ -25,6 +25,8 @@ __all__ = ["Context", "Step"]
 
 T = TypeVar("T")
 
+_TASK_CACHE = 256  # tasks made of plain functions, kept per workflow
+
 
 class Step(Generic[T]):
     """A step called but not awaited yet: it has its position (taken when ``ctx.step`` was
@@ -81,7 +83,7 @@ class Context:
     def __init__(self, run: WorkflowRun) -> None:
         self._run = run
         self._pos = 0
-        self._tasks: dict[tuple[Any, ...], Task] = {}
+        self._tasks = run.workflow.step_tasks  # shared by the workflow's runs
         self._patches: set[str] = set()
         self._closed = False
 
@@ -121,8 +123,7 @@ class Context:
         running = current_flow.get()
         if running is not None and running != self._run.flow_id:
             raise WorkflowContextError(
-                f"the context of flow {self._run.flow_id} was used in the run of flow "
-                f"{running}",
+                f"the context of flow {self._run.flow_id} was used in the run of flow {running}",
                 flow=self._run.name,
                 flow_id=self._run.flow_id,
                 hint="each workflow uses the ctx it is given; run another workflow with "
@@ -172,8 +173,15 @@ class Context:
         key = ("child", flow, name)
         task = self._tasks.get(key)
         if task is None:
-            task = self._tasks[key] = ChildFlow(flow, name=name)
+            task = self._keep(key, ChildFlow(flow, name=name))
         return Step(self._run, self._next(), task, (), dict(inputs or {}))
+
+    def _keep(self, key: tuple[Any, ...], task: Task) -> Task:
+        tasks = self._tasks
+        tasks[key] = task
+        if len(tasks) > _TASK_CACHE:
+            tasks.popitem(last=False)  # a closure made per run: the cache stays bounded
+        return task
 
     async def gather(self, *steps: Awaitable[Any]) -> list[Any]:
         """Run ``steps`` at once and return their results in order. Every step runs to its
@@ -227,8 +235,7 @@ class Context:
             )
         if patch_id in self._patches:
             raise WorkflowContextError(
-                f"patch id {patch_id!r} is used twice in one run of workflow "
-                f"{self._run.name!r}",
+                f"patch id {patch_id!r} is used twice in one run of workflow {self._run.name!r}",
                 flow=self._run.name,
                 flow_id=self._run.flow_id,
                 hint="one id per code change, checked once (keep the answer in a variable); "
@@ -281,5 +288,5 @@ class Context:
                 )
             else:
                 task = FunctionTask(fn, name, revert=revert, timeout=timeout, retry=retry)
-            self._tasks[key] = task
+            self._keep(key, task)
         return task

@@ -4,6 +4,7 @@ the order they are called in (see :class:`flowcoord.Context`)."""
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, overload
 
@@ -30,6 +31,9 @@ class Workflow:
                 hint="write 'async def my_workflow(ctx, ...)'",
             )
         self.fn = fn
+        #: the tasks its steps made of plain functions, shared by its runs (see
+        #: flowcoord.Context.step): the last 256, newest last
+        self.step_tasks: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self.name = name or fn.__name__
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise InvalidTaskError(
