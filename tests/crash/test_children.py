@@ -40,6 +40,10 @@ async def _plain(what: str) -> str:
     return what.upper()
 
 
+async def _bad_undo(what: str) -> None:
+    raise RuntimeError(f"cannot undo {what}")
+
+
 async def _unpublish(vm: str) -> None:
     await anyio.lowlevel.checkpoint()
 
@@ -51,13 +55,18 @@ async def _publish(vm: str) -> str:
 
 
 def family(
-    *, fail: bool = False, child_fails: bool = False, nested: bool = False, catch: bool = False
+    *,
+    fail: bool = False,
+    child_fails: bool = False,
+    nested: bool = False,
+    catch: bool = False,
+    undo_fails: bool = False,
 ) -> fc.Workflow:
     publish = fc.Linear("publish", _publish)
 
     @fc.workflow(name="disk")
     async def disk(ctx: fc.Context, size: int) -> str:
-        d = await ctx.step(_do, f"disk{size}", revert=_undo)
+        d = await ctx.step(_do, f"disk{size}", revert=_bad_undo if undo_fails else _undo)
         if nested:
             await ctx.run(publish, {"vm": d})
         if child_fails:
@@ -119,6 +128,11 @@ CASES = [
     Case("child-fails", lambda: family(child_fails=True), fc.FlowState.REVERTED),
     Case(
         "child-failure-caught", lambda: family(child_fails=True, catch=True), fc.FlowState.SUCCESS
+    ),
+    Case(  # the child cannot be undone: it ends FAILED, so does its parent
+        "child-compensation-fails",
+        lambda: family(fail=True, undo_fails=True),
+        fc.FlowState.FAILED,
     ),
     Case("grandchild", lambda: family(nested=True, fail=True), fc.FlowState.REVERTED, depth=1),
     Case("pattern-parent", pattern_parent, fc.FlowState.SUCCESS),
