@@ -30,12 +30,15 @@ class Codec:
         )
         self._decoder = json.JSONDecoder(object_hook=object_hook)
 
-    def encode(self, value: Any, *, what: str = "value") -> str:
+    def encode(self, value: Any, *, what: str | Callable[[], str] = "value") -> str:
+        """``value`` as JSON text; :class:`EncodingError` naming ``what`` (a string, or a
+        function making it, called only then) if it cannot be encoded."""
         try:
             return self._encoder.encode(value)
         except (TypeError, ValueError, RecursionError) as exc:
+            named = what if isinstance(what, str) else what()
             raise EncodingError(
-                f"{what} cannot be encoded as JSON: {exc}",
+                f"{named} cannot be encoded as JSON: {exc}",
                 hint="return JSON-compatible data, or give the engine a Codec with a default= hook",
             ) from exc
 

@@ -290,7 +290,7 @@ class StepRunner:
                         raise
                     head["child"] = scope.child_id
                     where = current_child.set(scope)
-                started = self._encode(head, what=f"arguments of step {key!r}")
+                started = self._encode(head, what=lambda: f"arguments of step {key!r}")
                 if self._ckpt is not None:
                     self._ckpt.started(pos, self.writer.seq)  # the seq this entry gets
                 await self._write(_K.TASK_STARTED, key, started)
@@ -310,7 +310,7 @@ class StepRunner:
                     done["started_at"] = t0
                     if step.group is not None:
                         done["group"] = step.group
-                data = self._encode(done, what=f"result of {key!r}")
+                data = self._encode(done, what=lambda: f"result of {key!r}")
             except (JournalError, OwnershipLost) as exc:
                 if where is None:  # the step's own code raised it: a failure like any
                     raise _AttemptFailed(await self._failed(record, exc, attempt, t0)) from exc
@@ -396,7 +396,7 @@ class StepRunner:
             self._broken = self._broken or exc
             raise
 
-    def _encode(self, value: Any, *, what: str) -> str:
+    def _encode(self, value: Any, *, what: str | Callable[[], str]) -> str:
         return self.writer.encode(value, what=what)
 
     # -- states --------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ class FlowWriter:
         )
         raise self._lost
 
-    def encode(self, value: Any, *, what: str) -> str:
+    def encode(self, value: Any, *, what: str | Callable[[], str]) -> str:
         return self.codec.encode(value, what=what)
 
 
