@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import structlog
 import pytest
 
 import flowcoord as fc
@@ -703,3 +704,30 @@ async def test_a_long_workflow_resumes_through_its_checkpoints(tmp_path: Path) -
         with pytest.raises(StepFailed):
             await engine.resume(long, "l4")
     assert calls == [-20, -16, -12, -8, -4, -0]
+
+
+async def test_a_workflow_logs_what_pattern_flows_log() -> None:
+    async def fails() -> None:
+        raise ValueError("no")
+
+    async def bad_undo() -> None:
+        raise RuntimeError("cannot")
+
+    async def ok() -> int:
+        return 1
+
+    @fc.workflow(name="logged")
+    async def logged(ctx: fc.Context) -> None:
+        await ctx.step(ok, revert=bad_undo)
+        await ctx.step(fails, retry=fc.Times(2))
+
+    with structlog.testing.capture_logs() as logs:
+        async with fc.Engine() as engine:
+            with pytest.raises(RevertFailed):
+                await engine.run(logged, flow_id="lg")
+    events = [(e["event"], e.get("step"), e.get("new")) for e in logs if e.get("flow_id") == "lg"]
+    assert ("step_failed", "2:fails", None) in events
+    assert ("retry_decision", "2:fails", None) in events
+    assert ("revert_failed", "1:ok", None) in events
+    assert ("flow_state", None, "REVERTING") in events
+    assert ("flow_state", None, "FAILED") in events

@@ -232,6 +232,7 @@ class StepRunner:
                 if not rec.decided:
                     decision = {"decision": "retry", "attempt": rec.attempt, "reset": [key]}
                     await self._write(_K.RETRY, key, self._encode(decision, what="decision"))
+                    self._log.info("retry_decision", step=key, attempt=rec.attempt)
                     rec.decided = True
                 await self._undo_attempt(rec)
                 await anyio.sleep(task.retry.delay(rec.attempt) if task.retry else 0.0)
@@ -354,6 +355,7 @@ class StepRunner:
         if t0 is not None:  # no task.started: the failure says what was called
             what.update(args=record.args, group=record.group, started_at=t0)
         await self._write(_K.TASK_FAILED, key, self._encode(what, what="failure"))
+        self._log.warning("step_failed", step=key, attempt=attempt, error=str(failure))
         record.failure = failure
         self._notify(key, "RUNNING", "FAILURE")
         return record
@@ -409,6 +411,8 @@ class StepRunner:
         else:
             await self._write(_K.FLOW_STATE, None, data, new.value)
         self.state = new
+        if new is not FlowState.RUNNING and new is not FlowState.SUCCESS:  # as pattern flows
+            self._log.info("flow_state", old=old.value, new=new.value)
         self._notify(None, old.value, new.value)
 
     def _notify(self, task: str | None, old: str, new: str) -> None:

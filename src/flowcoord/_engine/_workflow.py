@@ -326,6 +326,7 @@ class WorkflowRun(StepRunner):
                 _K.REVERT_FAILED, key, self._encode({"failure": bad.to_dict()}, what="failure")
             )
             rec.revert_failure = bad
+            self._log.error("revert_failed", step=key, error=str(bad))
             out.append(RevertFailed(bad, flow_id=self.flow_id, task=key))
             self._notify(key, "REVERTING", "REVERT_FAILURE")
             return
