@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 import pytest
+import structlog
 
 import flowcoord as fc
 from flowcoord.errors import (
