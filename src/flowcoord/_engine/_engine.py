@@ -88,6 +88,7 @@ class Engine:
         self.concurrency = concurrency
         self.revert_timeout = revert_timeout
         self._listeners: list[StateListener] = list(listeners)
+        self._flush_listeners: list[Callable[[int, float, bool], None]] = []
         self._journal: GroupCommit | None = None
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
@@ -106,6 +107,7 @@ class Engine:
         try:
             await stack.enter_async_context(self.backend)
             journal = GroupCommit(self.backend, codec=self.codec)
+            journal.flush_listeners = self._flush_listeners  # the same list: added any time
             await stack.enter_async_context(journal.running())
             self._tg = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
@@ -145,6 +147,12 @@ class Engine:
     def add_listener(self, listener: StateListener) -> None:
         """Call ``listener(change)`` on every flow and task state change."""
         self._listeners.append(listener)
+
+    def add_flush_listener(self, listener: Callable[[int, float, bool], None]) -> None:
+        """Call ``listener(entries, seconds, failed)`` after each journal flush (one backend
+        append carrying the entries of every flow queued meanwhile): for metrics. Not called
+        on the in-memory journal, which writes each entry at once."""
+        self._flush_listeners.append(listener)
 
     # -- running -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -100,6 +101,20 @@ class GroupCommit:
         self._writers: weakref.WeakValueDictionary[str, FlowWriter] = weakref.WeakValueDictionary()
         self.flushes = 0
         self.appended = 0
+        #: called after each flush with (entries, seconds, failed): metrics
+        self.flush_listeners: list[Callable[[int, float, bool], None]] = []
+
+    @property
+    def queued(self) -> int:
+        """Entries waiting for the next flush."""
+        return len(self._pending.entries)
+
+    def _observe(self, entries: int, seconds: float, failed: bool) -> None:
+        for listener in self.flush_listeners:
+            try:
+                listener(entries, seconds, failed)
+            except Exception:  # a metrics bug must not stop the journal
+                log.exception("flush_listener_failed", listener=repr(listener))
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[GroupCommit]:
@@ -151,6 +166,7 @@ class GroupCommit:
                     await self._urgent.wait()
             batch, self._pending = self._pending, Batch()
             self._wake_held()
+            began = time.perf_counter() if self.flush_listeners else 0.0
             try:
                 with anyio.CancelScope(shield=self._closed):
                     batch.refused = await self.backend.append(batch.entries)
@@ -161,6 +177,10 @@ class GroupCommit:
                 batch.error.__cause__ = exc
             self.flushes += 1
             self.appended += len(batch.entries)
+            if self.flush_listeners:
+                self._observe(
+                    len(batch.entries), time.perf_counter() - began, batch.error is not None
+                )
             self._flushed(batch)
             self._callbacks(batch)
             if batch.error is not None:

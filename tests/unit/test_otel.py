@@ -1,0 +1,119 @@
+"""OpenTelemetry traces, checked with the SDK's in-memory exporter: a span per flow, task
+attempt and revert, with their attributes and statuses; a child flow under its parent's step;
+a flow's span under the caller's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+import flowcoord as fc
+from flowcoord.otel import instrument
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def traced() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+def _by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, list[ReadableSpan]]:
+    out: dict[str, list[ReadableSpan]] = {}
+    for s in spans:
+        out.setdefault(s.name, []).append(s)
+    return out
+
+
+async def test_a_failed_pattern_flow_has_task_and_revert_spans_under_its_own(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = traced
+    tries = {"n": 0}
+
+    async def undo() -> None:
+        pass
+
+    @fc.task(provides="a", revert=undo)
+    async def first() -> int:
+        return 1
+
+    @fc.task(retry=fc.Times(2))
+    async def second(a: int) -> None:
+        tries["n"] += 1
+        raise ValueError("no")
+
+    flow = fc.Linear("traced", first, second)
+    async with fc.Engine() as engine:
+        instrument(engine, provider, min_duration=0)
+        with pytest.raises(ValueError, match="no"):
+            await engine.run(flow, flow_id="t1")
+    spans = _by_name(exporter.get_finished_spans())
+    (root,) = spans["flow traced"]
+    assert root.attributes is not None
+    assert root.attributes["flowcoord.flow_id"] == "t1"
+    assert root.attributes["flowcoord.state"] == "REVERTED"
+    assert root.status.status_code is StatusCode.ERROR
+    attempts = spans["task second"]
+    assert len(attempts) == tries["n"] == 2
+    assert [a.attributes["flowcoord.attempt"] for a in attempts if a.attributes] == [1, 2]
+    assert all(a.status.status_code is StatusCode.ERROR for a in attempts)
+    (ok,) = spans["task first"]
+    assert ok.status.status_code is StatusCode.UNSET
+    (revert,) = spans["revert first"]
+    assert revert.attributes is not None
+    assert revert.attributes["flowcoord.state"] == "REVERTED"
+    for s in [*attempts, ok, revert]:
+        assert s.parent is not None
+        assert s.parent.span_id == root.context.span_id
+        assert s.context.trace_id == root.context.trace_id
+
+
+async def test_a_child_flow_is_traced_under_its_parents_step_and_the_caller_span(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = traced
+
+    async def do(x: int) -> int:
+        return x
+
+    @fc.workflow(name="inner")
+    async def inner(ctx: fc.Context) -> int:
+        return await ctx.step(do, 2)
+
+    @fc.workflow(name="outer")
+    async def outer(ctx: fc.Context) -> Any:
+        await ctx.step(do, 1)
+        return await ctx.run(inner)
+
+    tracer = provider.get_tracer("test")
+    async with fc.Engine() as engine:
+        instrument(engine, provider, min_duration=0)
+        with tracer.start_as_current_span("request") as request:
+            out = await engine.run(outer, flow_id="o1")
+    assert out.result == 2
+    spans = _by_name(exporter.get_finished_spans())
+    (flow,) = spans["flow outer"]
+    assert flow.parent is not None
+    assert flow.parent.span_id == request.get_span_context().span_id
+    (step,) = spans["task 2:inner"]
+    (child,) = spans["flow inner"]
+    assert child.parent is not None
+    assert child.parent.span_id == step.context.span_id
+    assert child.attributes is not None
+    assert child.attributes["flowcoord.flow_id"] == "o1.2:inner"
+    parents = sorted(s.parent.span_id for s in spans["task 1:do"] if s.parent is not None)
+    assert parents == sorted([flow.context.span_id, child.context.span_id])  # one step each
+    assert {s.context.trace_id for group in spans.values() for s in group} == {
+        request.get_span_context().trace_id
+    }
