@@ -477,6 +477,10 @@ def test_serve(work: Path, free_port: int) -> None:
         assert body["state"] == "SUCCESS"
         with urllib.request.urlopen(base + "/", timeout=10) as resp:
             assert b'content="/api"' in resp.read()
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:  # Prometheus
+            metrics = resp.read().decode()
+        assert 'flowcoord_flows_total{flow="provision",state="SUCCESS"} 1.0' in metrics
+        assert "flowcoord_journal_flush_entries_count" in metrics
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:

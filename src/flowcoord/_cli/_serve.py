@@ -26,6 +26,7 @@ from ._worker import open_board_of
 
 if TYPE_CHECKING:
     from .._coord._conductor import Conductor
+    from ..prometheus import Metrics
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -48,16 +49,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    metrics = _metrics()
+
+    def engine() -> Engine:
+        made = Engine(open_journal(args.journal))
+        if metrics is not None:
+            metrics.watch(made)
+        return made
+
     app = create_app(
         registry=registry,
         token=token,
-        engine_factory=lambda: Engine(open_journal(args.journal)),
+        engine_factory=engine,
         prefix=args.prefix,
         dashboard=not args.no_dashboard,
         protect_reads=args.protect_reads,
         # with --zk, resume and cancel respect the job board's live claims
         board_factory=(lambda: open_board_of(args)) if args.zk else None,
     )
+    if metrics is not None:  # GET /metrics, for Prometheus (read-only, no token)
+
+        async def scrape(request: web.Request) -> web.Response:
+            body, content_type = metrics.render()
+            return web.Response(body=body, headers={"Content-Type": content_type})
+
+        app.router.add_get("/metrics", scrape)
     host = args.host
     shown = f"[{host}]" if ":" in host else host
     try:
@@ -78,6 +94,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"cannot serve on {host}:{args.port}: {exc.strerror or exc}"
         ) from None
     return EXIT_OK
+
+
+def _metrics() -> Metrics | None:
+    """Prometheus metrics in their own registry, if prometheus-client is installed."""
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from ..prometheus import Metrics
+    except ImportError:
+        return None
+    return Metrics(CollectorRegistry())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
