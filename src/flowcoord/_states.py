@@ -104,13 +104,16 @@ def check_task(flow_id: str, task: str, old: TaskState, new: TaskState) -> None:
 # Treat changes as immutable all the same (they are hashable by value).
 @dataclass(slots=True, unsafe_hash=True)
 class StateChange:
-    """A flow (``task is None``) or task changed state."""
+    """A flow (``task is None``) or task changed state. ``elapsed``: for a task attempt (or a
+    workflow step) that ended (SUCCESS, FAILURE), how long its body ran, in seconds — not
+    counting the wait for its journal entry, which comes before the change is told."""
 
     flow_id: str
     flow_name: str
     task: str | None
     old: str
     new: str
+    elapsed: float | None = None
 
 
 class StateListener(Protocol):

@@ -108,11 +108,7 @@ class Tracing:
             "flowcoord", __version__, tracer_provider=tracer_provider
         )
         self._min_ns = int(min_duration * 1e9)
-        self._flows: dict[str, tuple[Span, OtelContext]] = {}
-        self._open: dict[tuple[str, str], Span] = {}  # spans made before their end
-        self._started: dict[tuple[str, str], tuple[int, int]] = {}  # (start ns, attempt)
-        self._attempts: dict[tuple[str, str], int] = {}
-        self._reverting: dict[tuple[str, str], int] = {}
+        self._flows: dict[str, _FlowTrace] = {}
 
     def __call__(self, change: StateChange) -> None:
         if change.task is None:
@@ -122,7 +118,7 @@ class Tracing:
 
     # -- flows ---------------------------------------------------------------------------------
 
-    def _flow_span(self, change: StateChange) -> tuple[Span, OtelContext]:
+    def _flow_trace(self, change: StateChange) -> _FlowTrace:
         got = self._flows.get(change.flow_id)
         if got is not None:
             return got
@@ -138,21 +134,23 @@ class Tracing:
             context=parent,
             attributes={"flowcoord.flow_id": change.flow_id, "flowcoord.flow": change.flow_name},
         )
-        got = self._flows[change.flow_id] = (span, trace.set_span_in_context(span))
+        got = self._flows[change.flow_id] = _FlowTrace(span, trace.set_span_in_context(span))
         return got
 
     def _step_span(self, flow_id: str, task: str) -> Span | None:
         """The span of a running step, made now if it was not (a child flow's parent)."""
-        key = (flow_id, task)
-        span = self._open.get(key)
-        if span is None and key in self._started and flow_id in self._flows:
-            t0, attempt = self._started[key]
-            span = self._open[key] = self._span("task", flow_id, task, attempt, t0)
+        ft = self._flows.get(flow_id)
+        if ft is None:
+            return None
+        span = ft.open.get(task)
+        if span is None and task in ft.started:
+            t0, attempt = ft.started[task]
+            span = ft.open[task] = self._span(ft, "task", flow_id, task, attempt, t0)
         return span
 
     def _flow(self, change: StateChange) -> None:
-        span, _ = self._flow_span(change)
-        new = change.new
+        ft = self._flow_trace(change)
+        span, new = ft.span, change.new
         if new not in _FINAL:
             span.add_event(new)
             return
@@ -160,19 +158,16 @@ class Tracing:
         if new in _FAILED_FLOW:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, new))
         span.end()
-        fid = change.flow_id
-        del self._flows[fid]
-        for table in (self._open, self._started, self._attempts, self._reverting):
-            for key in [k for k in table if k[0] == fid]:
-                del table[key]
+        del self._flows[change.flow_id]
 
     # -- tasks and reverts ---------------------------------------------------------------------
 
-    def _span(self, what: str, flow_id: str, task: str, attempt: int, t0: int) -> Span:
-        got = self._flows.get(flow_id)
+    def _span(
+        self, ft: _FlowTrace, what: str, flow_id: str, task: str, attempt: int, t0: int
+    ) -> Span:
         return self._tracer.start_span(
             f"{what} {task}",
-            context=None if got is None else got[1],
+            context=ft.context,
             attributes={
                 "flowcoord.flow_id": flow_id,
                 "flowcoord.task": task,
@@ -182,37 +177,54 @@ class Tracing:
         )
 
     def _task(self, change: StateChange, task: str) -> None:
-        key, new = (change.flow_id, task), change.new
+        new = change.new
         now = time.time_ns()
-        if change.flow_id not in self._flows:
-            self._flow_span(change)
+        ft = self._flows.get(change.flow_id) or self._flow_trace(change)
         if new == "RUNNING":
-            attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
-            self._started[key] = (now, attempt)
+            attempt = ft.attempts[task] = ft.attempts.get(task, 0) + 1
+            ft.started[task] = (now, attempt)
             return
         trace = self._trace
         if new in ("SUCCESS", "FAILURE", "PENDING"):
-            started = self._started.pop(key, None)
-            span = self._open.pop(key, None)
+            started = ft.started.pop(task, None)
+            span = ft.open.pop(task, None)
             if span is None:
-                if started is None or (new == "SUCCESS" and now - started[0] < self._min_ns):
+                if started is None:
+                    return
+                # how long the body ran (not the wait for its journal entry, if known)
+                took = change.elapsed * 1e9 if change.elapsed is not None else now - started[0]
+                if new == "SUCCESS" and took < self._min_ns:
                     return  # a fast success: no span (see the class's doc)
-                span = self._span("task", change.flow_id, task, started[1], started[0])
+                span = self._span(ft, "task", change.flow_id, task, started[1], started[0])
             span.set_attribute("flowcoord.state", new if new != "PENDING" else "INTERRUPTED")
             if new == "FAILURE":
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "task failed"))
             span.end(end_time=now)
         elif new == "REVERTING":
-            self._reverting[key] = now
+            ft.reverting[task] = now
         elif new in ("REVERTED", "REVERT_FAILURE"):
-            t0 = self._reverting.pop(key, None)
+            t0 = ft.reverting.pop(task, None)
             if t0 is None:
                 return  # never started (nothing to undo): no span
-            span = self._span("revert", change.flow_id, task, self._attempts.get(key, 1), t0)
+            attempt = ft.attempts.get(task, 1)
+            span = self._span(ft, "revert", change.flow_id, task, attempt, t0)
             span.set_attribute("flowcoord.state", new)
             if new == "REVERT_FAILURE":
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "revert failed"))
             span.end(end_time=now)
+
+
+class _FlowTrace:
+    """One flow run's span and what its tasks' spans need."""
+
+    __slots__ = ("attempts", "context", "open", "reverting", "span", "started")
+
+    def __init__(self, span: Span, context: OtelContext) -> None:
+        self.span, self.context = span, context
+        self.open: dict[str, Span] = {}  # spans made before their end (a child's step)
+        self.started: dict[str, tuple[int, int]] = {}  # task → (start ns, attempt)
+        self.attempts: dict[str, int] = {}
+        self.reverting: dict[str, int] = {}
 
 
 def instrument(

@@ -17,9 +17,9 @@ Metrics (prefix ``flowcoord_``):
 
 - ``flows_total{flow, state}``: flows that entered a state (RUNNING, SUSPENDED, REVERTING and
   each final state) on a watched engine; ``flows_running``: flows running on them now.
-- ``task_duration_seconds{flow, outcome}``: each task attempt (workflow step) that ended,
-  ``outcome`` success or failure; ``reverts_total{flow, outcome}``: tasks and steps reverted
-  (REVERTED, also those with nothing to undo) or whose revert failed.
+- ``task_duration_seconds{flow, outcome}``: how long each task attempt's (workflow step's)
+  body ran, ``outcome`` success or failure; ``reverts_total{flow, outcome}``: tasks and
+  steps reverted (REVERTED, also those with nothing to undo) or whose revert failed.
 - ``journal_flush_entries`` and ``journal_flush_seconds``: entries per flush and its duration
   (one backend append); ``journal_flush_failures_total``; ``journal_queued_entries``: entries
   waiting for the next flush (the group commit's queue depth).
@@ -98,7 +98,7 @@ class Metrics:
         self._engines: list[Engine] = []
         self._conductors: list[Conductor] = []
         self._sessions: list[CoordinationSession] = []
-        self._started: dict[tuple[str, str], float] = {}
+        self._started: dict[str, dict[str, float]] = {}  # flow id → task → start
         reg.register(_Live(self))
 
     # -- what to watch -------------------------------------------------------------------------
@@ -139,18 +139,19 @@ class Metrics:
             if new in _FLOW_STATES:
                 self._flows.labels(change.flow_name, new).inc()
             if FlowState(new).finished:
-                fid = change.flow_id
-                for key in [k for k in self._started if k[0] == fid]:
-                    del self._started[key]
+                self._started.pop(change.flow_id, None)
             return
-        key = (change.flow_id, change.task)
+        started = self._started.get(change.flow_id)
+        if started is None:
+            started = self._started[change.flow_id] = {}
         if new == "RUNNING":
-            self._started[key] = time.perf_counter()
+            started[change.task] = time.perf_counter()
         elif new in ("SUCCESS", "FAILURE", "PENDING"):
-            t0 = self._started.pop(key, None)
+            t0 = started.pop(change.task, None)
             if t0 is not None and new != "PENDING":
                 outcome = "success" if new == "SUCCESS" else "failure"
-                self._tasks.labels(change.flow_name, outcome).observe(time.perf_counter() - t0)
+                took = change.elapsed if change.elapsed is not None else time.perf_counter() - t0
+                self._tasks.labels(change.flow_name, outcome).observe(took)
         elif new == "REVERTED":
             self._reverts.labels(change.flow_name, "success").inc()
         elif new == "REVERT_FAILURE":

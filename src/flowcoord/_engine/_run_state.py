@@ -29,7 +29,7 @@ __all__ = ["Halt", "RunState"]
 
 log = structlog.get_logger("flowcoord.engine")
 
-_P, _R, _S = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS
+_P, _R, _S, _F = TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILURE
 
 
 class Halt(enum.Enum):
@@ -107,6 +107,7 @@ class RunState:
         # child flows run as tasks (flowcoord.child): their nodes, and the running children
         self._child_nodes = frozenset(n.index for n in plan.nodes if isinstance(n.task, ChildFlow))
         self._family = Family()
+        self._body_time: dict[int, float] = {}  # with listeners: how long a body ran
         # node → (child id, last attempt): the child a child task's latest attempt journaled,
         # for that attempt (its revert) and, if a crash cut it short, the next (its re-run)
         self._child_of: dict[int, tuple[str, int]] = {}
@@ -131,8 +132,8 @@ class RunState:
 
     # -- states and listeners ------------------------------------------------------------------
 
-    def _notify(self, task: str | None, old: str, new: str) -> None:
-        change = StateChange(self.flow_id, self.name, task, old, new)
+    def _notify(self, task: str | None, old: str, new: str, elapsed: float | None = None) -> None:
+        change = StateChange(self.flow_id, self.name, task, old, new, elapsed)
         for listener in self._listeners:
             try:
                 listener(change)
@@ -149,7 +150,8 @@ class RunState:
         elif old is _S:
             self._done -= 1
         if self._listeners and node.task is not None:
-            self._notify(node.name, old.value, new.value)
+            took = self._body_time.pop(i, None) if new is _S or new is _F else None
+            self._notify(node.name, old.value, new.value, took)
 
     async def _set_flow(self, new: FlowState, reason: str | None = None) -> None:
         old = self.state

@@ -5,6 +5,7 @@ listeners, halting), :mod:`._reverts`, :mod:`._scopes` (retry decisions), :mod:`
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -262,12 +263,17 @@ class FlowRun(Scopes):
             where = None
             if self._child_nodes and i in self._child_nodes:  # a child flow (fc.child)
                 where = current_child.set(self._child_scope(i))
+            began = perf_counter() if self._listeners else 0.0
             try:
-                if t.timeout is None:
-                    result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
-                else:
-                    with anyio.fail_after(t.timeout):
-                        result = await fn(**self._inputs(t))
+                try:
+                    if t.timeout is None:
+                        result = await (fn() if self.plan.bare[i] else fn(**self._inputs(t)))
+                    else:
+                        with anyio.fail_after(t.timeout):
+                            result = await fn(**self._inputs(t))
+                finally:
+                    if began:
+                        self._body_time[i] = perf_counter() - began
                 outputs = task_outputs(t, result)
                 if result is None:
                     data = (

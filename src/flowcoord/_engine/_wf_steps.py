@@ -300,12 +300,16 @@ class StepRunner:
                 t0 = time.time()
             self.journal.steps[pos] = record
             self._notify(key, "PENDING", "RUNNING")
+            began = time.perf_counter()
             try:
-                if task.timeout is not None:
-                    with anyio.fail_after(task.timeout):
+                try:
+                    if task.timeout is not None:
+                        with anyio.fail_after(task.timeout):
+                            result = await fn(**call)
+                    else:
                         result = await fn(**call)
-                else:
-                    result = await fn(**call)
+                finally:
+                    record.elapsed = time.perf_counter() - began
                 done: dict[str, Any] = {"result": result, "attempt": attempt}
                 if t0 is not None:  # no task.started: this entry says when, and in which gather
                     done["started_at"] = t0
@@ -336,7 +340,7 @@ class StepRunner:
             record.succeeded, record.result = True, result
             if self._ckpt is not None:
                 self._ckpt.succeeded(pos)
-            self._notify(key, "RUNNING", "SUCCESS")
+            self._notify(key, "RUNNING", "SUCCESS", record.elapsed)
             return record.result
         finally:
             if where is not None:
@@ -357,7 +361,7 @@ class StepRunner:
         await self._write(_K.TASK_FAILED, key, self._encode(what, what="failure"))
         self._log.warning("step_failed", step=key, attempt=attempt, error=str(failure))
         record.failure = failure
-        self._notify(key, "RUNNING", "FAILURE")
+        self._notify(key, "RUNNING", "FAILURE", record.elapsed)
         return record
 
     def _child_scope(self, key: str, attempt: int) -> ChildScope:
@@ -415,10 +419,10 @@ class StepRunner:
             self._log.info("flow_state", old=old.value, new=new.value)
         self._notify(None, old.value, new.value)
 
-    def _notify(self, task: str | None, old: str, new: str) -> None:
+    def _notify(self, task: str | None, old: str, new: str, elapsed: float | None = None) -> None:
         if not self._listeners:
             return
-        change = StateChange(self.flow_id, self.name, task, old, new)
+        change = StateChange(self.flow_id, self.name, task, old, new, elapsed)
         for listener in self._listeners:
             try:
                 listener(change)
