@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from .._codec import Codec
 from .._ids import check_flow_id
 from .._journal._contract import JournalBackend
-from .._journal._events import Entry, EventKind, FlowRecord
+from .._journal._events import EventKind
 from .._journal._group_commit import GroupCommit
 from .._journal._memory import MemoryJournal
 from .._journal._replay import FlowReplay, replay
@@ -34,9 +34,10 @@ from ..errors import (
     JournalUnavailable,
     NonDeterministicWorkflow,
 )
-from ._children import ChildScope, check_parent, current_flow
-from ._fork import check_same_flow, fork_flow
+from ._children import ChildScope, current_flow
+from ._fork import fork_flow
 from ._handle import FlowHandle, FlowOutcome
+from ._load import load_flow
 from ._runner import FlowRun
 from ._wf_load import check_workflow, fork_workflow, load_workflow
 from ._workflow import WorkflowRun
@@ -304,25 +305,6 @@ class Engine:
         await fork_flow(self, flow, source_flow_id, from_task, new_id, token)
         return await self.start(flow, flow_id=new_id, token=token)
 
-    def _created(
-        self,
-        flow_id: str,
-        flow: Flow,
-        plan: Plan,
-        inputs: Mapping[str, Any],
-        token: int,
-        *,
-        what: str,
-        **extra: Any,
-    ) -> tuple[FlowRecord, Entry]:
-        """A new flow's summary row and ``flow.created`` entry (seq 0), for every way a flow
-        is created (run, start, fork)."""
-        data = self.codec.encode(
-            {"name": flow.name, "inputs": inputs, "tasks": plan.task_names, **extra}, what=what
-        )
-        record = FlowRecord(flow_id, flow.name, FlowState.PENDING.value, token)
-        return record, Entry(flow_id, 0, EventKind.FLOW_CREATED, None, data, None, token)
-
     async def _drive_quietly(self, run: FlowRun | WorkflowRun, handle: FlowHandle) -> None:
         with contextlib.suppress(Exception):  # delivered through handle.wait()
             await self._drive(run, handle)
@@ -375,8 +357,8 @@ class Engine:
         inputs = dict(store or {})
         flow_id = self._reserve(flow.name, flow_id, resume)
         try:
-            return await self._load(
-                journal, flow, plan, inputs, flow_id, token, concurrency, resume, parent
+            return await load_flow(
+                self, journal, flow, plan, inputs, flow_id, token, concurrency, resume, parent
             )
         finally:
             self._reserved.discard(flow_id)
@@ -436,58 +418,3 @@ class Engine:
             raise FlowRunning(f"flow {flow_id} is already running on this engine", flow_id=flow_id)
         self._reserved.add(flow_id)
         return flow_id
-
-    async def _load(
-        self,
-        journal: GroupCommit,
-        flow: Flow,
-        plan: Plan,
-        inputs: dict[str, Any],
-        flow_id: str,
-        token: int,
-        concurrency: int | None,
-        resume: bool,
-        parent: tuple[str, str] | None = None,
-    ) -> FlowRun:
-        rep: FlowReplay | None = None
-        journaled = resume
-        if not resume:
-            try:
-                plan.check_inputs(inputs)
-            except FlowDefinitionError:
-                # resuming a journaled flow needs no inputs; a new flow does
-                if await self.backend.get_flow(flow_id) is None:
-                    raise
-                journaled = True
-        if not journaled:  # create first: one round trip for a new flow
-            link = {} if parent is None else {"parent": parent[0], "parent_step": parent[1]}
-            record, first = self._created(
-                flow_id, flow, plan, inputs, token, what=f"inputs of flow {flow.name!r}", **link
-            )
-            journaled = not await journal.create_flow(record, [first])
-        if journaled:
-            if token:
-                await self.backend.fence(flow_id, token)
-            entries = await journal.read_for_resume(flow_id)
-            if not entries:
-                raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
-            rep = replay(flow_id, entries, self.codec, compact=True)
-            check_same_flow(flow, plan, rep)
-            check_parent(flow.name, flow_id, rep.parent, parent)
-            inputs = rep.inputs
-        writer = journal.writer(
-            flow_id, token=token, next_seq=rep.last_seq + 1 if rep is not None else 1
-        )
-        run = FlowRun(
-            plan,
-            flow_id,
-            writer,
-            inputs,
-            concurrency=concurrency or self.concurrency,
-            revert_timeout=self.revert_timeout,
-            listeners=self._listeners,
-            replay=rep,
-            checkpoint_every=self.checkpoint_every,
-        )
-        run.engine = self
-        return run

@@ -60,7 +60,10 @@ async def fork_flow(
         )
         entries.append(Entry(new_id, seq, EventKind.TASK_SUCCEEDED, node.name, data, None, token))
         seq += 1
-    record, first = engine._created(
+    from ._load import created  # it imports this module's check_same_flow
+
+    record, first = created(
+        engine,
         new_id,
         flow,
         plan,

@@ -4,8 +4,6 @@ the run's journal writes (every write that fails breaks the run)."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -39,6 +37,7 @@ from ._children import (
     current_child,
 )
 from ._context import Context, Step
+from ._wf_bind import bind
 from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
 
@@ -49,50 +48,6 @@ __all__ = ["ReplayEnd", "StepRunner", "replay_ended"]
 
 _K = EventKind
 _AS_IS = frozenset({int, float, str, bool, type(None)})  # what JSON gives back unchanged
-
-
-class _Signature:
-    """What binding a step's arguments needs of its function's signature."""
-
-    __slots__ = ("names", "plain", "required", "sig")
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.sig = sig = inspect.signature(fn)
-        params = list(sig.parameters.values())
-        self.required = tuple(
-            p.name
-            for p in params
-            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        )
-        # plain: every parameter positional-or-keyword (the common case, bound by hand)
-        self.plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
-        self.names = tuple(p.name for p in params)
-
-
-# A step runs often, and inspect.signature costs as much as the rest of a step.
-_signature = functools.lru_cache(maxsize=1024)(_Signature)
-
-
-def _bind(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: Task
-) -> dict[str, Any]:
-    """The step's arguments by parameter name; what its retry controller provides (ForEach's
-    value) is passed per attempt. TypeError as a call would raise it."""
-    sig = _signature(fn)
-    required = sig.required
-    if sig.plain and len(args) <= len(sig.names):
-        bound = dict(zip(sig.names, args, strict=False))
-        for key in kwargs:
-            if key in bound or key not in sig.names:
-                sig.sig.bind_partial(*args, **kwargs)  # raises the TypeError Python would
-        bound.update(kwargs)
-    else:
-        bound = dict(sig.sig.bind_partial(*args, **kwargs).arguments)
-    given = task.retry.provides if task.retry is not None else ()
-    missing = [n for n in required if n not in bound and n not in given]
-    if missing:
-        raise TypeError(f"{task.name}() missing required arguments: {missing}")
-    return bound
 
 
 class _AttemptFailed(Exception):
@@ -218,7 +173,7 @@ class StepRunner:
         await self._gate()
         fn = task._execute_fn()
         try:
-            args = _bind(fn, step.args, {**task.inject, **step.kwargs}, task)
+            args = bind(fn, step.args, {**task.inject, **step.kwargs}, task)
         except TypeError as exc:
             raise StepFailed(Failure.from_exception(exc), flow_id=self.flow_id, task=key) from exc
         if self._wrap is not None:
