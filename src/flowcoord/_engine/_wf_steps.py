@@ -170,7 +170,8 @@ class StepRunner:
                 raise StepFailed(rec.failure, flow_id=self.flow_id, task=key)
         if self._replay_only:
             raise ReplayEnd
-        await self._gate()
+        if self._suspended or self.state is FlowState.SUSPENDED:
+            await self._gate()
         fn = task._execute_fn()
         try:
             args = bind(fn, step.args, {**task.inject, **step.kwargs}, task)
@@ -288,7 +289,11 @@ class StepRunner:
                 raise
             except Exception as exc:
                 raise _AttemptFailed(await self._failed(record, exc, attempt, t0)) from exc
-            await self._write(_K.TASK_SUCCEEDED, key, data)
+            try:  # as _write does, without a coroutine of its own (the hot path)
+                await self.writer.write(_K.TASK_SUCCEEDED, key, data)
+            except Exception as exc:
+                self._broken = self._broken or exc
+                raise
             # the code sees the journaled value (a tuple comes back a list), also the first time
             if result.__class__ not in _AS_IS:
                 result = self.writer.codec.decode(data)["result"]
