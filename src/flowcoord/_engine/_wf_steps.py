@@ -47,6 +47,12 @@ if TYPE_CHECKING:
 __all__ = ["ReplayEnd", "StepRunner", "replay_ended"]
 
 _K = EventKind
+#: Results whose JSON is their str (or a constant): a step's success data is made by hand.
+_SCALAR: dict[type, Callable[[Any], str]] = {
+    int: int.__repr__,
+    bool: lambda b: "true" if b else "false",
+    type(None): lambda _: "null",
+}
 _AS_IS = frozenset({int, float, str, bool, type(None)})  # what JSON gives back unchanged
 
 
@@ -199,7 +205,7 @@ class StepRunner:
             else:
                 attempt = rec.attempt + 1
             try:
-                return await self._attempt(step, fn, args, attempt)
+                return await self._attempt(step, key, fn, args, attempt)
             except _AttemptFailed as failed:
                 rec, cause = failed.record, failed.__cause__
             assert rec.failure is not None
@@ -223,10 +229,14 @@ class StepRunner:
             raise out[0]
 
     async def _attempt(
-        self, step: Step[Any], fn: Callable[..., Any], args: dict[str, Any], attempt: int
+        self,
+        step: Step[Any],
+        key: str,
+        fn: Callable[..., Any],
+        args: dict[str, Any],
+        attempt: int,
     ) -> Any:
         pos, task = step.pos, step.task
-        key = step_key(pos, task.name)
         revertible = task.has_revert
         record = StepRecord(pos, task.name, started=revertible, args=args, attempt=attempt)
         record.group, record.revertible = step.group, revertible
@@ -266,12 +276,17 @@ class StepRunner:
                         result = await fn(**call)
                 finally:
                     record.elapsed = time.perf_counter() - began
-                done: dict[str, Any] = {"result": result, "attempt": attempt}
-                if t0 is not None:  # no task.started: this entry says when, and in which gather
-                    done["started_at"] = t0
-                    if step.group is not None:
-                        done["group"] = step.group
-                data = self._encode(done, what=lambda: f"result of {key!r}")
+                scalar = _SCALAR.get(result.__class__)
+                if scalar is not None and t0 is not None and step.group is None:
+                    # what the codec would write, without its encoder (the common case)
+                    data = f'{{"result":{scalar(result)},"attempt":{attempt},"started_at":{t0!r}}}'
+                else:
+                    done: dict[str, Any] = {"result": result, "attempt": attempt}
+                    if t0 is not None:  # no task.started: this entry says when, in which gather
+                        done["started_at"] = t0
+                        if step.group is not None:
+                            done["group"] = step.group
+                    data = self._encode(done, what=lambda: f"result of {key!r}")
             except (JournalError, OwnershipLost) as exc:
                 if where is None:  # the step's own code raised it: a failure like any
                     raise _AttemptFailed(await self._failed(record, exc, attempt, t0)) from exc
