@@ -2,8 +2,14 @@
 the flowcoord JSON API and dashboard are mounted on the same app.
 
     python examples/aiohttp_service.py --port 8080 --token s3cret
-    curl -X POST localhost:8080/provision -d '{"size": 2}'
+    curl -X POST localhost:8080/provision -d '{"size": 2}'       # 200 {"flow_id", "vm_id", "ip"}
+    curl -X POST localhost:8080/provision -d '{"size": "two"}'   # 422: size is not an integer
+    curl -X POST localhost:8080/provision -d '{"size": 99}'      # 500: the flow failed, reverted
     open http://localhost:8080/          # the dashboard
+
+The handler answers as the flowcoord API does, JSON ``{"error", "hint"}``: what the client
+sent wrong is a 4xx naming it (nothing is started), a flow that failed a 500 with its flow id
+and the failed task's error, to look it up on the dashboard.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from aiohttp import web
 import flowcoord as fc
 import flowcoord.aiohttp as fcweb
 
+MAX_SIZE = 8
+
 
 @fc.task(provides="vm_id")
 async def allocate(size: int) -> str:
     await anyio.sleep(0.05)
+    if size > MAX_SIZE:
+        raise ValueError(f"no capacity for a VM of size {size} (at most {MAX_SIZE})")
     return f"vm-{size}"
 
 
@@ -38,11 +48,38 @@ def build_provision() -> fc.Flow:
 
 async def provision(request: web.Request) -> web.Response:
     """POST /provision {"size": n}: run the flow and answer with its result."""
-    body: dict[str, Any] = await request.json()
+    usage = 'send a JSON object such as {"size": 2}'
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        return fcweb.json_error(400, "the request body is not JSON", usage)
+    if not isinstance(body, dict):
+        return fcweb.json_error(400, "the request body must be a JSON object", usage)
     engine = fcweb.get_engine(request)
-    registry = fcweb.get_registry(request)
-    out = await engine.run(registry.build("provision"), {"size": int(body.get("size", 1))})
-    return web.json_response({"flow_id": out.flow_id, "vm_id": out["vm_id"], "ip": out["ip"]})
+    flow = fcweb.get_registry(request).build("provision")
+    try:
+        # {"size": "2"} is 2; {"size": "two"}, {"sise": 2} or no size at all: refused, naming
+        # the input, before anything is journaled
+        inputs = fcweb.convert_inputs(flow, body)
+        handle = await engine.start(flow, inputs)
+    except fc.FlowDefinitionError as exc:
+        return fcweb.json_error(422, exc.message, exc.hint or usage, inputs=list(exc.names))
+    try:
+        outcome = await handle.wait()
+    except Exception as exc:  # the flow failed (and was reverted): say which task, and why
+        status = await engine.status(handle.flow_id)
+        failed = [name for name, t in status.tasks.items() if t.failure is not None]
+        return fcweb.json_error(
+            500,
+            f"provisioning failed: {type(exc).__name__}: {exc}",
+            f"see the flow on the dashboard: /#/flows/{handle.flow_id}",
+            flow_id=handle.flow_id,
+            state=status.state.value,
+            failed_task=failed[0] if failed else None,
+        )
+    return web.json_response(
+        {"flow_id": outcome.flow_id, "vm_id": outcome["vm_id"], "ip": outcome["ip"]}
+    )
 
 
 def make_app(journal: str, token: str) -> web.Application:

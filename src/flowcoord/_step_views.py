@@ -14,7 +14,7 @@ from ._journal._events import Entry, EventKind
 from ._states import TaskState
 from ._views import failure_view
 
-__all__ = ["pattern_links", "workflow_view"]
+__all__ = ["flow_timeline", "pattern_links", "workflow_view"]
 
 
 # -- a workflow's steps -------------------------------------------------------------------------
@@ -309,3 +309,105 @@ def workflow_view(
         "failure": failure_view(failure),
         "steps": views,
     }
+
+
+# -- any flow's timeline: spans per task, the flow's phases, retry decisions ---------------------
+
+_REVERT_END = {_K.REVERT_DONE: "REVERTED", _K.REVERT_FAILED: "REVERT_FAILURE"}
+
+
+def flow_timeline(
+    entries: Sequence[Entry], codec: Codec, *, finished: bool = False
+) -> dict[str, Any]:
+    """What a time axis of the flow shows, folded from its journal: per task, its ``spans``
+    in journal order (one per attempt, ``kind`` ``"run"``, and one per revert, ``kind``
+    ``"revert"``; each ``{"kind", "attempt", "state", "started_at", "finished_at"}``);
+    the flow's ``phases`` (``{"state", "at", "reason"}`` for each ``flow.state`` entry:
+    when it ran, reverted, was suspended); and its ``retry_decisions`` (``{"scope", "at",
+    "decision", "attempt", "reset"}``). A run span cut short is ``INTERRUPTED``: by a
+    cancel (its failure is a ``FlowCancelled``), or without an end in a flow that has
+    ended."""
+    spans: dict[str, list[dict[str, Any]]] = {}
+    phases: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
+
+    def last_open(task: str, kind: str) -> dict[str, Any] | None:
+        own = spans.get(task)
+        if own and own[-1]["kind"] == kind and own[-1]["finished_at"] is None:
+            return own[-1]
+        return None
+
+    def new(task: str, kind: str, attempt: int | None, state: str, t0: float | None) -> Any:
+        span = {
+            "kind": kind,
+            "attempt": attempt,
+            "state": state,
+            "started_at": t0,
+            "finished_at": None,
+        }
+        spans.setdefault(task, []).append(span)
+        return span
+
+    for e in entries:
+        kind, at = e.kind, _num(e.at)
+        if kind is _K.FLOW_STATE:
+            reason = _text(_data(codec, e.data).get("reason")) if e.data != "{}" else None
+            phases.append({"state": e.state, "at": at, "reason": reason})
+            continue
+        task = e.task
+        if task.__class__ is not str or not task:
+            continue
+        if kind is _K.TASK_STARTED:
+            attempt = _attempt_of(codec, e.data)
+            new(task, "run", attempt, "RUNNING", at)
+        elif kind is _K.TASK_SUCCEEDED or kind is _K.TASK_FAILED:
+            data = _data(codec, e.data)
+            attempt = _pos_int(data.get("attempt"))
+            span = last_open(task, "run")
+            if span is None:  # journaled in one entry (a workflow step), or summed up
+                span = new(task, "run", attempt, "RUNNING", _num(data.get("started_at")))
+            span["state"] = "SUCCESS" if kind is _K.TASK_SUCCEEDED else "FAILURE"
+            if kind is _K.TASK_FAILED and _cut_short(data.get("failure")):
+                span["state"] = "INTERRUPTED"  # a cancel cut it short: it did not fail
+            span["finished_at"] = at
+            if span["attempt"] is None:
+                span["attempt"] = attempt
+        elif kind is _K.REVERT_STARTED:
+            runs = [x for x in spans.get(task, ()) if x["kind"] == "run"]
+            new(task, "revert", runs[-1]["attempt"] if runs else None, "REVERTING", at)
+        elif kind in _REVERT_END:
+            span = last_open(task, "revert") or new(task, "revert", None, "REVERTING", None)
+            span["state"] = _REVERT_END[kind]
+            span["finished_at"] = at
+        elif kind is _K.RETRY:
+            data = _data(codec, e.data)
+            reset = data.get("reset")
+            decisions.append(
+                {
+                    "scope": task,
+                    "at": at,
+                    "decision": _text(data.get("decision")),
+                    "attempt": _pos_int(data.get("attempt")),
+                    "reset": [n for n in reset if n.__class__ is str]
+                    if isinstance(reset, list)
+                    else [],
+                }
+            )
+    if finished:
+        for own in spans.values():
+            for span in own:
+                if span["kind"] == "run" and span["state"] == "RUNNING":
+                    span["state"] = "INTERRUPTED"
+    return {"spans": spans, "phases": phases, "retry_decisions": decisions}
+
+
+def _cut_short(failure: Any) -> bool:
+    """Whether a journaled failure is a cancellation's (``FlowCancelled``, ``CancelledError``)."""
+    f = _fail(failure)
+    return f is not None and f.matches("FlowCancelled", "CancelledError")
+
+
+def _attempt_of(codec: Codec, text: str) -> int | None:
+    if text.startswith('{"attempt":') and text[11:-1].isdecimal() and text[-1] == "}":
+        return int(text[11:-1])  # what the engine writes: no JSON parse needed
+    return _pos_int(_data(codec, text).get("attempt"))

@@ -244,10 +244,12 @@ async def test_cancel_button_uses_the_token(browser: Browser, server: Server) ->
     )
     page = await _open(browser, server.url + "#/flows/diamond-2", errors)
     await page.wait_for_selector('#graph svg g.node[data-task="right"][data-state="RUNNING"]')
-    await page.locator("#cancel-flow").click()
+    await page.locator("#cancel-flow").click()  # asks first
+    await page.locator("#confirm-ok").click()
     await page.wait_for_selector("#action-result:has-text('authentication required')")
     await page.fill("#token", TOKEN)
     await page.locator("#cancel-flow").click()
+    await page.locator("#confirm-ok").click()
     await page.wait_for_selector('#flow-state[data-state="CANCELLED"]')
     with pytest.raises(fc.FlowCancelled), anyio.fail_after(10):
         await handle.wait()

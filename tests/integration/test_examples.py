@@ -7,8 +7,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +66,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _post(url: str, data: bytes) -> tuple[int, Any]:
+    """POST ``data`` as JSON: the status and the decoded answer, errors too."""
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as err:
+        kind = err.headers.get_content_type()
+        return err.code, json.load(err) if kind == "application/json" else kind
+
+
 def test_aiohttp_service(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
@@ -94,15 +109,35 @@ def test_aiohttp_service(tmp_path: Path) -> None:
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "service did not start"
                 time.sleep(0.1)
-        req = urllib.request.Request(
-            f"{base}/provision",
-            data=b'{"size": 3}',
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            body = json.load(resp)
+        status, body = _post(f"{base}/provision", b'{"size": 3}')
+        assert status == 200, body
         assert (body["vm_id"], body["ip"]) == ("vm-3", "10.0.0.7")
+        status, again = _post(f"{base}/provision", b'{"size": "4"}')  # converted: 4
+        assert (status, again["vm_id"]) == (200, "vm-4")
+        # bad input: a 4xx in the API's shape, naming what is wrong; nothing started
+        status, bad = _post(f"{base}/provision", b'{"size": "two"}')
+        assert status == 422, bad
+        assert "input 'size': 'two' is not an integer" in bad["error"]
+        assert bad["inputs"] == ["size"]
+        status, bad = _post(f"{base}/provision", b'{"sise": 2}')
+        assert status == 422, bad
+        assert "unknown input 'sise'; its inputs are: size" in bad["error"]
+        status, bad = _post(f"{base}/provision", b"{}")
+        assert status == 422, bad
+        assert "size" in bad["error"]
+        status, bad = _post(f"{base}/provision", b"size=2")
+        assert (status, bad["error"]) == (400, "the request body is not JSON")
+        assert bad["hint"]
+        status, bad = _post(f"{base}/provision", b"[2]")
+        assert (status, bad["error"]) == (400, "the request body must be a JSON object")
+        # a flow that failed: a 500 saying which task and why, with the flow to look up
+        status, failed = _post(f"{base}/provision", b'{"size": 99}')
+        assert status == 500, failed
+        assert failed["error"] == (
+            "provisioning failed: ValueError: no capacity for a VM of size 99 (at most 8)"
+        )
+        assert (failed["state"], failed["failed_task"]) == ("REVERTED", "allocate")
+        assert failed["flow_id"] in failed["hint"]
         with urllib.request.urlopen(f"{base}/api/flows/{body['flow_id']}", timeout=5) as resp:
             assert json.load(resp)["state"] == "SUCCESS"
         with urllib.request.urlopen(f"{base}/", timeout=5) as resp:

@@ -269,7 +269,7 @@ async def test_token_none_turns_auth_off(gate: Gate, journal: fc.MemoryJournal) 
 
 
 async def test_list_pages_through_every_flow(client: Client) -> None:
-    ids = [f"f-{i}" for i in range(7)]
+    ids = [f"f-{i}" for i in range(7)][::-1]  # started in the opposite order of their ids
     for flow_id in ids:
         req = {"flow": "quick", "inputs": {"size": 1}, "flow_id": flow_id}
         await _json(await client.post("/api/flows?wait=10", json=req, headers=AUTH), 200)
@@ -285,7 +285,7 @@ async def test_list_pages_through_every_flow(client: Client) -> None:
         after = page["next"]
         if after is None:
             break
-    assert seen == ids
+    assert seen == ids[::-1]  # newest first
     assert pages == 3
     first = (await _json(await client.get("/api/flows?limit=1"), 200))["flows"][0]
     assert first["name"] == "quick"

@@ -161,6 +161,14 @@ async def test_the_status_schema_names_every_field_of_a_status() -> None:
         assert set(view) <= set(schemas["FlowStatus"]["properties"])
         assert set(schemas["FlowStatus"]["required"]) <= set(view)
     assert [v["kind"] for v in views] == ["workflow", "pattern"]
+    for view in views:  # tasks, their spans, the phases: every field named
+        for task in view["tasks"]:
+            assert set(task) <= set(schemas["Task"]["properties"])
+            for span in task["spans"]:
+                assert set(span) == set(schemas["Span"]["properties"])
+        phase = schemas["FlowStatus"]["properties"]["phases"]["items"]
+        assert all(set(p) == set(phase["properties"]) for p in view["phases"])
+        assert view["summary"] is None
     steps = views[0]["steps"]
     assert [s["key"] for s in steps] == ["1:now", "2:one", "3:two"]
     for step in steps:
@@ -170,3 +178,46 @@ async def test_the_status_schema_names_every_field_of_a_status() -> None:
         assert step["state"] in schemas["Step"]["properties"]["state"]["enum"]
         for attempt in step["attempts"]:
             assert set(attempt) == set(schemas["StepAttempt"]["properties"])
+
+
+async def test_the_status_schema_names_every_field_of_a_failure_summary() -> None:
+    @fc.task(provides="b")
+    async def double(a: int) -> int:
+        return a * 2
+
+    @fc.task
+    async def boom(b: int) -> None:
+        raise ValueError("no")
+
+    journal = fc.MemoryJournal()
+    async with fc.Engine(journal) as engine:
+        with pytest.raises(ValueError):
+            await engine.run(fc.Linear("failing", double, boom), {"a": 1}, flow_id="f-1")
+        view = status_view(
+            await engine.status("f-1"),
+            None,
+            running_here=False,
+            live_state=None,
+            entries=await journal.read("f-1"),
+        )
+    schemas = build_openapi()["components"]["schemas"]
+    assert set(view["summary"]) == set(schemas["Summary"]["properties"])
+    assert set(schemas["Summary"]["required"]) == set(view["summary"])
+    assert view["summary"]["cause"] in schemas["Summary"]["properties"]["cause"]["enum"]
+    assert all(s["state"] in schemas["Span"]["properties"]["state"]["enum"]
+               for t in view["tasks"] for s in t["spans"])  # fmt: skip
+
+
+def test_the_list_and_submit_document_their_parameters_and_refusals() -> None:
+    paths = build_openapi("/api")["paths"]
+    listing = paths["/api/flows"]["get"]
+    assert [q["name"] for q in listing["parameters"]] == [
+        "state", "name", "since", "until", "limit", "after",
+    ]  # fmt: skip
+    assert "newest first" in listing["summary"]
+    assert "cursor" in listing["description"]
+    errors = build_openapi()["components"]["schemas"]["Error"]["properties"]
+    assert {"input", "expected", "unknown", "known"} <= set(errors)
+    submit = paths["/api/flows"]["post"]
+    assert "annotations" in submit["description"]
+    assert "`input`, `expected`" in submit["responses"]["422"]["description"]

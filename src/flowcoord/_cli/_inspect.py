@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fnmatch
 import json
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from .._journal._contract import JournalBackend
+from .._journal._contract import JournalBackend, encode_cursor
 from .._journal._events import Entry, EventKind, FlowRecord
 from .._journal._replay import replay
 from .._journal._urls import open_journal, redact
@@ -45,8 +44,7 @@ def _wanted_states(text: str | None) -> list[str] | None:
 
 
 async def _all_flows(backend: JournalBackend, states: list[str] | None) -> list[FlowRecord]:
-    """Every flow of the journal (in ``states``): the contract lists by id, page by page,
-    and filters by one state; the rest is filtered here."""
+    """Every flow of the journal (in ``states``), by id, page by page (for completion)."""
     push = states[0] if states is not None and len(states) == 1 else None
     out: list[FlowRecord] = []
     after: str | None = None
@@ -58,21 +56,12 @@ async def _all_flows(backend: JournalBackend, states: list[str] | None) -> list[
         after = page[-1].flow_id
 
 
-def _newest_first(r: FlowRecord) -> tuple[float, str]:
-    return (r.created_at, r.flow_id)
-
-
 async def _listing(
     backend: JournalBackend, args: argparse.Namespace, states: list[str] | None
 ) -> tuple[list[FlowRecord], bool]:
-    """The page of flows the options ask for, newest first, and whether more follow."""
-    recs = await _all_flows(backend, states)
-    if args.name:
-        recs = [r for r in recs if fnmatch.fnmatchcase(r.name, args.name)]
-    if args.since is not None:
-        cutoff = args.since.cutoff()
-        recs = [r for r in recs if r.created_at >= cutoff]
-    recs.sort(key=_newest_first, reverse=True)
+    """The page of flows the options ask for, newest first, and whether more follow: one
+    query of the journal (its newest-first listing, filtered there)."""
+    cursor = None
     if args.after:
         mark = await backend.get_flow(args.after)
         if mark is None:
@@ -80,9 +69,15 @@ async def _listing(
                 f"--after {args.after!r}: no such flow in the journal",
                 hint="page on with the flow id the previous page printed",
             )
-        key = _newest_first(mark)
-        recs = [r for r in recs if _newest_first(r) < key]
-    return recs[: args.limit], len(recs) > args.limit
+        cursor = encode_cursor(mark)
+    page = await backend.list_newest(
+        limit=args.limit,
+        cursor=cursor,
+        name=args.name or None,
+        states=states,
+        since=args.since.cutoff() if args.since is not None else None,
+    )
+    return page.flows, page.next is not None
 
 
 def _print_listing(

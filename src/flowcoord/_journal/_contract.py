@@ -2,13 +2,155 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
+from ..errors import ConfigurationError
 from ._events import Entry, FlowRecord, resume_entries
 
-__all__ = ["JournalBackend"]
+__all__ = [
+    "MAX_CURSOR",
+    "FlowPage",
+    "JournalBackend",
+    "Listing",
+    "decode_cursor",
+    "encode_cursor",
+    "glob_wildcards",
+    "name_regex",
+]
+
+#: The longest cursor :func:`decode_cursor` reads (a flow id is at most 128 characters).
+MAX_CURSOR = 512
+_CURSOR_PREFIX = "c1."
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPage:
+    """One page of :meth:`JournalBackend.list_newest`: ``flows`` newest first, and ``next``,
+    the cursor of the page after it (``None`` on the last page)."""
+
+    flows: list[FlowRecord]
+    next: str | None
+
+
+def encode_cursor(record: FlowRecord) -> str:
+    """The opaque cursor of the page that follows ``record`` in newest-first order: its
+    ``created_at`` and ``flow_id`` (the listing's sort key), exactly."""
+    key = json.dumps([record.created_at, record.flow_id], separators=(",", ":"))
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """``(created_at, flow_id)`` of a cursor made by :func:`encode_cursor`; a
+    :class:`~flowcoord.errors.ConfigurationError` for anything else."""
+    bad = ConfigurationError(
+        f"{_shown(cursor)} is not a cursor of this listing",
+        hint="pass the 'next' value of the previous page unchanged",
+    )
+    if not isinstance(cursor, str) or not cursor.startswith(_CURSOR_PREFIX):
+        raise bad
+    if len(cursor) > MAX_CURSOR:
+        raise bad
+    body = cursor[len(_CURSOR_PREFIX) :]
+    try:
+        key = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad from None
+    if not (
+        isinstance(key, list)
+        and len(key) == 2
+        and isinstance(key[0], int | float)
+        and not isinstance(key[0], bool)
+        and math.isfinite(key[0])
+        and isinstance(key[1], str)
+    ):
+        raise bad
+    return float(key[0]), key[1]
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def glob_wildcards(pattern: str) -> bool:
+    """Whether a name pattern has a wildcard (``*``: any run of characters, ``?``: one)."""
+    return "*" in pattern or "?" in pattern
+
+
+def name_regex(pattern: str) -> re.Pattern[str]:
+    """A name pattern as a regular expression matching whole names: ``*`` any run of
+    characters, ``?`` one character, every other character itself (case-sensitive)."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The arguments of :meth:`JournalBackend.list_newest`, checked: what backends build
+    their query from. ``after``: the cursor's ``(created_at, flow_id)``."""
+
+    limit: int
+    after: tuple[float, str] | None
+    name: str | None
+    states: tuple[str, ...] | None
+    since: float | None
+    until: float | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        limit: int,
+        cursor: str | None,
+        name: str | None,
+        states: Collection[str] | None,
+        since: float | None,
+        until: float | None,
+    ) -> Listing:
+        for what, value in (("since", since), ("until", until)):
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ConfigurationError(f"{what}={value!r} is not a time in epoch seconds")
+        return cls(
+            limit=int(limit),
+            after=decode_cursor(cursor) if cursor is not None else None,
+            name=name or None,
+            states=((states,) if isinstance(states, str) else tuple(dict.fromkeys(states)))
+            if states
+            else None,
+            since=None if since is None else float(since),
+            until=None if until is None else float(until),
+        )
+
+    def keeps(self, record: FlowRecord) -> bool:
+        """Whether ``record`` is on the listing (its filters and cursor; not the limit)."""
+        if self.states is not None and record.state not in self.states:
+            return False
+        if self.name is not None:
+            if glob_wildcards(self.name):
+                if not name_regex(self.name).fullmatch(record.name):
+                    return False
+            elif record.name != self.name:
+                return False
+        if self.since is not None and record.created_at < self.since:
+            return False
+        if self.until is not None and record.created_at >= self.until:
+            return False
+        return self.after is None or (record.created_at, record.flow_id) < self.after
+
+    def page(self, newest_first: list[FlowRecord]) -> FlowPage:
+        """The page of ``newest_first`` (at most ``limit + 1`` records kept by the listing,
+        newest first): its first ``limit``, and the cursor after them when more follow."""
+        flows = newest_first[: self.limit]
+        more = len(newest_first) > self.limit and flows
+        return FlowPage(flows, encode_cursor(flows[-1]) if more else None)
 
 
 class JournalBackend(ABC):
@@ -28,6 +170,8 @@ class JournalBackend(ABC):
       if the current token is already newer, :class:`~flowcoord.FlowNotFound` if no flow.
     * ``read`` returns a flow's entries ordered by ``seq``, in one round trip;
       ``read_for_resume`` the same without what the flow's checkpoints sum up.
+    * ``list_newest`` pages through the summaries newest first (by creation time) with an
+      opaque cursor; a page after a cursor is the same whatever flows were added meanwhile.
     * Backend driver errors leave only as :class:`~flowcoord.errors.JournalError` subclasses.
     """
 
@@ -99,3 +243,48 @@ class JournalBackend(ABC):
         self, *, state: str | None = None, limit: int = 100, after: str | None = None
     ) -> list[FlowRecord]:
         """Summaries ordered by ``flow_id``; ``after`` pages past a flow id."""
+
+    async def list_newest(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        name: str | None = None,
+        states: Collection[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> FlowPage:
+        """Summaries newest first: by ``created_at`` descending, flows created at the same
+        time by ``flow_id`` descending (code point order), at most ``limit`` of them.
+
+        ``cursor`` is the previous page's ``next`` (opaque: :func:`encode_cursor`; anything
+        else is a :class:`~flowcoord.errors.ConfigurationError`). The pages are stable
+        while flows are added: a page after a cursor holds the flows that sort after the
+        cursor's flow, so flows created meanwhile (newer) never push a flow onto two pages
+        or past one. Filters: ``name`` (``*`` matches any run of characters, ``?`` one,
+        case-sensitive; without a wildcard the exact name), ``states`` (any of them; None
+        or empty: any state), ``since`` / ``until`` (``since <= created_at < until``,
+        epoch seconds).
+
+        This default reads the summaries through :meth:`list_flows`, every one of them;
+        backends override it with an indexed query.
+        """
+        listing = Listing.of(
+            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
+        )
+        if listing.limit <= 0:
+            return FlowPage([], None)
+        kept: list[FlowRecord] = []
+        after: str | None = None
+        while True:
+            batch = await self.list_flows(limit=500, after=after)
+            kept.extend(r for r in batch if listing.keeps(r))
+            if len(batch) < 500:
+                break
+            after = batch[-1].flow_id
+        kept.sort(key=_newest_key, reverse=True)
+        return listing.page(kept[: listing.limit + 1])
+
+
+def _newest_key(record: FlowRecord) -> tuple[float, str]:
+    return record.created_at, record.flow_id

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..errors import FlowNotFound, OwnershipLost
-from ._contract import JournalBackend
+from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, EventKind, FlowRecord
 
 __all__ = ["MemoryJournal"]
@@ -55,12 +55,18 @@ class MemoryJournal(JournalBackend):
 
     def __init__(self) -> None:
         self._flows: dict[str, _Flow] = {}
+        self._newest: list[tuple[float, str]] = []  # (created_at, flow_id), ascending
 
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
         if record.flow_id in self._flows:
             return False
         flow = _Flow(record, time.time())
         self._flows[record.flow_id] = flow
+        key = (flow.created_at, flow.flow_id)
+        if not self._newest or key > self._newest[-1]:
+            self._newest.append(key)  # the common case: created after every other flow
+        else:
+            bisect.insort(self._newest, key)
         self._write(flow, entries)
         return True
 
@@ -142,3 +148,34 @@ class MemoryJournal(JournalBackend):
             if len(out) >= limit:
                 break
         return out
+
+    async def list_newest(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        name: str | None = None,
+        states: Collection[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> FlowPage:
+        listing = Listing.of(
+            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
+        )
+        if listing.limit <= 0:
+            return FlowPage([], None)
+        order = self._newest
+        end = len(order) if listing.after is None else bisect.bisect_left(order, listing.after)
+        if listing.until is not None:
+            end = min(end, bisect.bisect_left(order, (listing.until, "")))
+        kept: list[FlowRecord] = []
+        for k in range(end - 1, -1, -1):
+            created_at, flow_id = order[k]
+            if listing.since is not None and created_at < listing.since:
+                break
+            rec = self._flows[flow_id].record()
+            if listing.keeps(rec):
+                kept.append(rec)
+                if len(kept) > listing.limit:
+                    break
+        return listing.page(kept)

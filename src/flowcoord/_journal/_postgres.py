@@ -8,7 +8,7 @@ import re
 import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
@@ -26,7 +26,7 @@ from ..errors import (
     JournalUnavailable,
     OwnershipLost,
 )
-from ._contract import JournalBackend
+from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, EventKind, FlowRecord, summed_below
 from ._postgres_sql import SCHEMA_VERSION, Statements
 
@@ -417,6 +417,28 @@ class PostgresJournal(JournalBackend):
 
         async def op(conn: _Conn) -> list[FlowRecord]:
             return [_record(r) for r in await conn.fetch(query, *args, limit)]
+
+        return await self._run("listing flows", op)
+
+    async def list_newest(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        name: str | None = None,
+        states: Collection[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> FlowPage:
+        listing = Listing.of(
+            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
+        )
+        if listing.limit <= 0:
+            return FlowPage([], None)
+        query, args = self._sql.list_newest(listing)
+
+        async def op(conn: _Conn) -> FlowPage:
+            return listing.page([_record(r) for r in await conn.fetch(query, *args)])
 
         return await self._run("listing flows", op)
 

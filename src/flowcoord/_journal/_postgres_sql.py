@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ._contract import Listing, glob_wildcards
+
 __all__ = ["SCHEMA_VERSION", "Statements"]
 
 #: The schema version this code writes. Bump it with a new entry in ``_MIGRATIONS``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # version -> statements taking the schema from version-1 to version. ``{s}`` is the quoted
 # schema. Never edit a released entry; add a new one.
@@ -37,6 +39,15 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS entries_resume_idx ON {s}.entries (flow_id, seq)"
         " WHERE kind NOT IN ('task.started', 'task.succeeded')",
     ),
+    # Newest-first listings (list_newest) read the summaries through these, by creation
+    # time and by state then creation time; flow ids in code point order ("C"), as the
+    # other backends order them, whatever the database's collation.
+    3: (
+        "CREATE INDEX IF NOT EXISTS flows_created_idx ON {s}.flows"
+        ' (created_at, flow_id COLLATE "C")',
+        "CREATE INDEX IF NOT EXISTS flows_state_created_idx ON {s}.flows"
+        ' (state, created_at, flow_id COLLATE "C")',
+    ),
 }
 
 _ENTRY_COLUMNS = "flow_id, seq, kind, task, data, state, token, at"
@@ -61,6 +72,21 @@ _UNNEST_PACKED = (
     f" AS b({_ENTRY_COLUMNS})"
 )
 _FLOW_COLUMNS = "flow_id, name, state, token, created_at, updated_at"
+
+
+def _like(pattern: str) -> str:
+    """A name pattern (``*``, ``?``) as a LIKE pattern escaped with a backslash."""
+    out = []
+    for c in pattern:
+        if c == "*":
+            out.append("%")
+        elif c == "?":
+            out.append("_")
+        elif c in "%_\\":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def quote_ident(name: str) -> str:
@@ -179,6 +205,39 @@ class Statements:
             f" ORDER BY f.flow_id LIMIT ${len(args) + 1}"
         )
         return query, list(args)
+
+    def list_newest(self, listing: Listing) -> tuple[str, list[object]]:
+        """The newest-first query of ``listing`` and its arguments (the limit last)."""
+        where, args = [], []
+
+        def arg(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if listing.states is not None:
+            where.append(f"f.state = ANY({arg(list(listing.states))}::text[])")
+        if listing.name is not None:
+            if glob_wildcards(listing.name):
+                where.append(f"f.name LIKE {arg(_like(listing.name))} ESCAPE '\\'")
+            else:
+                where.append(f"f.name = {arg(listing.name)}")
+        if listing.since is not None:
+            where.append(f"f.created_at >= {arg(listing.since)}::float8")
+        if listing.until is not None:
+            where.append(f"f.created_at < {arg(listing.until)}::float8")
+        if listing.after is not None:
+            created_at, flow_id = listing.after
+            where.append(
+                f'(f.created_at, f.flow_id COLLATE "C") < ({arg(created_at)}::float8,'
+                f" {arg(flow_id)}::text)"
+            )
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        query = (
+            f"SELECT {self.summary} FROM {self.s}.flows f{cond}"
+            f' ORDER BY f.created_at DESC, f.flow_id COLLATE "C" DESC'
+            f" LIMIT {arg(listing.limit + 1)}"
+        )
+        return query, args
 
     def migrations(self, version: int) -> Iterator[tuple[int, list[str]]]:
         """``(target version, statements)`` for each step above ``version``."""

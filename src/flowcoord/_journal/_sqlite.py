@@ -6,7 +6,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ from ..errors import (
     JournalUnavailable,
     OwnershipLost,
 )
-from ._contract import JournalBackend
+from ._contract import FlowPage, JournalBackend, Listing, glob_wildcards
 from ._events import Entry, EventKind, FlowRecord, summed_below
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteJournal"]
@@ -45,6 +45,15 @@ _SCHEMA = (
     " kind TEXT NOT NULL, task TEXT, data TEXT NOT NULL, state TEXT, token INTEGER NOT NULL,"
     " at REAL NOT NULL, PRIMARY KEY (flow_id, seq)) WITHOUT ROWID",
 )
+# Added to schema version 1 since (an older flowcoord opens and writes the file all the
+# same, so no version bump): created when missing, on open. Newest-first listings
+# (``list_newest``) read these, by creation time and by state then creation time.
+_ADDITIONS = {
+    "flows_by_created": "CREATE INDEX IF NOT EXISTS flows_by_created"
+    " ON flows (created_at, flow_id)",
+    "flows_by_state_created": "CREATE INDEX IF NOT EXISTS flows_by_state_created"
+    " ON flows (state, created_at, flow_id)",
+}
 _FLOW_COLS = "flow_id, name, state, token, created_at, updated_at"
 _INSERT_FLOW = f"INSERT OR IGNORE INTO flows ({_FLOW_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_ENTRY = (
@@ -193,6 +202,48 @@ class SQLiteJournal(JournalBackend):
         rows = await self._run(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
         return [FlowRecord(*r) for r in rows]
 
+    async def list_newest(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        name: str | None = None,
+        states: Collection[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> FlowPage:
+        listing = Listing.of(
+            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
+        )
+        if listing.limit <= 0:
+            return FlowPage([], None)
+        where: list[str] = []
+        params: list[Any] = []
+        if listing.states is not None:
+            where.append(f"state IN ({', '.join('?' * len(listing.states))})")
+            params.extend(listing.states)
+        if listing.name is not None:
+            if glob_wildcards(listing.name):  # GLOB: * and ? as ours; '[' made literal
+                where.append("name GLOB ?")
+                params.append(listing.name.replace("[", "[[]"))
+            else:
+                where.append("name = ?")
+                params.append(listing.name)
+        if listing.since is not None:
+            where.append("created_at >= ?")
+            params.append(listing.since)
+        if listing.until is not None:
+            where.append("created_at < ?")
+            params.append(listing.until)
+        if listing.after is not None:
+            where.append("(created_at, flow_id) < (?, ?)")
+            params.extend(listing.after)
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_FLOW_COLS} FROM flows{cond} ORDER BY created_at DESC, flow_id DESC LIMIT ?"
+        params.append(listing.limit + 1)
+        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return listing.page([FlowRecord(*r) for r in rows])
+
     # -- the worker thread ----------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -241,11 +292,12 @@ class SQLiteJournal(JournalBackend):
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             if self._version(conn) == SCHEMA_VERSION:
                 self._configure(conn)
+                self._add_missing(conn)
                 return conn
             self._configure(conn)
             conn.execute("BEGIN IMMEDIATE")
             if self._version(conn) is None:  # still fresh now that we hold the write lock
-                for stmt in _SCHEMA:
+                for stmt in (*_SCHEMA, *_ADDITIONS.values()):
                     conn.execute(stmt)
                 conn.execute(
                     "INSERT INTO flowcoord_meta (key, value) VALUES ('schema_version', ?)",
@@ -253,6 +305,7 @@ class SQLiteJournal(JournalBackend):
                 )
                 self.transactions += 1
             conn.execute("COMMIT")
+            self._add_missing(conn)  # another connection created it first, before them
             return conn
         except BaseException as exc:
             if conn is not None:
@@ -260,6 +313,25 @@ class SQLiteJournal(JournalBackend):
             if isinstance(exc, sqlite3.Error):
                 raise self._translate(exc) from exc
             raise
+
+    def _add_missing(self, conn: sqlite3.Connection) -> None:
+        """Create the :data:`_ADDITIONS` a journal made by an older flowcoord lacks (once;
+        a file this process may not write keeps without them: they only speed reads up)."""
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+        missing = set(_ADDITIONS) - {r[0] for r in conn.execute(sql)}
+        if not missing:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for name in sorted(missing):
+                conn.execute(_ADDITIONS[name])
+            conn.execute("COMMIT")
+            self.transactions += 1
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+                raise
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode = WAL")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hmac
 import json
@@ -11,17 +12,21 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from .._args import since as parse_since
 from .._coord._contract import JobBoard
 from .._coord._takeover import take_over
 from .._engine._engine import Engine, FlowHandle
 from .._ids import FLOW_ID_RULE, is_flow_id
+from .._journal._contract import MAX_CURSOR
 from .._journal._events import FlowRecord
 from .._journal._replay import replay
+from .._model._flow import Flow
 from .._model._graph_export import task_edges, to_dot
+from .._model._inputs import convert_inputs, flow_inputs
 from .._model._workflow import Workflow
 from .._states import FlowState, is_finished
-from .._views import entry_view, record_view, status_view, task_states
-from ..errors import FlowcoordError, FlowNotFound
+from .._views import entry_view, failed_tasks, record_view, status_view, task_states
+from ..errors import FlowcoordError, FlowDefinitionError, FlowNotFound
 from ._errors import ApiError, dumps
 from ._layout import render_svg
 from ._state import AppState, get_engine, state_of
@@ -205,16 +210,17 @@ def _is_workflow(st: AppState, name: str) -> bool:
         return False
 
 
-async def _status(engine: Engine, flow_id: str, *, here: bool) -> dict[str, Any]:
-    """The flow's status view, from one read of its journal: a workflow's has its steps.
-    ``here``: say whether this engine runs it (and its handle's state)."""
+async def _status(st: AppState, engine: Engine, flow_id: str, *, here: bool) -> dict[str, Any]:
+    """The flow's status view, from one read of its journal: a workflow's has its steps;
+    its values as the app shows them (redacted, cut). ``here``: say whether this engine
+    runs it (and its handle's state)."""
     entries = await engine.journal.read(flow_id)
     if not entries:
         raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
     rep = replay(flow_id, entries, engine.codec)  # what engine.status does, on these entries
     rec = await engine.backend.get_flow(flow_id)
     handle = engine.handle(flow_id) if here else None
-    return status_view(
+    view = status_view(
         rep,
         rec,
         running_here=handle is not None,
@@ -222,6 +228,75 @@ async def _status(engine: Engine, flow_id: str, *, here: bool) -> dict[str, Any]
         entries=entries,
         codec=engine.codec,
     )
+    return st.values.status(view)
+
+
+def _states_query(request: web.Request) -> list[str] | None:
+    """``?state=``: one flow state or several, comma-separated, any case."""
+    raw = request.query.get("state") or ""
+    if not raw.strip():
+        return None
+    out = []
+    for part in raw.split(","):
+        state = part.strip().upper()
+        if state not in FlowState.__members__:
+            raise ApiError(400, f"unknown state {part.strip()[:40]!r}", f"use one of {_STATES}")
+        if state not in out:
+            out.append(state)
+    return out
+
+
+def _time_query(request: web.Request, name: str) -> float | None:
+    """``?since=`` / ``?until=``: epoch seconds, an ISO 8601 time (the server's local time
+    when it names no zone), or a time ago: ``30s``, ``10m``, ``2h``, ``3d``, ``1w``."""
+    raw = (request.query.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            return parse_since(raw).cutoff()
+        except argparse.ArgumentTypeError:
+            raise ApiError(
+                400,
+                f"{name}={raw[:40]!r} is not a time",
+                "send epoch seconds, an ISO 8601 time such as 2024-05-01T12:00+02:00, or "
+                "a time ago such as 10m, 2h, 3d",
+            ) from None
+    if not math.isfinite(value):
+        raise ApiError(400, f"{name}={raw[:40]!r} is not a time", "send epoch seconds")
+    return value
+
+
+def _converted(flow: Flow | Workflow, inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` converted to the annotations of the flow's tasks (``"2"`` for an ``int``
+    is 2): 422 naming the input that does not fit, or the names the flow does not take."""
+    spec = flow_inputs(flow)  # a flow that does not compile raises what compiling does: 422
+    try:
+        return convert_inputs(spec, inputs)
+    except FlowDefinitionError as exc:
+        known = sorted(spec.specs)
+        unknown = [n for n in inputs if n not in spec.specs]
+        if unknown and not spec.open:
+            raise ApiError(
+                422,
+                exc.message,
+                f"send only the inputs the flow takes: {', '.join(known) or 'none'}",
+                type="FlowDefinitionError",
+                unknown=sorted(unknown),
+                known=known,
+            ) from None
+        name = exc.names[0] if exc.names else ""
+        expected = spec.specs[name].type_name if name in spec.specs else ""
+        raise ApiError(
+            422,
+            exc.message,
+            f"send {name!r} as {expected}" if expected else "fix the input's value",
+            type="FlowDefinitionError",
+            input=name,
+            expected=expected,
+        ) from None
 
 
 # -- reads ------------------------------------------------------------------------------------
@@ -240,31 +315,33 @@ async def registry_names(request: web.Request) -> web.Response:
 async def list_flows(request: web.Request) -> web.Response:
     _authorize_read(request)
     engine = get_engine(request)
-    state = request.query.get("state") or None
-    if state is not None:
-        state = state.upper()
-        if state not in FlowState.__members__:
-            raise ApiError(
-                400, f"unknown state {request.query['state']!r}", f"use one of {_STATES}"
-            )
+    states = _states_query(request)
+    name = request.query.get("name") or None
+    if name is not None and len(name) > 256:
+        raise ApiError(400, "name= is too long", "send a flow name, * and ? as wildcards")
+    since = _time_query(request, "since")
+    until = _time_query(request, "until")
     limit = _int_query(request, "limit", 50, 1, 1000)
     after = request.query.get("after") or None
-    if after is not None and len(after) > 256:
+    if after is not None and len(after) > MAX_CURSOR:
         raise ApiError(400, "after= is too long", "pass the 'next' value of the previous page")
-    recs = await engine.backend.list_flows(state=state, limit=limit + 1, after=after)
-    more = len(recs) > limit
-    recs = recs[:limit]
+    page = await engine.backend.list_newest(
+        limit=limit, cursor=after, name=name, states=states, since=since, until=until
+    )
     flows = []
-    for rec in recs:
+    for rec in page.flows:
         view = record_view(rec)
         view["running_here"] = engine.handle(rec.flow_id) is not None
         flows.append(view)
     return _json(
         {
             "flows": flows,
-            "next": recs[-1].flow_id if more and recs else None,
+            "next": page.next,
             "limit": limit,
-            "state": state,
+            "state": ",".join(states) if states else None,
+            "name": name,
+            "since": since,
+            "until": until,
         }
     )
 
@@ -272,7 +349,7 @@ async def list_flows(request: web.Request) -> web.Response:
 async def flow_status(request: web.Request) -> web.Response:
     _authorize_read(request)
     flow_id = _flow_id(request)
-    return _json(await _status(get_engine(request), flow_id, here=True))
+    return _json(await _status(state_of(request), get_engine(request), flow_id, here=True))
 
 
 async def journal(request: web.Request) -> web.Response:
@@ -285,10 +362,11 @@ async def journal(request: web.Request) -> web.Response:
     if not entries and after < 0:
         await _record(engine, flow_id)  # 404 if there is no such flow
     page = entries[:limit]
+    shown = state_of(request).values
     return _json(
         {
             "flow_id": flow_id,
-            "entries": [entry_view(e) for e in page],
+            "entries": [shown.entry(entry_view(e)) for e in page],
             "next_seq": page[-1].seq if len(entries) > limit else None,
         }
     )
@@ -306,7 +384,13 @@ async def graph_svg(request: web.Request) -> web.Response:
     if plan is not None:
         edges = list(task_edges(plan))
         nodes += [n for n in plan.task_names if n not in nodes]
-    svg = render_svg(nodes, edges, states=task_states(rep), title=f"{rep.name} ({flow_id})")
+    svg = render_svg(
+        nodes,
+        edges,
+        states=task_states(rep),
+        title=f"{rep.name} ({flow_id})",
+        failed=failed_tasks(rep),
+    )
     return web.Response(
         text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"}
     )
@@ -392,13 +476,13 @@ async def submit(request: web.Request) -> web.Response:
             handle = await _take_over(st, engine, rec, cancel=False, force=force)
     resumed = handle is not None
     if handle is None:
-        handle = await engine.start(flow, inputs, flow_id=flow_id)
+        handle = await engine.start(flow, _converted(flow, inputs), flow_id=flow_id)
     if wait > 0:
         with anyio.move_on_after(wait):
             with contextlib.suppress(Exception):  # a failure is reported by the status below
                 await handle.wait()
         if handle.done:
-            view = await _status(engine, handle.flow_id, here=False)
+            view = await _status(st, engine, handle.flow_id, here=False)
             view["url"] = f"{st.prefix}/flows/{handle.flow_id}"
             return _json(view, 200)
     return _accepted(st, handle, "resumed" if resumed else "started")

@@ -13,6 +13,7 @@ from aiohttp import web
 from .._coord._contract import JobBoard
 from .._engine._engine import Engine
 from .._model._registry import FlowRegistry
+from .._views import DEFAULT_MAX_VALUE, Redactor, ValuePolicy
 from ..errors import ConfigurationError
 from ._api import add_api_routes
 from ._dashboard import add_dashboard_routes
@@ -38,6 +39,8 @@ def setup(
     protect_reads: bool = False,
     board: JobBoard | None = None,
     board_factory: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None,
+    redact: Redactor | None = None,
+    max_value_size: int | None = DEFAULT_MAX_VALUE,
 ) -> None:
     """Serve flowcoord's JSON API under ``prefix`` (and the dashboard at ``/``) from ``app``.
 
@@ -55,6 +58,13 @@ def setup(
     ``cancel`` respect live claims (:func:`flowcoord.coordination.take_over`): a flow whose
     job a live member holds is refused with 409 ``FlowOwned`` unless the request asks for
     ``force``. Without one, a take-over fences the journal and nothing else.
+
+    Journaled values (a flow's inputs, each task's result, a workflow step's arguments and
+    result) are shown by the API and the dashboard through ``redact(field, value)`` when
+    given, which returns what to show instead (``field``: ``"inputs.<name>"``,
+    ``"tasks.<task>.result"``, ``"tasks.<task>.args"``, ``"result"``,
+    ``"retries.<scope>.value"``); then a value whose JSON is longer than ``max_value_size``
+    characters (``None``: no limit) is shown as ``{"$truncated": <length>, "preview": ...}``.
     """
 
     if (engine is None) == (engine_factory is None):
@@ -78,6 +88,19 @@ def setup(
         raise ConfigurationError(f"board must be a flowcoord.coordination.JobBoard, got {board!r}")
     if STATE_KEY in app:
         raise ConfigurationError("flowcoord.aiohttp.setup() was already called on this app")
+    if redact is not None and not callable(redact):
+        raise ConfigurationError(
+            f"redact must be a function redact(field, value) -> shown value, got {redact!r}"
+        )
+    if max_value_size is not None and (
+        isinstance(max_value_size, bool)
+        or not isinstance(max_value_size, int)
+        or max_value_size < 16
+    ):
+        got = repr(max_value_size)[:40]
+        raise ConfigurationError(
+            f"max_value_size must be a number of characters >= 16, or None, got {got}"
+        )
     if engine is not None:
         given = engine
         make: Callable[[], Engine] = lambda: given  # noqa: E731
@@ -98,6 +121,7 @@ def setup(
         protect_reads=protect_reads,
         board=board,
         make_board=board_factory,
+        values=ValuePolicy(redact, max_value_size),
     )
     app.middlewares.append(error_middleware(prefix))
     if board_factory is not None:
@@ -121,6 +145,8 @@ def create_app(
     protect_reads: bool = False,
     board: JobBoard | None = None,
     board_factory: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None,
+    redact: Redactor | None = None,
+    max_value_size: int | None = DEFAULT_MAX_VALUE,
 ) -> web.Application:
     """A new application with :func:`setup` applied (what ``flowcoord serve`` runs)."""
     app = web.Application()
@@ -136,6 +162,8 @@ def create_app(
         protect_reads=protect_reads,
         board=board,
         board_factory=board_factory,
+        redact=redact,
+        max_value_size=max_value_size,
     )
     return app
 

@@ -83,6 +83,8 @@ def dumps(value: Any) -> str:
 
 
 def json_error(status: int, error: str, hint: str | None = None, **extra: Any) -> web.Response:
+    """An error answer in the API's shape: JSON ``{"error": ..., "hint": ..., **extra}``
+    (what went wrong, what to do about it) with ``status``."""
     body: dict[str, Any] = {"error": error, "hint": hint}
     body.update(extra)
     return web.json_response(body, status=status, dumps=dumps)

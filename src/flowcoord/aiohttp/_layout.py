@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-__all__ = ["STATE_COLOURS", "Box", "Layout", "layout", "render_svg"]
+__all__ = ["FAILED_COLOURS", "STATE_COLOURS", "Box", "Layout", "labels", "layout", "render_svg"]
 
 #: Fill and text colour per task state (shared with the dashboard's CSS).
 STATE_COLOURS: Mapping[str, tuple[str, str]] = {
@@ -23,12 +23,17 @@ STATE_COLOURS: Mapping[str, tuple[str, str]] = {
     "REVERT_FAILURE": ("#d32f2f", "#ffffff"),
 }
 
+#: A task that failed the flow (its failure stands, whatever its state since): its fill,
+#: text and border, and the mark before its name.
+FAILED_COLOURS = ("#fa8072", "#3d0f0f", "#b71c1c")
+FAILED_MARK = "\u2716"
+
 _NODE_H = 30
 _LAYER_GAP = 56
 _ROW_GAP = 16
 _MARGIN = 16
 _CHAR_W = 7.2
-_MAX_LABEL = 28
+_MAX_LABEL = 34
 _SWEEPS = 4
 
 
@@ -50,8 +55,72 @@ class Layout:
     height: float
 
 
-def _label(name: str) -> str:
-    return name if len(name) <= _MAX_LABEL else name[: _MAX_LABEL - 1] + "…"
+def _cut(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters: its start and its end, an ellipsis between
+    (names often differ at their end: ``provision_disk_primary`` / ``..._secondary``)."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[: width - 1 - tail] + "…" + name[len(name) - tail :]
+
+
+_WORD_BREAKS = frozenset("_-.:/ ")
+
+
+def _distinct_tail(name: str, common: int) -> str:
+    """The end of ``name`` from the start of the word in which it stops sharing its last
+    ``common`` characters with the names it would be confused with."""
+    k = max(len(name) - common - 1, 0)
+    while k > 0 and name[k - 1] not in _WORD_BREAKS:
+        k -= 1
+    return name[k:]
+
+
+def _around(name: str, common: int, width: int) -> str:
+    """``name`` cut so that it shows where it stops sharing its last ``common`` characters:
+    its start, then that word to the end; a window around the place when that is too long."""
+    tail = _distinct_tail(name, common)
+    if len(tail) > width:  # no word break near: a window around where the names differ
+        d = len(name) - common - 1
+        mid = name[max(d - 6, 6) : d + 7]
+        return name[:6] + "…" + mid + ("…" + name[-6:] if d + 7 < len(name) - 6 else name[d + 7 :])
+    head = max(width - 1 - len(tail), 6)
+    return name if head + 1 + len(tail) >= len(name) else name[:head] + "…" + tail
+
+
+def _common_suffix(names: list[str]) -> int:
+    first = names[0]
+    n = 0
+    while n < len(first) and all(len(x) > n and x[-1 - n] == first[-1 - n] for x in names):
+        n += 1
+    return n
+
+
+def labels(names: Iterable[str], width: int = _MAX_LABEL) -> dict[str, str]:
+    """A label of at most about ``width`` characters for each name (cut in the middle), no
+    two alike: names that would share a label keep the words where they differ (and as
+    much of their start as fits), or get longer labels, up to their whole name."""
+    names = list(dict.fromkeys(names))
+    out = {n: _cut(n, width) for n in names}
+    w = width
+    first = True
+    while True:
+        seen: dict[str, list[str]] = {}
+        for n in names:
+            seen.setdefault(out[n], []).append(n)
+        clashes = [group for group in seen.values() if len(group) > 1]
+        if not clashes or w > max((len(n) for n in names), default=0):
+            return out
+        for group in clashes:
+            common = _common_suffix(group)
+            for n in group:
+                if first:  # where they differ, whole words, and what fits of their start
+                    out[n] = _around(n, common, w)
+                else:
+                    out[n] = _cut(n, w)
+        if not first:
+            w += 8
+        first = False
 
 
 def _layers(nodes: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, int]:
@@ -73,9 +142,16 @@ def _layers(nodes: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str,
     return layer
 
 
-def layout(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> Layout:
-    """Place ``nodes`` left to right by longest path from the sources."""
+def layout(
+    nodes: Iterable[str],
+    edges: Iterable[tuple[str, str]],
+    *,
+    shown: Mapping[str, str] | None = None,
+) -> Layout:
+    """Place ``nodes`` left to right by longest path from the sources; ``shown``: each
+    node's label (its name cut by :func:`labels` when not given)."""
     names = list(dict.fromkeys(nodes))
+    shown = shown if shown is not None else labels(names)
     known = set(names)
     es = [(a, b) for a, b in dict.fromkeys(edges) if a in known and b in known and a != b]
     layer_of = _layers(names, es)
@@ -106,7 +182,7 @@ def layout(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> Layout:
             order(rows[k], preds if down else succs, pos)
             pos.update({n: i for i, n in enumerate(rows[k])})
 
-    widths = {n: max(64.0, len(_label(n)) * _CHAR_W + 24) for n in names}
+    widths = {n: max(64.0, len(shown.get(n, n)) * _CHAR_W + 24) for n in names}
     col_w = [max((widths[n] for n in row), default=0.0) for row in rows]
     tallest = max((len(row) for row in rows), default=0)
     full_h = tallest * _NODE_H + max(tallest - 1, 0) * _ROW_GAP
@@ -136,14 +212,25 @@ def render_svg(
     states: Mapping[str, str] | None = None,
     title: str = "",
     legend: bool = True,
+    failed: Iterable[str] = (),
 ) -> str:
     """A standalone SVG of the graph; each node is a ``<g class="node" data-task=…
-    data-state=…>`` with a ``<rect>`` filled by its state's colour."""
-    lay = layout(nodes, edges)
+    data-state=…>`` with a ``<rect>`` filled by its state's colour. The ``failed`` tasks
+    (those that failed the flow) stand out: their own fill and border, a mark before their
+    name, ``data-failed="true"``. Long names are cut in the middle, no two labels alike
+    (the whole name is in the node's ``<title>``)."""
+    nodes = list(dict.fromkeys(nodes))
+    failed = {n for n in failed if n in set(nodes)}
+    text = labels(nodes)
+    for n in failed:
+        text[n] = f"{FAILED_MARK} {text[n]}"
+    lay = layout(nodes, edges, shown=text)
     states = states or {}
     present = set(states.values())
     shown = [n for n in STATE_COLOURS if n in present or n == "PENDING"]
-    steps = [16 + len(n) * 6.6 + 14 for n in shown]
+    keys = [n.lower() for n in shown] + ([f"{FAILED_MARK} failed the flow"] if failed else [])
+    fills = [STATE_COLOURS[n][0] for n in shown] + ([FAILED_COLOURS[0]] if failed else [])
+    steps = [16 + len(k) * 6.6 + 14 for k in keys]
     legend_h = 26 if legend and lay.boxes else 0
     w = max(lay.width, 2 * _MARGIN + sum(steps)) if legend_h else lay.width
     h = lay.height + legend_h
@@ -173,27 +260,35 @@ def render_svg(
     for box in lay.boxes.values():
         state = states.get(box.name, "PENDING")
         fill, ink = STATE_COLOURS.get(state, STATE_COLOURS["PENDING"])
+        stroke, width, extra, cls, weight = "#555", "1", "", "", ""
+        tip = escape(state)
+        if box.name in failed:
+            fill, ink, stroke = FAILED_COLOURS
+            width, extra, cls = "2.5", ' data-failed="true"', " failed"
+            weight = ' font-weight="700"'
+            tip = f"failed the flow; now {tip}"
         name = escape(box.name)
         out.append(
-            f'<g class="node state-{escape(state)}" data-task="{name}" '
-            f'data-state="{escape(state)}">'
-            f"<title>{name}: {escape(state)}</title>"
+            f'<g class="node state-{escape(state)}{cls}" data-task="{name}" '
+            f'data-state="{escape(state)}"{extra}>'
+            f"<title>{name}: {tip}</title>"
             f'<rect x="{_fmt(box.x)}" y="{_fmt(box.y)}" width="{_fmt(box.w)}" '
-            f'height="{_fmt(box.h)}" rx="5" fill="{fill}" stroke="#555"/>'
+            f'height="{_fmt(box.h)}" rx="5" fill="{fill}" stroke="{stroke}" '
+            f'stroke-width="{width}"/>'
             f'<text x="{_fmt(box.x + box.w / 2)}" y="{_fmt(box.y + box.h / 2 + 4)}" '
-            f'text-anchor="middle" fill="{ink}">{escape(_label(box.name))}</text></g>'
+            f'text-anchor="middle" fill="{ink}"{weight}>'
+            f"{escape(text[box.name])}</text></g>"
         )
     out.append("</g>")
     if legend_h:
         x = float(_MARGIN)
         y = lay.height + 4
         out.append('<g class="legend" font-size="11">')
-        for name, step in zip(shown, steps, strict=True):
-            fill, _ = STATE_COLOURS[name]
+        for key, fill, step in zip(keys, fills, steps, strict=True):
             out.append(
                 f'<rect x="{_fmt(x)}" y="{_fmt(y)}" width="12" height="12" rx="2" '
                 f'fill="{fill}" stroke="#555"/>'
-                f'<text x="{_fmt(x + 16)}" y="{_fmt(y + 10)}" fill="#333">{name.lower()}</text>'
+                f'<text x="{_fmt(x + 16)}" y="{_fmt(y + 10)}" fill="#333">{escape(key)}</text>'
             )
             x += step
         out.append("</g>")

@@ -67,7 +67,9 @@ _SCHEMAS: dict[str, Any] = {
         "description": "Every error answer under the prefix. Errors raised by flowcoord add "
         "`type` (the exception's class name) and `flow_id`; a `JournalCorrupt` adds `seq`, "
         "`kind` and `task`, a `FlowOwned` `owner` and `job_id`; a submit without a flow name "
-        "adds `registered`.",
+        "adds `registered`; inputs refused on submit add `input` and `expected` (a value "
+        "that does not fit its annotation) or `unknown` and `known` (names the flow does not "
+        "take, and those it does).",
         "properties": {
             "error": {"type": "string", "description": "what went wrong"},
             "hint": {"type": ["string", "null"], "description": "what to do about it"},
@@ -79,6 +81,10 @@ _SCHEMAS: dict[str, Any] = {
             "registered": {"type": "array", "items": {"type": "string"}},
             "owner": {"type": "string", "description": "the live member holding the flow"},
             "job_id": {"type": "string"},
+            "input": {"type": "string", "description": "the input whose value does not fit"},
+            "expected": {"type": "string", "description": "its annotation, e.g. `int`"},
+            "unknown": {"type": "array", "items": {"type": "string"}},
+            "known": {"type": "array", "items": {"type": "string"}},
         },
     },
     "Failure": _FAILURE,
@@ -95,16 +101,105 @@ _SCHEMAS: dict[str, Any] = {
         url={"type": "string", "description": "(on submit) the flow's status URL"},
     ),
     "FlowList": _obj(
-        ["flows", "next", "limit", "state"],
-        flows={"type": "array", "items": _ref("FlowRecord")},
-        next=_nullable("string", description="pass as `after` for the next page"),
+        ["flows", "next", "limit", "state", "name", "since", "until"],
+        flows={
+            "type": "array",
+            "items": _ref("FlowRecord"),
+            "description": "newest first (by creation time; then by flow id, descending)",
+        },
+        next=_nullable(
+            "string",
+            description="an opaque cursor: pass it as `after` for the next page (null on "
+            "the last); the next page is the same whatever flows were added meanwhile",
+        ),
         limit={"type": "integer"},
-        state=_nullable("string", enum=[*_FLOW_STATES, None]),
+        state=_nullable("string", description="the states asked for, comma-separated"),
+        name=_nullable("string", description="the name (pattern) asked for"),
+        since=_nullable("number", description="created at or after (Unix time)"),
+        until=_nullable("number", description="created before (Unix time)"),
     ),
+    "Span": _obj(
+        ["kind", "attempt", "state", "started_at", "finished_at"],
+        kind={
+            "type": "string",
+            "enum": ["run", "revert"],
+            "description": "one attempt of the task, or one revert of it",
+        },
+        attempt=_nullable("integer", description="the attempt it ran (or reverted)"),
+        state={
+            "type": "string",
+            "enum": [
+                "RUNNING",
+                "SUCCESS",
+                "FAILURE",
+                "INTERRUPTED",
+                "REVERTING",
+                "REVERTED",
+                "REVERT_FAILURE",
+            ],
+            "description": "INTERRUPTED: cut short, by a cancel, or started and never "
+            "ended in a flow that has ended",
+        },
+        started_at=_nullable("number", description="Unix time; null when not journaled"),
+        finished_at=_nullable("number", description="null while it runs"),
+    ),
+    "Summary": {
+        **_obj(
+            [
+                "cause",
+                "task",
+                "failure",
+                "attempt",
+                "at",
+                "failed",
+                "reverted",
+                "reverting",
+                "revert_failed",
+                "revert_started_at",
+                "ended_at",
+            ],
+            cause=_nullable(
+                "string",
+                enum=["failure", "cancelled", None],
+                description="a task failed it, or it was cancelled",
+            ),
+            task=_nullable("string", description="the first task (or step key) that failed"),
+            failure=_ref("Failure"),
+            attempt=_nullable("integer", description="the attempt that failed"),
+            at=_nullable("number", description="when it failed (Unix time)"),
+            failed={
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "every task whose failure stands, the first to fail first",
+            },
+            reverted={"type": "array", "items": {"type": "string"}},
+            reverting={"type": "array", "items": {"type": "string"}},
+            revert_failed={
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "tasks whose revert failed (see their `revert_failure`)",
+            },
+            revert_started_at=_nullable("number", description="when it began to revert"),
+            ended_at=_nullable("number", description="when it ended (once finished)"),
+        ),
+        "type": ["object", "null"],
+        "description": "What went wrong: null while nothing did (no task failed, not "
+        "reverting, not ended REVERTED / FAILED / CANCELLED).",
+    },
     "Task": _obj(
         ["name", "state", "attempt"],
         name={"type": "string"},
         state={"type": "string", "enum": _TASK_STATES},
+        failed={
+            "type": "boolean",
+            "description": "its latest attempt failed and that stands: it failed the flow "
+            "(REVERTED since, or not), not reverted because another task failed",
+        },
+        spans={
+            "type": "array",
+            "items": _ref("Span"),
+            "description": "its attempts and reverts on the time axis, in journal order",
+        },
         attempt={"type": "integer"},
         started_at=_nullable("number"),
         finished_at=_nullable("number"),
@@ -220,7 +315,34 @@ _SCHEMAS: dict[str, Any] = {
         },
         forked_from=_nullable("string", description="the flow it was forked from"),
         result={"description": "a workflow's journaled result (once SUCCESS)"},
-        failure=_ref("Failure"),
+        failure={
+            **_ref("Failure"),
+            "description": "what made it fail: a workflow's failure, a pattern flow's first "
+            "failed task's",
+        },
+        summary=_ref("Summary"),
+        phases={
+            "type": "array",
+            "items": _obj(
+                ["state", "at", "reason"],
+                state={"type": "string", "enum": _FLOW_STATES},
+                at=_nullable("number"),
+                reason=_nullable("string", description="e.g. `cancelled`"),
+            ),
+            "description": "its flow.state entries: when it ran, reverted, was suspended",
+        },
+        retry_decisions={
+            "type": "array",
+            "items": _obj(
+                ["scope", "at", "decision", "attempt", "reset"],
+                scope={"type": "string", "description": "the retry scope (task or flow)"},
+                at=_nullable("number"),
+                decision=_nullable("string", enum=["retry", "revert", "revert_all", None]),
+                attempt=_nullable("integer"),
+                reset={"type": "array", "items": {"type": "string"}},
+            ),
+            "description": "its retry controllers' decisions, in journal order",
+        },
     ),
     "Entry": _obj(
         ["seq", "kind", "task", "state", "token", "at", "data"],
@@ -402,20 +524,43 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         "/flows": {
             "get": _operation(
                 "listFlows",
-                "List journaled flows, ordered by flow id, a page at a time.",
+                "List journaled flows, newest first, a page at a time.",
                 {
                     "200": _json_body(_ref("FlowList"), "a page of flows"),
-                    "400": _error("an unknown state, or a bad limit or after"),
+                    "400": _error(
+                        "an unknown state, a bad time, limit or name, or an `after` that is "
+                        "not a cursor of the listing"
+                    ),
                 },
                 mutation=False,
+                description="Ordered by creation time, newest first (flows created at the "
+                "same time by flow id, descending). Pages follow an opaque cursor: the next "
+                "page is the same whatever flows are added meanwhile. Times: Unix seconds, "
+                "an ISO 8601 time (the server's local time without a zone), or a time ago "
+                "(`30s`, `10m`, `2h`, `3d`, `1w`).",
                 query=[
-                    _query("state", {"type": "string", "enum": _FLOW_STATES}, "only this state"),
+                    _query(
+                        "state",
+                        {"type": "string", "examples": ["RUNNING", "REVERTED,FAILED"]},
+                        f"only these states, comma-separated, any case ({', '.join(_FLOW_STATES)})",
+                    ),
+                    _query(
+                        "name",
+                        {"type": "string", "maxLength": 256},
+                        "only flows of this name; `*` matches any run of characters, `?` one",
+                    ),
+                    _query("since", {"type": "string"}, "only flows created at or after"),
+                    _query("until", {"type": "string"}, "only flows created before"),
                     _query(
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
                         "page size",
                     ),
-                    _query("after", {"type": "string", "maxLength": 256}, "the previous `next`"),
+                    _query(
+                        "after",
+                        {"type": "string", "maxLength": 512},
+                        "the previous page's `next` (an opaque cursor)",
+                    ),
                 ],
             ),
             "post": _operation(
@@ -434,11 +579,16 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
                         "of another name, or is held by a live worker (`FlowOwned`)"
                     ),
                     "422": _error(
-                        "an unregistered flow name, missing inputs, or inputs that are not "
-                        "JSON-compatible"
+                        "an unregistered flow name; an input whose value does not fit the "
+                        "annotation of the task that takes it (`input`, `expected`); names "
+                        "the flow does not take (`unknown`, `known`); missing inputs"
                     ),
                 },
                 mutation=True,
+                description="Inputs are converted to the annotations of the parameters that "
+                'take them, as `flowcoord run -i` does: `"2"` for an `int` is 2, '
+                '`"false"` for a `bool` is false; what does not fit is refused before '
+                "anything is journaled.",
                 query=[
                     _query(
                         "wait",

@@ -14,6 +14,7 @@ from .._engine._engine import Engine
 from .._model._compile import Plan, compile_flow
 from .._model._registry import FlowRegistry
 from .._model._workflow import Workflow
+from .._views import ValuePolicy
 from ..errors import ConfigurationError, FlowcoordError, JournalUnavailable
 
 __all__ = ["STATE_KEY", "AppState", "get_engine", "get_registry", "state_of"]
@@ -28,6 +29,7 @@ class AppState:
     already (:class:`~flowcoord.errors.FlowRunning`, answered 409): nothing of that is kept
     here. ``board`` is the job board whose live claims resume and cancel respect (given to
     :func:`setup`, or opened by ``make_board`` for the app's lifetime), or ``None``.
+    ``values`` says how inputs and results are shown (redacted, cut to a size).
     """
 
     make_engine: Callable[[], Engine]
@@ -40,6 +42,7 @@ class AppState:
     board: JobBoard | None = None
     make_board: Callable[[], AbstractAsyncContextManager[JobBoard]] | None = None
     plans: dict[str, Plan] = field(default_factory=dict)
+    values: ValuePolicy = field(default_factory=ValuePolicy)
 
     def plan(self, name: str) -> Plan | None:
         """The compiled plan of the registered flow ``name`` (cached), or ``None``."""
