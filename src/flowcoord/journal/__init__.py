@@ -5,7 +5,8 @@ Flow authors pick a journal (:class:`MemoryJournal`, :class:`SQLiteJournal`,
 rest is for those who write a backend, inspect journals or build tools on them:
 :class:`JournalBackend` (the contract every backend meets, with a suite in the tests),
 :class:`Entry` / :class:`EventKind` (one journaled event), :class:`FlowRecord` (a flow's
-summary row), and :func:`replay` (entries → :class:`FlowReplay`, the state a resume starts
+summary row; :meth:`JournalBackend.list_newest` pages them newest first as a
+:class:`FlowPage`), and :func:`replay` (entries → :class:`FlowReplay`, the state a resume starts
 from, with a :class:`TaskRecord` per task).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from .._journal._contract import FlowPage as FlowPage
 from .._journal._contract import JournalBackend as JournalBackend
 from .._journal._events import Entry as Entry
 from .._journal._events import EventKind as EventKind
@@ -34,6 +36,7 @@ __all__ = [
     "URL_FORMS",
     "Entry",
     "EventKind",
+    "FlowPage",
     "FlowRecord",
     "FlowReplay",
     "JournalBackend",
