@@ -5,6 +5,7 @@ typed errors of bad use."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,30 @@ async def test_a_context_used_after_its_run_or_a_patch_id_reused_is_a_typed_erro
             await engine.run(twice, flow_id="t1")
         with pytest.raises(WorkflowContextError, match="awaited already"):
             await engine.run(await_twice, flow_id="a1")
+
+
+async def test_a_step_that_is_not_an_async_def_ends_the_run_and_leaves_the_flow() -> None:
+    def blocking(x: int) -> int:
+        return x
+
+    async def fine(x: int) -> int:
+        return x
+
+    @fc.workflow(name="bad-step")
+    async def bad(ctx: fc.Context) -> int:
+        with contextlib.suppress(Exception):  # caught by the code: the run ends all the same
+            await ctx.step(blocking, 1)  # type: ignore[arg-type]
+        return 0
+
+    @fc.workflow(name="bad-step")
+    async def fixed(ctx: fc.Context) -> int:
+        return await ctx.step(fine, 1)
+
+    async with fc.Engine() as engine:
+        with pytest.raises(fc.errors.InvalidTaskError, match="step 1 of workflow 'bad-step'"):
+            await engine.run(bad, flow_id="bs1")
+        rec = await engine.backend.get_flow("bs1")
+        assert rec is not None
+        assert rec.state == "RUNNING"  # nothing reverted: the fixed code resumes it
+        out = await engine.resume(fixed, "bs1")
+        assert out.result == 1

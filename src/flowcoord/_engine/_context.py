@@ -150,7 +150,20 @@ class Context:
         controller (:class:`~flowcoord.Times`, :class:`~flowcoord.ForEach` …; a task's own
         otherwise): a failed attempt is compensated, then the step runs again after the
         controller's wait, every attempt journaled; it fails once the controller gives up."""
-        task = self._task(fn, name, revert, timeout, retry)
+        try:
+            task = self._task(fn, name, revert, timeout, retry)
+        except InvalidTaskError as exc:
+            # the code is wrong, not the run: it ends here (nothing journaled for the step),
+            # and the flow stays for the fixed code to resume, whatever the code catches
+            bad = InvalidTaskError(
+                f"step {self._pos + 1} of workflow {self._run.name!r}: {exc.message}",
+                tasks=exc.tasks,
+                hint=exc.hint
+                or "a step is an async def (or an @fc.task); run blocking code in a thread "
+                "from one: await anyio.to_thread.run_sync(fn, ...)",
+            )
+            self._run._broken = self._run._broken or bad
+            raise bad from None
         return Step(self._run, self._next(), task, args, kwargs)
 
     def run(
