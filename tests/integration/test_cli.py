@@ -67,6 +67,10 @@ FLOWS = textwrap.dedent(
 
     def needs_args(x):
         return build()
+
+
+    def hide(field, value):  # for serve --redact
+        return "***" if field == "inputs.size" else value
     """
 )
 
@@ -451,7 +455,8 @@ def test_serve(work: Path, free_port: int) -> None:
     base = f"http://127.0.0.1:{free_port}"
     proc = _popen(
         work, "serve", "--journal", str(work / "j.sqlite"), "--registry", "myflows:registry",
-        "--port", str(free_port), env=_env(FLOWCOORD_TOKEN="tok"),
+        "--port", str(free_port), "--redact", "myflows:hide", "--max-value-size", "0",
+        env=_env(FLOWCOORD_TOKEN="tok"),
     )  # fmt: skip
     try:
 
@@ -475,6 +480,9 @@ def test_serve(work: Path, free_port: int) -> None:
         )
         assert status == 200, body
         assert body["state"] == "SUCCESS"
+        status, shown = _http("GET", f"{base}/api/flows/{body['flow_id']}")
+        assert status == 200
+        assert shown["inputs"] == {"size": "***"}  # --redact
         with urllib.request.urlopen(base + "/", timeout=10) as resp:
             assert b'content="/api"' in resp.read()
         with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:  # Prometheus

@@ -51,6 +51,16 @@ def _print_json_error(kind: str, message: str, hint: str | None) -> None:
     print(json.dumps(body, ensure_ascii=False), file=sys.stderr)
 
 
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of characters: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a size is 0 or more, got {value}")
+    return value
+
+
 def _port(text: str) -> int:
     return int_in(text, 0, 65535, "a port number (0-65535)")
 
@@ -292,6 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="/api", help="the API's path prefix")
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
     p.add_argument("--protect-reads", action="store_true", help="require the token on reads too")
+    p.add_argument(
+        "--redact",
+        metavar="module:attr",
+        help="a function redact(field, value) -> shown value, for inputs and results the API "
+        "and the dashboard show",
+    )
+    p.add_argument(
+        "--max-value-size",
+        type=_size,
+        default=None,
+        metavar="N",
+        help="show inputs and results longer than N characters of JSON cut (default 4096; "
+        "0: never cut)",
+    )
     board_options(
         p,
         required=False,

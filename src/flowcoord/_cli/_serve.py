@@ -11,7 +11,7 @@ import secrets
 import socket
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -20,7 +20,7 @@ from .._journal._urls import open_journal, redact
 from .._model._registry import FlowRegistry
 from ..errors import ConfigurationError
 from ._common import _ENV_TOKEN, EXIT_OK, EXIT_USAGE
-from ._load import load_registry
+from ._load import load_object, load_registry
 from ._output import log_state_change
 from ._worker import open_board_of
 
@@ -57,10 +57,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics.watch(made)
         return made
 
+    redactor = load_object(args.redact) if args.redact else None
+    if redactor is not None and not callable(redactor):
+        raise ConfigurationError(
+            f"--redact {args.redact}: {redactor!r} is not a function",
+            hint="name a function redact(field, value) -> the value to show",
+        )
+    sizes: dict[str, Any] = {}
+    if args.max_value_size is not None:
+        sizes["max_value_size"] = args.max_value_size or None  # 0: never cut
     app = create_app(
         registry=registry,
         token=token,
         engine_factory=engine,
+        redact=redactor,
+        **sizes,
         prefix=args.prefix,
         dashboard=not args.no_dashboard,
         protect_reads=args.protect_reads,
