@@ -13,12 +13,30 @@ Starts its own standalone ZooKeeper server (tickTime 1000) on loopback.
   timestamp). Baseline: the session timeout; the server expires a session between T and
   T + tickTime after its last ping, so that is the floor of any ZooKeeper fail-over.
 
-Options: ``-o zk_session_timeout=2`` (seconds), ``-o zk_trials=20`` (5 with --quick).
+- ``queue.*``: the job board's queues at scale. One namespace per queue size (default 1k and
+  100k queued jobs; 1k and 10k with --quick), filled by one producer (64 posts in flight:
+  ``queue.post_<n>``, jobs/s). Then rounds of claims, the sizes alternated round by round so
+  that drift hits both alike: 4 claimers, each on its own session, scan for the first 4 free
+  jobs (``claimable(limit=4)``), claim one (claimer ``i`` tries the ``i``-th first, then the
+  next: the 4 seldom collide), consume it. ``queue.claim_<n>.p50/p99``: from the scan to the
+  claim, ms; ``queue.claims_per_s_<n>``: claims (with their consumes) per second, the median
+  round; ``queue.cost_ratio``: per-claim cost at the largest size ÷ at the smallest (target
+  ≤ 1.5x). Each queue stays at its size (it was filled with the rounds' jobs on top).
+  ``queue.max_listing_bytes``: the largest ``getChildren`` answer any claimer got (names and
+  their length prefixes), vs the default ``jute.maxbuffer`` (1 MiB). ``queue.writes_per_job``
+  and ``queue.writes_per_job_limited``: server-counted writes (zxid) per job over post, claim
+  and consume of 300 jobs by one claimer, without and with a global limit (targets ≤ 3, ≤ 4).
+  ``-o zk_queue_drain=1`` also drains the largest queue to empty with the 4 claimers
+  (``queue.drain_<n>``, claims/s): every job posted, claimed and consumed.
+
+Options: ``-o zk_session_timeout=2`` (seconds), ``-o zk_trials=20`` (5 with --quick),
+``-o zk_queue_sizes=1000,100000``, ``-o zk_queue_rounds=8``, ``-o zk_queue_drain=0``.
 Standalone: ``python -m benchmarks.bench_zookeeper [--quick]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -34,7 +52,9 @@ import anyio.to_thread
 import flowcoord as fc
 from flowcoord._coord._conductor import Conductor
 from flowcoord._coord._zk_board import ZooKeeperJobBoard
+from flowcoord._coord._zk_session import ZooKeeperSession
 from flowcoord.coordination import JobSpec, post_jobs
+from flowcoord.errors import JobAlreadyClaimed, JobNotFound
 from flowcoord.testing import ZooKeeperNotInstalled, ZooKeeperServer
 from flowcoord.testing._zookeeper import four_letter_word
 
@@ -44,6 +64,9 @@ NAME = "zookeeper"
 
 TARGET_WRITES_PER_FLOW = Target("<=", 3, on="value")
 TARGET_WRITES_PER_TASK = Target("<=", 0, on="value")
+TARGET_WRITES_LIMITED = Target("<=", 4, on="value")
+TARGET_COST_RATIO = Target("<=", 1.5, on="value")
+JUTE_MAXBUFFER = 1024 * 1024  # ZooKeeper's default bound on one response
 
 
 def _zxid(server: ZooKeeperServer) -> int:
@@ -161,6 +184,223 @@ async def _failover(
     return times
 
 
+# -- queues at scale --------------------------------------------------------------------------
+
+
+def _label(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+class _Listings:
+    """Records the largest ``getChildren`` answer a session gets (bytes of names and their
+    4-byte length prefixes, plus the list's own)."""
+
+    def __init__(self) -> None:
+        self.largest = 0
+
+    def watch(self, session: ZooKeeperSession) -> None:
+        children = session.children
+
+        async def recorded(path: str, *, watch: bool = False) -> list[str]:
+            names = await children(path, watch=watch)
+            self.largest = max(self.largest, 4 + sum(4 + len(n.encode()) for n in names))
+            return names
+
+        session.children = recorded  # type: ignore[method-assign]
+
+
+async def _fill(board: ZooKeeperJobBoard, n: int, start: int, queue: str = "default") -> float:
+    """Post jobs ``start`` … ``start + n - 1`` (64 in flight); the seconds it took."""
+    limit = anyio.CapacityLimiter(64)
+
+    async def post(i: int) -> None:
+        async with limit:
+            await board.post("noop", {"i": i}, flow_id=f"q-{i:07d}", queue=queue)
+
+    began = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for i in range(start, start + n):
+            tg.start_soon(post, i)
+    return time.perf_counter() - began
+
+
+async def _claim_round(
+    claimers: list[ZooKeeperJobBoard], count: int, queue: str = "default"
+) -> tuple[list[float], float]:
+    """``count`` claims (each consumed) by the claimers together: latencies (scan to claim),
+    and the seconds the round took."""
+    left = [count]
+    latencies: list[float] = []
+
+    async def claimer(i: int, board: ZooKeeperJobBoard) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            began = time.perf_counter()
+            claim = None
+            while claim is None:
+                jobs = await board.claimable(queues=[queue], limit=len(claimers))
+                if not jobs:
+                    return
+                for job in jobs[i % len(jobs) :] + jobs[: i % len(jobs)]:
+                    try:
+                        claim = await board.claim(job, f"c{i}")
+                        break
+                    except (JobAlreadyClaimed, JobNotFound):
+                        continue
+            latencies.append(time.perf_counter() - began)
+            await board.consume(claim, outcome="SUCCESS")
+
+    began = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for i, board in enumerate(claimers):
+            tg.start_soon(claimer, i, board)
+    return latencies, time.perf_counter() - began
+
+
+async def _queue_writes(ctx: Context, server: ZooKeeperServer, n: int) -> list[Result]:
+    """Server-counted writes per job (post, claim, consume by one claimer), without and
+    with a global limit on the queue."""
+    out = []
+    namespace = f"/bench-qw-{os.getpid()}-{time.monotonic_ns()}"
+    async with ZooKeeperSession(server.hosts, namespace=namespace, session_timeout=10) as zk:
+        board = ZooKeeperJobBoard(zk)
+        await board.declare_queue("limited", concurrency=4)
+        for queue, name, target in (
+            ("default", "writes_per_job", TARGET_WRITES_PER_FLOW),
+            ("limited", "writes_per_job_limited", TARGET_WRITES_LIMITED),
+        ):
+            before, z0 = Counter(board.writes), await anyio.to_thread.run_sync(_zxid, server)
+            await _fill(board, n, 0 if queue == "default" else n, queue)
+            latencies, _ = await _claim_round([board], n, queue)
+            assert len(latencies) == n, (queue, len(latencies))
+            delta = await anyio.to_thread.run_sync(_zxid, server) - z0
+            counted = dict(Counter(board.writes) - before)
+            ctx.log(f"{name}: {delta} server writes for {n} jobs; board: {counted}")
+            out.append(
+                Result(
+                    f"queue.{name}",
+                    delta / n,
+                    "writes/job",
+                    target=target,
+                    stat=f"server zxid delta over {n} jobs (post + claim + consume)",
+                    note="a global limit adds a slot node to the claim's and the consume's "
+                    "transactions, no write of its own"
+                    if queue == "limited"
+                    else "",
+                    extra={"server_writes": delta, "board_writes": counted, "n": n},
+                )
+            )
+    return out
+
+
+async def _queues(
+    ctx: Context, server: ZooKeeperServer, sizes: list[int], rounds: int, per_round: int
+) -> list[Result]:
+    out: list[Result] = []
+    listings = _Listings()
+    async with contextlib.AsyncExitStack() as stack:
+        boards: dict[int, list[ZooKeeperJobBoard]] = {}
+        for n in sizes:
+            namespace = f"/bench-q{_label(n)}-{os.getpid()}-{time.monotonic_ns()}"
+            sessions = [
+                await stack.enter_async_context(
+                    ZooKeeperSession(server.hosts, namespace=namespace, session_timeout=10)
+                )
+                for _ in range(5)
+            ]
+            for session in sessions[1:]:
+                listings.watch(session)
+            producer = ZooKeeperJobBoard(sessions[0])
+            total = n + rounds * per_round
+            seconds = await _fill(producer, total, 0)
+            ctx.log(f"queue {_label(n)}: posted {total} jobs in {seconds:.1f} s")
+            out.append(
+                Result(
+                    f"queue.post_{_label(n)}",
+                    total / seconds,
+                    "jobs/s",
+                    stat=f"{total} posts, 64 in flight, one session",
+                    note="one transaction each (record + entry); the session reads the stat "
+                    "of each node it creates",
+                )
+            )
+            boards[n] = [ZooKeeperJobBoard(s) for s in sessions[1:]]
+        latencies: dict[int, list[float]] = {n: [] for n in sizes}
+        per_round_rates: dict[int, list[float]] = {n: [] for n in sizes}
+        for r in range(rounds):
+            for n in sizes if r % 2 == 0 else reversed(sizes):
+                got, seconds = await _claim_round(boards[n], per_round)
+                latencies[n] += got
+                per_round_rates[n].append(len(got) / seconds)
+            rates_now = ", ".join(f"{_label(n)} {per_round_rates[n][-1]:.0f}/s" for n in sizes)
+            ctx.log(f"round {r + 1}/{rounds}: claims {rates_now}")
+        # the median round: one round hit by a server snapshot or GC does not decide it
+        rates = {n: statistics.median(per_round_rates[n]) for n in sizes}
+        for n in sizes:
+            ms = [x * 1000 for x in latencies[n]]
+            for q in (50, 99):
+                out.append(
+                    Result(
+                        f"queue.claim_{_label(n)}.p{q}",
+                        _percentile(ms, q),
+                        "ms",
+                        stat=f"p{q} of {len(ms)} claims, 4 claimers, {_label(n)} queued",
+                        note="scan (claimable(limit=4)) to a won claim, lost races included",
+                    )
+                )
+            out.append(
+                Result(
+                    f"queue.claims_per_s_{_label(n)}",
+                    rates[n],
+                    "claims/s",
+                    stat=f"median of {rounds} rounds of {per_round} claims + consumes, 4 claimers",
+                    samples=tuple(per_round_rates[n]),
+                )
+            )
+        small, large = min(sizes), max(sizes)
+        out.append(
+            Result(
+                "queue.cost_ratio",
+                rates[small] / rates[large],
+                "x",
+                target=TARGET_COST_RATIO,
+                stat=f"per-claim cost at {_label(large)} ÷ at {_label(small)} queued",
+                note="median claims/s at the small size ÷ at the large one, rounds alternated",
+                extra={"claims_per_s": {str(n): rates[n] for n in sizes}},
+            )
+        )
+        if (ctx.option("zk_queue_drain", "0") or "0") != "0":
+            seconds = 0.0
+            drained = 0
+            while True:
+                got, took = await _claim_round(boards[large], 2000)
+                drained += len(got)
+                seconds += took
+                ctx.log(f"drain {_label(large)}: {drained} claimed and consumed")
+                if len(got) < 2000:
+                    break
+            out.append(
+                Result(
+                    f"queue.drain_{_label(large)}",
+                    drained / seconds,
+                    "claims/s",
+                    stat=f"{drained} jobs claimed and consumed to an empty queue, 4 claimers",
+                )
+            )
+    out.append(
+        Result(
+            "queue.max_listing_bytes",
+            listings.largest,
+            "bytes",
+            baseline=JUTE_MAXBUFFER,
+            baseline_name="jute.maxbuffer",
+            target=Target("<=", 1.0),
+            stat="largest getChildren answer the claimers got",
+        )
+    )
+    return out
+
+
 async def run(ctx: Context) -> AsyncIterator[Result]:
     timeout = float(ctx.option("zk_session_timeout", "2") or 2)
     trials = int(ctx.option("zk_trials", "5" if ctx.quick else "20") or 20)
@@ -172,6 +412,18 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
     try:
         if ctx.selected("writes"):
             for result in await _writes(ctx, server, n=10 if ctx.quick else 20, k=50):
+                yield result
+        if ctx.selected("queue"):
+            sizes = [
+                int(x)
+                for x in (
+                    ctx.option("zk_queue_sizes") or ("1000,10000" if ctx.quick else "1000,100000")
+                ).split(",")
+            ]
+            rounds = int(ctx.option("zk_queue_rounds", "4" if ctx.quick else "8") or 8)
+            for result in await _queue_writes(ctx, server, 300):
+                yield result
+            for result in await _queues(ctx, server, sizes, rounds, 100 if ctx.quick else 250):
                 yield result
         if ctx.selected("failover"):
             times = await _failover(ctx, server, trials, timeout)

@@ -43,6 +43,11 @@ The tree::
         │   └── AccessDenied                    the node's ACL refuses this session
         ├── JobNotFound
         ├── JobAlreadyClaimed
+        ├── JobNotDue                           claim refused: the job's not_before is ahead
+        ├── JobKeyConflict                      a post's key is held by another flow or inputs
+        ├── UnknownQueue (also LookupError)     no queue of that name is declared on the board
+        ├── QueueLimitReached                   claim refused: the queue's global limit is full
+        ├── BoardLayoutError                    the board was made by another flowcoord layout
         └── FlowOwned                           take-over refused: a live owner holds the flow
 
 Errors carry their context as attributes (``flow_id``, ``task``, ``hint`` …) and their message
@@ -61,6 +66,7 @@ __all__ = [
     "AccessDenied",
     "AmbiguousProviderError",
     "AuthFailed",
+    "BoardLayoutError",
     "ChildFlowConflict",
     "ConfigurationError",
     "CoordinationError",
@@ -81,6 +87,8 @@ __all__ = [
     "InvalidStateTransition",
     "InvalidTaskError",
     "JobAlreadyClaimed",
+    "JobKeyConflict",
+    "JobNotDue",
     "JobNotFound",
     "JournalCorrupt",
     "JournalError",
@@ -93,11 +101,13 @@ __all__ = [
     "NodeNotEmpty",
     "NonDeterministicWorkflow",
     "OwnershipLost",
+    "QueueLimitReached",
     "RevertFailed",
     "SessionLost",
     "StepFailed",
     "TaskFailed",
     "UnknownFlow",
+    "UnknownQueue",
     "VersionConflict",
     "WorkflowContextError",
 ]
@@ -463,6 +473,76 @@ class JobNotFound(CoordinationError):
 
 class JobAlreadyClaimed(CoordinationError):
     """Another conductor holds the job's claim."""
+
+
+class JobNotDue(CoordinationError):
+    """A claim of a delayed job before its ``not_before`` (epoch seconds): nothing was
+    written. Boards never list such a job as claimable; claim it once it is due."""
+
+    def __init__(self, message: str, *, job_id: str, not_before: float) -> None:
+        self.job_id = job_id
+        self.not_before = not_before
+        super().__init__(message, hint="claim it from claimable() once it is due")
+
+
+class JobKeyConflict(CoordinationError):
+    """A job was posted under an idempotency ``key`` that the board holds for another job:
+    a different flow or different inputs (``job_id`` is that job, ``existing_flow`` its
+    flow). Nothing was written. The same flow and inputs under the same key would have
+    returned the existing job instead."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str,
+        job_id: str,
+        existing_flow: str,
+        flow_id: str | None = None,
+    ) -> None:
+        self.key = key
+        self.job_id = job_id
+        self.existing_flow = existing_flow
+        super().__init__(
+            message,
+            flow_id=flow_id,
+            hint="post another request under another key (or flow id); a key stays taken "
+            "while its job waits or runs, and for the board's key retention after it ended",
+        )
+
+
+class UnknownQueue(CoordinationError, LookupError):
+    """No queue ``queue`` is declared on the job board: a post to it, or a conductor
+    serving it, is refused before anything is written."""
+
+    def __init__(self, message: str, *, queue: str) -> None:
+        self.queue = queue
+        super().__init__(
+            message,
+            hint="declare it first (JobBoard.declare_queue, or a worker started with "
+            "--queue NAME); the queue 'default' always exists",
+        )
+
+
+class QueueLimitReached(CoordinationError):
+    """A claim was refused because queue ``queue`` runs ``limit`` jobs across the fleet
+    already (its global concurrency limit). Nothing was written; a slot comes back when a
+    job of that queue ends or its owner's session expires."""
+
+    def __init__(self, message: str, *, queue: str, limit: int) -> None:
+        self.queue = queue
+        self.limit = limit
+        super().__init__(message, hint="claim again once one of its jobs has ended")
+
+
+class BoardLayoutError(CoordinationError):
+    """The job board at ``path`` was laid out by another version of flowcoord (``found``
+    says what is there), so this one refuses to read or write it rather than misread it."""
+
+    def __init__(self, message: str, *, path: str, found: str, hint: str) -> None:
+        self.path = path
+        self.found = found
+        super().__init__(message, hint=hint)
 
 
 class FlowOwned(CoordinationError):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
 
@@ -14,22 +12,6 @@ from flowcoord._coord._zk_session import ZooKeeperSession
 from flowcoord.errors import JobAlreadyClaimed, JobNotFound, OwnershipLost
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["memory", pytest.param("zookeeper", marks=pytest.mark.zookeeper)])
-async def boards(request: pytest.FixtureRequest) -> AsyncIterator[tuple[JobBoard, JobBoard]]:
-    """Two boards on one coordination service, each with its own session."""
-    if request.param == "memory":
-        coord = MemoryCoordinator()
-        yield coord.board(), coord.board()
-    else:
-        hosts: str = request.getfixturevalue("zk_hosts")
-        namespace: str = request.getfixturevalue("zk_namespace")
-        async with (
-            ZooKeeperSession(hosts, namespace=namespace, session_timeout=4.0) as s1,
-            ZooKeeperSession(hosts, namespace=namespace, session_timeout=4.0) as s2,
-        ):
-            yield ZooKeeperJobBoard(s1), ZooKeeperJobBoard(s2)
 
 
 async def test_post_and_list_by_priority_then_age(boards: tuple[JobBoard, JobBoard]) -> None:

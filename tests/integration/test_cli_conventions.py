@@ -411,7 +411,8 @@ def test_the_worker_prints_one_start_line(work: Path) -> None:
     proc = cli(
         work, "worker", "--zk", "127.0.0.1:1", "--namespace", "/ops", "--journal", url,
         "--registry", "convflows:registry", "--capacity", "4", "--session-timeout", "0.5",
-        "--name", "w-1",
+        "--name", "w-1", "--queue", "bulk", "--queue", "urgent", "--queue-limit", "bulk=3",
+        "--worker-limit", "urgent=1",
     )  # fmt: skip
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2  # no ZooKeeper there: a clear error after the start line
@@ -419,11 +420,18 @@ def test_the_worker_prints_one_start_line(work: Path) -> None:
         "flowcoord worker w-1: ZooKeeper 127.0.0.1:1 (namespace /ops, board /board, session "
         "timeout 0.5s); journal postgresql://app:***@127.0.0.1:1/db; registry "
         "convflows:registry (2 flows: provision, resize); capacity 4, max claims 5, max "
-        "failures 3, shutdown timeout 30s; SIGTERM or Ctrl-C hands its jobs back and stops"
+        "failures 3, shutdown timeout 30s; queues bulk (3 at once), urgent (1 here); "
+        "SIGTERM or Ctrl-C hands its jobs back and stops"
     )
     assert lines[1].startswith("flowcoord: error: no ZooKeeper server of '127.0.0.1:1'")
     assert "hunter2" not in proc.stderr
     assert len(lines) == 2
+    bad = cli(
+        work, "worker", "--zk", "127.0.0.1:1", "--journal", url, "--registry",
+        "convflows:registry", "--queue", "bulk", "--worker-limit", "other=1",
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "does not serve queue 'other'" in bad.stderr
 
 
 # -- shell completion ----------------------------------------------------------------------------

@@ -149,27 +149,50 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "benchmarks", *args.args])
 
 
-def _start_line(opts: argparse.Namespace, name: str, registry: FlowRegistry) -> str:
+def _start_line(
+    opts: argparse.Namespace,
+    name: str,
+    registry: FlowRegistry,
+    settings: dict[str, Any] | None = None,
+) -> str:
     """What a starting worker says, on one line: where it takes jobs from, where it
     journals, what it runs and its limits (no password)."""
     flows = ", ".join(registry)
     auth = f", digest auth as {opts.zk_auth.partition(':')[0]!r}" if opts.zk_auth else ""
+    queues = ""
+    if settings is not None:
+        shown = []
+        for q in settings["queues"]:
+            limits = [f"{n} at once" for n in [settings["queue_limits"].get(q)] if n]
+            limits += [f"{n} here" for n in [settings["worker_limits"].get(q)] if n]
+            shown.append(f"{q} ({', '.join(limits)})" if limits else q)
+        queues = f"; queues {', '.join(shown)}"
+    metrics = (
+        f"; metrics on http://127.0.0.1:{opts.metrics_port}/metrics"
+        if getattr(opts, "metrics_port", None)
+        else ""
+    )
     return (
         f"flowcoord worker {name}: ZooKeeper {opts.zk} (namespace {opts.namespace}, board "
         f"{opts.board}, session timeout {opts.session_timeout:g}s{auth}); journal "
         f"{redact(opts.journal)}; registry {opts.registry} ({len(registry)} flow"
         f"{'' if len(registry) == 1 else 's'}: {flows or 'none'}); capacity {opts.capacity}, "
         f"max claims {opts.max_claims}, max failures {opts.max_failures}, shutdown timeout "
-        f"{opts.shutdown_timeout:g}s; SIGTERM or Ctrl-C hands its jobs back and stops"
+        f"{opts.shutdown_timeout:g}s{queues}{metrics}; SIGTERM or Ctrl-C hands its jobs back "
+        "and stops"
     )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from .._coord._workers import run_worker
-    from ._worker import board_path, zk_auth
+    from ._worker import board_path, queue_settings, zk_auth
 
     opts = args
     opts.board = board_path(opts)
+    try:
+        settings = queue_settings(opts)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), hint="serve the queue with --queue NAME") from None
     if opts.gc_threshold:
         import gc
 
@@ -178,11 +201,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     registry = load_registry(opts.registry)
     backend = open_journal(opts.journal)
     name = opts.name or f"{socket.gethostname()}-{os.getpid()}"  # run_worker's default
-    print(_start_line(opts, name, registry), file=sys.stderr, flush=True)
+    metrics = None
+    if opts.metrics_port:
+        metrics = _metrics()
+        if metrics is None:
+            raise ConfigurationError(
+                "--metrics-port needs prometheus-client", hint="pip install 'flowcoord[prometheus]'"
+            )
+    print(_start_line(opts, name, registry, settings), file=sys.stderr, flush=True)
+    server = metrics.serve(opts.metrics_port) if metrics is not None else None
 
     def on_ready(conductor: Conductor) -> None:
         if opts.verbose:
             conductor.engine.add_listener(log_state_change)
+        if metrics is not None:
+            metrics.watch_conductor(conductor)
+            metrics.watch_session(conductor.board.session)
 
     anyio.run(
         lambda: run_worker(
@@ -199,6 +233,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             max_claims=opts.max_claims,
             max_failures=opts.max_failures,
             on_ready=on_ready,
+            **settings,
         )
     )
+    if server is not None:
+        server.close()
     return EXIT_OK  # stopped by SIGTERM/SIGINT, its jobs handed over

@@ -7,9 +7,10 @@ import argparse
 import os
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._args import int_in, positive_float
+from .._coord._queueing import QUEUE_NAME_RULE, check_queue_name
 
 if TYPE_CHECKING:
     from .._coord._zk_board import ZooKeeperJobBoard
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "board_options",
     "open_board_of",
+    "queue_settings",
     "worker_arguments",
     "worker_options",
     "worker_parser",
@@ -106,20 +108,87 @@ def worker_arguments(p: argparse.ArgumentParser) -> None:
         help="trash a job given up after journal errors N times (3)",
     )
     p.add_argument(
+        "--queue",
+        action="append",
+        type=_queue_name,
+        metavar="NAME",
+        help="serve this queue (repeat for several; default: 'default'); a queue the board "
+        "does not have yet is declared, without a limit",
+    )
+    p.add_argument(
+        "--queue-limit",
+        action="append",
+        type=_queue_limit,
+        metavar="NAME=N",
+        help="at most N jobs of queue NAME run at once across every worker of the board "
+        "(set on the board when this worker starts; the last worker to set it wins)",
+    )
+    p.add_argument(
+        "--worker-limit",
+        action="append",
+        type=_queue_limit,
+        metavar="NAME=N",
+        help="at most N jobs of queue NAME run at once on this worker (within --capacity)",
+    )
+    p.add_argument(
         "--shutdown-timeout",
         type=positive_float,
         default=30.0,
         metavar="S",
         help="on SIGTERM, wait this long for running tasks before aborting them (30)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=_positive_int,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (needs the "
+        "prometheus extra)",
+    )
 
 
 def worker_options(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``flowcoord worker`` arguments (exits with status 2 on bad usage)."""
-    opts = worker_parser().parse_args(list(argv))
+    parser = worker_parser()
+    opts = parser.parse_args(list(argv))
     opts.board = board_path(opts)
+    try:
+        queue_settings(opts)
+    except ValueError as exc:
+        parser.error(str(exc))
     return opts
+
+
+def queue_settings(opts: argparse.Namespace) -> dict[str, Any]:
+    """``--queue``, ``--queue-limit`` and ``--worker-limit`` as :func:`run_worker`'s
+    ``queues``, ``queue_limits`` and ``worker_limits`` (ValueError: a limit for a queue the
+    worker does not serve)."""
+    queues = list(dict.fromkeys(getattr(opts, "queue", None) or ["default"]))
+    out: dict[str, Any] = {"queues": queues}
+    for option, key in (("queue_limit", "queue_limits"), ("worker_limit", "worker_limits")):
+        limits = dict(getattr(opts, option, None) or [])
+        for name in limits:
+            if name not in queues:
+                flag = "--" + option.replace("_", "-")
+                raise ValueError(f"{flag} {name}=...: this worker does not serve queue {name!r}")
+        out[key] = limits
+    return out
 
 
 def _positive_int(text: str) -> int:
     return int_in(text, 1, None, "a positive integer")
+
+
+def _queue_name(text: str) -> str:
+    try:
+        return check_queue_name(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a queue name ({QUEUE_NAME_RULE})"
+        ) from None
+
+
+def _queue_limit(text: str) -> tuple[str, int]:
+    name, sep, limit = text.partition("=")
+    if not sep or not limit.isdigit() or int(limit) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=N with N a positive integer")
+    return _queue_name(name), int(limit)

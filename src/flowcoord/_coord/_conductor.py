@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
@@ -19,14 +20,19 @@ from .._engine._engine import Engine, FlowHandle
 from .._model._registry import FlowRegistry
 from .._states import FlowState
 from ..errors import (
+    ConfigurationError,
     CoordinationError,
     FlowDefinitionError,
     JobAlreadyClaimed,
+    JobNotDue,
     JobNotFound,
     JournalError,
     OwnershipLost,
+    QueueLimitReached,
+    UnknownQueue,
 )
 from ._contract import Claim, Job, JobBoard, SessionChange, SessionState
+from ._queueing import DEFAULT_QUEUE, check_limit, check_queue_name
 
 __all__ = ["Conductor", "ConductorStats"]
 
@@ -76,6 +82,13 @@ class Conductor:
     since its second claim it ran alone), or given up after errors ``max_failures`` times,
     goes to the trash with the reason instead of cycling. An innocent job killed once beside
     a poison job runs alone next time, so ``max_claims >= 2`` keeps it out of the trash.
+
+    Queues: it serves ``queues`` (declared on the board, else
+    :class:`~flowcoord.errors.UnknownQueue` on entering), taking the highest priority first
+    across them, at most ``worker_limits[queue]`` jobs of a queue at once here (within
+    ``capacity``), and never more than a queue's global limit across the board (the board
+    refuses a claim beyond it). Every ``key_sweep_interval`` seconds it asks the board to
+    forget some expired idempotency keys.
     """
 
     def __init__(
@@ -91,7 +104,23 @@ class Conductor:
         rescan_interval: float = 5.0,
         shutdown_timeout: float = 30.0,
         info: Mapping[str, Any] | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        worker_limits: Mapping[str, int] | None = None,
+        key_sweep_interval: float = 60.0,
     ) -> None:
+        self.queues = tuple(dict.fromkeys(check_queue_name(q) for q in queues))
+        if not self.queues:
+            raise ConfigurationError("a conductor serves at least one queue")
+        self.worker_limits = {
+            q: check_limit(n, f"the worker limit of queue {q!r}")
+            for q, n in (worker_limits or {}).items()
+        }
+        if unserved := set(self.worker_limits) - set(self.queues):
+            raise ConfigurationError(
+                f"worker limits for queues it does not serve: {sorted(unserved)}",
+                hint=f"it serves {list(self.queues)}",
+            )
+        self.key_sweep_interval = key_sweep_interval
         self.board = board
         self.engine = engine
         self.registry = registry
@@ -115,10 +144,19 @@ class Conductor:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Conductor:
+        for queue in self.queues:
+            try:
+                await self.board.queue(queue)
+            except UnknownQueue:
+                raise  # refused before anything runs
+            except CoordinationError as exc:
+                self._log.warning("board_unavailable", error=str(exc))
+                break
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._unlisten = self.board.session.add_listener(self._on_session)
         self._tg.start_soon(self._main)
+        self._tg.start_soon(self._sweep_keys)
         return self
 
     async def __aexit__(
@@ -149,12 +187,12 @@ class Conductor:
         return await close_task_group(self._tg, exc_type, exc, tb)
 
     async def wait_idle(self) -> None:
-        """Wait until the board has no job left and nothing runs here (bound it with
-        ``anyio.fail_after``; handy in tests and batch runs)."""
+        """Wait until the queues it serves have no job left and nothing runs here (bound it
+        with ``anyio.fail_after``; handy in tests and batch runs)."""
         while True:
             if not self.running:
                 try:
-                    if not await self.board.jobs():
+                    if not [q for q in self.queues if await self.board.jobs(queue=q, limit=1)]:
                         return
                 except CoordinationError:
                     pass
@@ -219,25 +257,51 @@ class Conductor:
     async def _register(self) -> None:
         gen = self.board.session.generation
         if gen != self._registered_generation:
-            await self.board.register(self.name, {**self.info, "capacity": self.capacity})
+            info = {**self.info, "capacity": self.capacity, "queues": list(self.queues)}
+            if self.worker_limits:
+                info["worker_limits"] = dict(self.worker_limits)
+            await self.board.register(self.name, info)
             self._registered_generation = gen
 
+    async def _sweep_keys(self) -> None:
+        while True:
+            await anyio.sleep(self.key_sweep_interval)
+            if self.board.session.state is SessionState.CONNECTED:
+                try:
+                    await self.board.expire_keys()
+                except CoordinationError as exc:
+                    self._log.debug("key_sweep_failed", error=str(exc))
+
+    def _running_per_queue(self) -> Counter[str]:
+        return Counter(r.claim.job.queue for r in self.running.values())
+
     async def _claim_some(self) -> None:
-        """Claim free jobs by priority then age, up to ``capacity``; a suspect only alone
-        (see the class docstring)."""
+        """Claim free jobs by priority then age, up to ``capacity`` and each queue's worker
+        limit; a suspect only alone (see the class docstring)."""
         if self._suspect is not None:
             return
-        for job in await self.board.claimable():
+        running = self._running_per_queue()
+        serve = [q for q in self.queues if running[q] < self.worker_limits.get(q, self.capacity)]
+        room = self.capacity - len(self.running)
+        if not serve or room <= 0:
+            return
+        full: set[str] = set()
+        for job in await self.board.claimable(queues=serve, limit=room):
             if len(self.running) >= self.capacity or self._closing or self._suspect is not None:
                 return
-            if job.owner is not None or job.job_id in self.running:
+            if job.owner is not None or job.job_id in self.running or job.queue in full:
+                continue
+            if running[job.queue] >= self.worker_limits.get(job.queue, self.capacity):
                 continue
             doomed = self._trash_reason(replace(job, claims=job.claims + 1)) is not None
             if job.claims > 0 and self.running and not doomed:
                 return  # a suspect is next: let what runs here finish, then run it alone
             try:
                 claim = await self.board.claim(job, self.name)
-            except (JobAlreadyClaimed, JobNotFound):
+            except QueueLimitReached:
+                full.add(job.queue)  # a slot comes back when one of its jobs ends
+                continue
+            except (JobAlreadyClaimed, JobNotFound, JobNotDue):
                 continue
             self.stats.claimed += 1
             reason = self._trash_reason(claim.job)
@@ -250,6 +314,7 @@ class Conductor:
                 await self._give_up(claim, failed=False)
                 return
             self.running[job.job_id] = r = _Running(claim)
+            running[job.queue] += 1
             if suspect:
                 self._suspect = job.job_id
                 self.stats.quarantined += 1
@@ -328,7 +393,7 @@ class Conductor:
                     await self._give_up(claim, failed=False)  # stopped: hand it over
                     return
                 self.stats.failed += 1
-            await self._consume(claim)
+            await self._consume(claim, r.handle.state.value)
             jlog.info("job_finished", state=r.handle.state.value)
         finally:
             self.running.pop(job.job_id, None)
@@ -337,9 +402,9 @@ class Conductor:
             r.done.set()
             self._wake.set()
 
-    async def _consume(self, claim: Claim) -> None:
+    async def _consume(self, claim: Claim, outcome: str) -> None:
         try:
-            await self.board.consume(claim)
+            await self.board.consume(claim, outcome=outcome)
             self.stats.consumed += 1
         except OwnershipLost:
             self.stats.lost += 1

@@ -6,11 +6,15 @@ ZooKeeper board alike. The conductor knows only this module.
 
 from __future__ import annotations
 
+import heapq
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
+from ..errors import UnknownQueue
+from ._queueing import DEFAULT_QUEUE, check_queue_name
 from ._session import SessionChange, SessionListener, SessionState
 
 __all__ = [
@@ -18,12 +22,19 @@ __all__ = [
     "CoordinationSession",
     "Job",
     "JobBoard",
+    "JobState",
     "Member",
+    "QueueConfig",
     "SessionChange",
     "SessionListener",
     "SessionState",
     "TrashedJob",
+    "claim_order",
 ]
+
+#: ``queued``: on the board (waiting, or claimed: see ``owner``); ``consumed`` / ``trashed``:
+#: ended, and what a post under its key within the key retention window returns.
+JobState = Literal["queued", "consumed", "trashed"]
 
 
 class CoordinationSession(Protocol):
@@ -42,7 +53,16 @@ class CoordinationSession(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A posted flow waiting for (or held by) a conductor."""
+    """A posted flow waiting for (or held by) a conductor.
+
+    ``job_id`` is derived from ``key`` (its idempotency key, by default the flow id), so one
+    key is one job. ``queue`` and ``priority`` say where it waits (higher priority first,
+    then first posted first); ``not_before`` (epoch seconds, 0 for none) when it may run.
+    ``state`` is ``queued`` while it is on the board; a post whose key names a job that has
+    ended (within the board's key retention) returns that job with ``state`` ``consumed`` or
+    ``trashed`` and the flow's ``outcome`` (its final state, when the conductor said).
+    ``deduplicated`` is True when a post returned an existing job instead of posting one.
+    """
 
     job_id: str
     flow: str  # registered flow name
@@ -54,20 +74,72 @@ class Job:
     created_at: float = 0.0
     owner: str | None = None  # the member holding its claim, if any
     version: int = 0  # opaque; for compare-and-set
+    queue: str = DEFAULT_QUEUE
+    key: str = ""
+    not_before: float = 0.0
+    state: JobState = "queued"
+    outcome: str | None = None
+    deduplicated: bool = False
+    seq: int = 0  # opaque: the posting order within its queue and priority
 
-    def sort_key(self) -> tuple[int, str]:
-        return (-self.priority, self.job_id)
+    @property
+    def delayed(self) -> bool:
+        """Posted to run later than it was posted (a ``not_before`` past at posting is not)."""
+        return self.not_before > self.created_at
+
+    def sort_key(self) -> tuple[int, bool, float, int, str]:
+        """Claim order within its queue: priority (highest first); within a priority the
+        delayed jobs first, earliest due first (they have waited already), then the others,
+        first posted first."""
+        due = self.not_before if self.delayed else 0.0
+        return (-self.priority, not self.delayed, due, self.seq, self.job_id)
+
+
+def claim_order(jobs: Iterable[Job]) -> list[Job]:
+    """``jobs`` in claim order: each queue's in its own order (:meth:`Job.sort_key`), the
+    queues merged by priority, then by the time their next jobs were posted (or fell due),
+    so that no queue waits behind another's backlog of the same priority."""
+    per_queue: dict[str, list[Job]] = {}
+    for job in jobs:
+        per_queue.setdefault(job.queue, []).append(job)
+    lists = [sorted(js, key=Job.sort_key) for js in per_queue.values()]
+    heap = [(_merge_key(js[0]), i, 0) for i, js in enumerate(lists)]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        _, i, at = heapq.heappop(heap)
+        out.append(lists[i][at])
+        if at + 1 < len(lists[i]):
+            heapq.heappush(heap, (_merge_key(lists[i][at + 1]), i, at + 1))
+    return out
+
+
+def _merge_key(job: Job) -> tuple[int, bool, float, float]:
+    due = job.not_before if job.delayed else 0.0
+    return (-job.priority, not job.delayed, due, job.created_at)
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     """Ownership of a job. ``token`` is its fencing token: it grows with every claim of any
-    job, so a newer owner's token is always larger. Valid only in ``generation``."""
+    job, so a newer owner's token is always larger. Valid only in ``generation``. ``slot``
+    is the queue's concurrency slot it holds (None when the queue has no global limit)."""
 
     job: Job
     owner: str
     token: int
     generation: int
+    slot: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """A queue declared on a board. ``concurrency``: at most that many of its jobs run at
+    once across every conductor of the board (None: no limit). A conductor's own limit per
+    queue is its own business (``Conductor(worker_limits=...)``)."""
+
+    name: str
+    concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +161,34 @@ class Member:
 class JobBoard(ABC):
     """Where producers post flows and conductors claim them.
 
-    * ``post`` stores a job durably; ``jobs`` lists them by priority (highest first) then age.
+    * ``post`` stores a job durably in a named ``queue`` (declared first: ``declare_queue``;
+      ``"default"`` always exists), idempotently: a job is known by its ``key`` (by default
+      its flow id), and posting a key again returns the job it names (``deduplicated``), or,
+      for an ended one within the key retention, that job with its ``state`` and
+      ``outcome``; another flow or other inputs under a taken key raise
+      :class:`~flowcoord.errors.JobKeyConflict`. ``not_before`` delays it (a time past is
+      now). ``jobs`` lists them in claim order: by priority (highest first), then by when
+      they became eligible (posted, or due).
+    * ``claimable`` lists the jobs nobody holds that may run now, in claim order, from the
+      given queues, leaving out queues whose global ``concurrency`` is used up; ``limit``
+      bounds how many (a board reads only as far as it must).
     * ``claim`` is atomic: of two concurrent claims of one job exactly one wins, the other
-      raises :class:`~flowcoord.errors.JobAlreadyClaimed`. A claim also counts the job's ``claims``.
-      Claims are tied to the session: when it is lost, its claims vanish.
-    * ``consume`` removes a claimed job, ``abandon`` releases the claim (the job stays and
-      may count a failure), ``trash`` moves it aside with a reason. Each refuses a claim the
-      caller no longer holds (:class:`~flowcoord.OwnershipLost`).
+      raises :class:`~flowcoord.errors.JobAlreadyClaimed`. It takes one of the queue's
+      concurrency slots if it has a limit (none left:
+      :class:`~flowcoord.errors.QueueLimitReached`), refuses a job not yet due
+      (:class:`~flowcoord.errors.JobNotDue`), and counts the job's ``claims``. Claims and
+      slots are tied to the session: when it is lost, they vanish.
+    * ``consume`` removes a claimed job (keeping its key, with the ``outcome``), ``abandon``
+      releases the claim (the job stays and may count a failure), ``trash`` moves it aside
+      with a reason. Each refuses a claim the caller no longer holds
+      (:class:`~flowcoord.OwnershipLost`) and gives its slot back.
     * ``claimed_job`` finds a flow's job held by a live owner (an operator's lookup).
     * ``wait_changed`` returns when the board may have changed (a watch, never a poll loop in
-      the caller); bound it with ``anyio.move_on_after``. A post, claim or release made after
-      the caller's last ``jobs``/``claimable`` (or last return of ``wait_changed``) is never
-      missed, even when it came before the call: then it returns at once. So ``list, decide,
-      wait`` loops cannot sleep through a change.
+      the caller), or when a delayed job the last ``claimable`` saw falls due; bound it with
+      ``anyio.move_on_after``. A change that could alter what the caller's last
+      ``jobs``/``claimable`` returned (a post, claim or release), made after it (or after
+      the last return of ``wait_changed``), is never missed, even when it came before the
+      call: then it returns at once. So ``list, decide, wait`` loops cannot sleep through one.
     """
 
     session: CoordinationSession
@@ -114,17 +201,31 @@ class JobBoard(ABC):
         *,
         flow_id: str | None = None,
         priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        key: str | None = None,
+        not_before: float | datetime | None = None,
     ) -> Job: ...
 
     @abstractmethod
-    async def jobs(self) -> list[Job]: ...
+    async def jobs(self, *, queue: str | None = None, limit: int | None = None) -> list[Job]:
+        """The jobs on the board (of ``queue``, or all), waiting or claimed (``owner``), in
+        claim order; at most ``limit`` of them (the first ones) when given. An operator's
+        listing: without a limit it reads every job."""
 
-    async def claimable(self) -> list[Job]:
-        """The jobs nobody holds, by priority then age: what a conductor claims from. Their
-        data may lag the board's (a board may keep what it read before): a claim checks the
-        job's version and reads it again, so a stale entry costs a round trip, never a
-        wrong claim."""
-        return [job for job in await self.jobs() if job.owner is None]
+    async def claimable(
+        self, *, queues: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """The jobs nobody holds that may run now, in claim order, from ``queues`` (all when
+        None), without the queues whose global concurrency is used up: what a conductor
+        claims from. Their data may lag the board's (a board may keep what it read before):
+        a claim checks the job's version and reads it again, so a stale entry costs a
+        round trip, never a wrong claim."""
+        jobs = [
+            j
+            for j in await self.jobs()
+            if j.owner is None and (queues is None or j.queue in queues)
+        ]
+        return jobs[:limit] if limit is not None else jobs
 
     @abstractmethod
     async def get(self, job_id: str) -> Job: ...
@@ -133,7 +234,7 @@ class JobBoard(ABC):
         """The job of flow ``flow_id`` whose claim a live owner holds (``owner`` set), or
         ``None`` when no job of that flow is claimed: what an operator's take-over consults
         (:func:`~flowcoord.coordination.take_over`). If several are (the flow was posted
-        twice), any one of them.
+        under several keys), any one of them.
 
         A claim is live as long as its session: on ZooKeeper an ephemeral lock node, which
         outlives an owner killed without closing its session by up to the session timeout.
@@ -154,7 +255,9 @@ class JobBoard(ABC):
         """True if ``claim`` is still held (re-read from the server, not cached)."""
 
     @abstractmethod
-    async def consume(self, claim: Claim) -> None: ...
+    async def consume(self, claim: Claim, *, outcome: str | None = None) -> None:
+        """Remove the claimed job; its key stays taken for the key retention, remembering
+        ``outcome`` (e.g. the flow's final state) for a post that repeats it."""
 
     @abstractmethod
     async def abandon(self, claim: Claim, *, failed: bool = False) -> None: ...
@@ -174,3 +277,30 @@ class JobBoard(ABC):
 
     @abstractmethod
     async def members(self) -> list[Member]: ...
+
+    # -- queues ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def declare_queue(self, name: str, *, concurrency: int | None = None) -> QueueConfig:
+        """Create queue ``name``, or set its configuration to this one: ``concurrency`` is its
+        global limit (at least 1; None for none). A lowered limit applies to new claims at
+        once; the jobs running above it keep their slots until they end."""
+
+    @abstractmethod
+    async def queues(self) -> list[QueueConfig]:
+        """The declared queues, by name."""
+
+    async def queue(self, name: str) -> QueueConfig:
+        """Queue ``name``'s configuration; :class:`~flowcoord.errors.UnknownQueue` if it is not
+        declared."""
+        check_queue_name(name)
+        for config in await self.queues():
+            if config.name == name:
+                return config
+        raise UnknownQueue(f"no queue {name!r} on the job board", queue=name)
+
+    @abstractmethod
+    async def expire_keys(self) -> int:
+        """Forget (some of) the keys of jobs that ended longer than the key retention ago;
+        return how many. Conductors call it now and then; a post under an expired key
+        replaces it anyway, so this only frees space."""

@@ -7,22 +7,49 @@ tests drive fail-over without a server.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import anyio
 
+from .._codec import Codec
 from ..errors import (
     CoordinationUnavailable,
     JobAlreadyClaimed,
+    JobKeyConflict,
+    JobNotDue,
     JobNotFound,
     OwnershipLost,
+    QueueLimitReached,
     SessionLost,
+    UnknownQueue,
 )
-from ._contract import Claim, Job, JobBoard, Member, TrashedJob
+from ._contract import (
+    Claim,
+    Job,
+    JobBoard,
+    JobState,
+    Member,
+    QueueConfig,
+    TrashedJob,
+    claim_order,
+)
+from ._queueing import (
+    DEFAULT_KEY_RETENTION,
+    DEFAULT_QUEUE,
+    check_key,
+    check_limit,
+    check_priority,
+    check_queue_name,
+    due_time,
+    inputs_digest,
+    job_id_for,
+)
 from ._session import SessionChange, SessionListener, SessionState
 
 __all__ = ["MemoryCoordinator", "MemoryJobBoard", "MemorySession"]
@@ -92,13 +119,22 @@ class MemorySession:
 
 class MemoryCoordinator:
     """The shared state of in-memory boards (what a ZooKeeper ensemble is to ZooKeeper
-    boards). Create one and hand out :meth:`board` objects, one per conductor."""
+    boards). Create one and hand out :meth:`board` objects, one per conductor.
+    ``key_retention``: seconds a key stays taken after its job ended."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, key_retention: float = DEFAULT_KEY_RETENTION, codec: Codec | None = None
+    ) -> None:
+        self.key_retention = key_retention
+        self.codec = codec or Codec()
         self._zxid = 0
         self._seq = 0
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, Job] = {}  # on the board
+        self.ended: dict[str, tuple[Job, float]] = {}  # job id -> (ended job, when)
+        self.digests: dict[str, str] = {}  # job id -> what it runs (flow and inputs)
         self.locks: dict[str, tuple[str, int, object]] = {}
+        self.slots: dict[str, dict[int, tuple[str, object]]] = {}  # queue -> slot -> job
+        self.queues: dict[str, QueueConfig] = {DEFAULT_QUEUE: QueueConfig(DEFAULT_QUEUE)}
         self.trash: list[TrashedJob] = []
         self.members: dict[str, tuple[Mapping[str, Any], object]] = {}
         self._changed = anyio.Event()
@@ -122,10 +158,20 @@ class MemoryCoordinator:
         for job_id, (_, _, s) in list(self.locks.items()):
             if s is session:
                 del self.locks[job_id]
+        for held in self.slots.values():
+            for slot, (_, s) in list(held.items()):
+                if s is session:
+                    del held[slot]
         for name, (_, s) in list(self.members.items()):
             if s is session:
                 del self.members[name]
         self._changed_now()
+
+    def _end(self, job: Job, state: JobState, outcome: str | None) -> Job:
+        del self.jobs[job.job_id]
+        ended = replace(job, state=state, outcome=outcome, owner=None)
+        self.ended[job.job_id] = (ended, time.time())
+        return ended
 
     def board(self, session: MemorySession | None = None) -> MemoryJobBoard:
         return MemoryJobBoard(self, session or MemorySession(self))
@@ -140,6 +186,7 @@ class MemoryJobBoard(JobBoard):
         self.coordinator = coordinator
         self.session = session
         self._seen: int | None = None  # the coordinator's version at the last jobs()
+        self._next_due: float | None = None  # the next delayed job claimable() saw
 
     def _check(self) -> None:
         state = self.session.state
@@ -153,6 +200,12 @@ class MemoryJobBoard(JobBoard):
         lock = self.coordinator.locks.get(job.job_id)
         return replace(job, owner=lock[0] if lock else None)
 
+    def _config(self, queue: str) -> QueueConfig:
+        config = self.coordinator.queues.get(check_queue_name(queue))
+        if config is None:
+            raise UnknownQueue(f"no queue {queue!r} on the job board", queue=queue)
+        return config
+
     async def post(
         self,
         flow: str,
@@ -160,26 +213,85 @@ class MemoryJobBoard(JobBoard):
         *,
         flow_id: str | None = None,
         priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        key: str | None = None,
+        not_before: float | datetime | None = None,
     ) -> Job:
         self._check()
         c = self.coordinator
-        c._seq += 1
+        self._config(queue)
+        flow_id = flow_id or uuid.uuid4().hex
+        key = check_key(flow_id if key is None else key)
+        inputs = dict(inputs or {})
+        digest = inputs_digest(flow, inputs, c.codec)
         job = Job(
-            job_id=f"job-{c._seq:010d}",
+            job_id=job_id_for(key),
             flow=flow,
-            flow_id=flow_id or uuid.uuid4().hex,
-            inputs=dict(inputs or {}),
-            priority=priority,
+            flow_id=flow_id,
+            inputs=inputs,
+            priority=check_priority(priority),
             created_at=time.time(),
+            queue=queue,
+            key=key,
+            not_before=due_time(not_before),
         )
-        c.jobs[job.job_id] = job
+        existing = c.jobs.get(job.job_id)
+        ended = c.ended.get(job.job_id)
+        if ended is not None and time.time() - ended[1] >= c.key_retention:
+            existing, ended = None, None  # its key expired: a new job
+        found = self._view(existing) if existing is not None else ended and ended[0]
+        if found:
+            if c.digests[job.job_id] != digest:
+                raise JobKeyConflict(
+                    f"key {key!r} names job {job.job_id} of flow {found.flow!r} with other "
+                    "inputs (or of another flow)",
+                    key=key,
+                    job_id=job.job_id,
+                    existing_flow=found.flow,
+                    flow_id=flow_id,
+                )
+            return replace(found, deduplicated=True)
+        c.ended.pop(job.job_id, None)
+        c._seq += 1
+        c.jobs[job.job_id] = job = replace(job, seq=c._seq)
+        c.digests[job.job_id] = digest
         c._touch()
         return job
 
-    async def jobs(self) -> list[Job]:
+    async def jobs(self, *, queue: str | None = None, limit: int | None = None) -> list[Job]:
         self._check()
+        if queue is not None:
+            self._config(queue)
         self._seen = self.coordinator.version
-        return sorted((self._view(j) for j in self.coordinator.jobs.values()), key=Job.sort_key)
+        jobs = claim_order(
+            self._view(j) for j in self.coordinator.jobs.values() if queue in (None, j.queue)
+        )
+        return jobs[:limit]
+
+    async def claimable(
+        self, *, queues: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """Due, free jobs of ``queues`` whose global limit is not used up, in claim order."""
+        self._check()
+        c = self.coordinator
+        served = set(c.queues) if queues is None else {self._config(q).name for q in queues}
+        full = {q for q in served if self._held(q) >= (c.queues[q].concurrency or math.inf)}
+        now = time.time()
+        self._seen = c.version
+        due: list[Job] = []
+        later: list[float] = []
+        for job in c.jobs.values():
+            if job.queue not in served or job.job_id in c.locks:
+                continue
+            if job.not_before > now:
+                later.append(job.not_before)
+            elif job.queue not in full:
+                due.append(job)
+        self._next_due = min(later, default=None)
+        return claim_order(due)[:limit]
+
+    def _held(self, queue: str) -> int:
+        return len(self.coordinator.slots.get(queue, {}))
 
     async def get(self, job_id: str) -> Job:
         self._check()
@@ -206,12 +318,31 @@ class MemoryJobBoard(JobBoard):
             raise JobNotFound(f"job {job.job_id!r} is gone (consumed or trashed)")
         if job.job_id in c.locks:
             raise JobAlreadyClaimed(f"job {job.job_id!r} is claimed by {c.locks[job.job_id][0]}")
+        if current.not_before > time.time():
+            raise JobNotDue(
+                f"job {job.job_id!r} is not due before {current.not_before}",
+                job_id=job.job_id,
+                not_before=current.not_before,
+            )
+        slot = None
+        limit = c.queues[current.queue].concurrency
+        if limit is not None:
+            held = c.slots.setdefault(current.queue, {})
+            free = [i for i in range(limit) if i not in held]
+            if len(held) >= limit or not free:
+                raise QueueLimitReached(
+                    f"queue {current.queue!r} runs {len(held)} jobs (its limit is {limit})",
+                    queue=current.queue,
+                    limit=limit,
+                )
+            slot = free[0]
+            held[slot] = (job.job_id, self.session)
         token = c._next_zxid()
         current = replace(current, claims=current.claims + 1, version=current.version + 1)
         c.jobs[job.job_id] = current
         c.locks[job.job_id] = (owner, token, self.session)
         c._touch()
-        return Claim(replace(current, owner=owner), owner, token, self.session.generation)
+        return Claim(replace(current, owner=owner), owner, token, self.session.generation, slot)
 
     async def holds(self, claim: Claim) -> bool:
         self._check()
@@ -224,12 +355,15 @@ class MemoryJobBoard(JobBoard):
                 f"job {claim.job.job_id!r}: claim {claim.token} is no longer held",
                 flow_id=claim.job.flow_id,
             )
-        del self.coordinator.locks[claim.job.job_id]
-        return self.coordinator.jobs[claim.job.job_id]
+        c = self.coordinator
+        del c.locks[claim.job.job_id]
+        if claim.slot is not None:
+            c.slots.get(claim.job.queue, {}).pop(claim.slot, None)
+        return c.jobs[claim.job.job_id]
 
-    async def consume(self, claim: Claim) -> None:
+    async def consume(self, claim: Claim, *, outcome: str | None = None) -> None:
         job = await self._release(claim)
-        del self.coordinator.jobs[job.job_id]
+        self.coordinator._end(job, "consumed", outcome)
         self.coordinator._touch()
 
     async def abandon(self, claim: Claim, *, failed: bool = False) -> None:
@@ -242,7 +376,7 @@ class MemoryJobBoard(JobBoard):
 
     async def trash(self, claim: Claim, reason: str) -> None:
         job = await self._release(claim)
-        del self.coordinator.jobs[job.job_id]
+        self.coordinator._end(job, "trashed", None)
         self.coordinator.trash.append(TrashedJob(job, reason, time.time()))
         self.coordinator._touch()
 
@@ -252,10 +386,13 @@ class MemoryJobBoard(JobBoard):
 
     async def wait_changed(self) -> None:
         """Return when the board changed since the last :meth:`jobs` or :meth:`claimable`
-        (at once if it did already) or since the last return of this call."""
+        (at once if it did already), since the last return of this call, or when the
+        delayed job the last :meth:`claimable` saw first falls due."""
         c = self.coordinator
         if self._seen is None or self._seen == c.version:
-            await c._changed.wait()
+            due, self._next_due = self._next_due, None
+            with anyio.move_on_after(math.inf if due is None else due - time.time()):
+                await c._changed.wait()
         self._seen = c.version
 
     async def register(self, name: str, info: Mapping[str, Any]) -> None:
@@ -273,3 +410,28 @@ class MemoryJobBoard(JobBoard):
             Member(name, info, tuple(owned.get(name, ())))
             for name, (info, _) in sorted(c.members.items())
         ]
+
+    # -- queues ------------------------------------------------------------------------------
+
+    async def declare_queue(self, name: str, *, concurrency: int | None = None) -> QueueConfig:
+        self._check()
+        check_queue_name(name)
+        if concurrency is not None:
+            check_limit(concurrency, f"queue {name!r}'s concurrency")
+        config = self.coordinator.queues[name] = QueueConfig(name, concurrency)
+        self.coordinator._touch()
+        return config
+
+    async def queues(self) -> list[QueueConfig]:
+        self._check()
+        return sorted(self.coordinator.queues.values(), key=lambda q: q.name)
+
+    async def expire_keys(self) -> int:
+        self._check()
+        c = self.coordinator
+        cutoff = time.time() - c.key_retention
+        gone = [job_id for job_id, (_, at) in c.ended.items() if at <= cutoff]
+        for job_id in gone:
+            del c.ended[job_id]
+            c.digests.pop(job_id, None)
+        return len(gone)

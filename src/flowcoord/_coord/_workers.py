@@ -12,6 +12,11 @@ Poison jobs: a job whose earlier claim ended without it finishing runs alone on 
 (see :class:`~flowcoord.coordination.Conductor`); one claimed more than ``max_claims`` times
 (``--max-claims``) or given up after errors ``max_failures`` times (``--max-failures``) goes to
 the board's trash with the reason.
+
+Queues: a worker serves ``queues`` (``--queue``, default ``default``) and declares them on
+the board when they are not there yet; ``queue_limits`` (``--queue-limit NAME=N``) sets a
+queue's global limit across the fleet, ``worker_limits`` (``--worker-limit NAME=N``) this
+worker's own.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -31,14 +37,22 @@ import structlog
 from .._engine._engine import Engine
 from .._journal._contract import JournalBackend
 from .._model._registry import FlowRegistry
-from ..errors import ConfigurationError, CoordinationUnavailable
+from ..errors import ConfigurationError, CoordinationUnavailable, UnknownQueue
 from ._conductor import Conductor, ConductorStats
-from ._contract import Job
+from ._contract import Job, JobBoard
+from ._queueing import DEFAULT_KEY_RETENTION, DEFAULT_QUEUE, check_limit, check_queue_name
 from ._session import SessionChange, SessionState
 from ._zk_board import ZooKeeperJobBoard
 from ._zk_session import ZooKeeperSession
 
-__all__ = ["DEFAULT_BOARD_PATH", "JobSpec", "open_board", "post_jobs", "run_worker"]
+__all__ = [
+    "DEFAULT_BOARD_PATH",
+    "JobSpec",
+    "declare_queues",
+    "open_board",
+    "post_jobs",
+    "run_worker",
+]
 
 log = structlog.get_logger("flowcoord.worker")
 
@@ -47,13 +61,18 @@ DEFAULT_BOARD_PATH = "/board"
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """A job to post: the registered flow's name, its inputs, an optional flow id (it makes
-    the post idempotent for the journal: a second job with the same id resumes that flow)."""
+    """A job to post: the registered flow's name, its inputs, an optional flow id, and where
+    and when it runs (``queue``, ``priority``, ``not_before``). ``key`` (default: the flow
+    id) makes the post idempotent: posting the same key again returns the job it names (see
+    :meth:`JobBoard.post <flowcoord.coordination.JobBoard.post>`)."""
 
     flow: str
     inputs: Mapping[str, Any] = field(default_factory=dict)
     flow_id: str | None = None
     priority: int = 0
+    queue: str = DEFAULT_QUEUE
+    key: str | None = None
+    not_before: float | datetime | None = None
 
 
 @asynccontextmanager
@@ -64,12 +83,15 @@ async def open_board(
     session_timeout: float = 10.0,
     auth: tuple[str, str] | None = None,
     path: str = DEFAULT_BOARD_PATH,
+    key_retention: float = DEFAULT_KEY_RETENTION,
 ) -> AsyncIterator[ZooKeeperJobBoard]:
-    """A job board on its own ZooKeeper session, closed on leaving the block."""
+    """A job board on its own ZooKeeper session, closed on leaving the block.
+    ``key_retention``: seconds a job's key stays taken after the job ended (every client of
+    a board should use the same)."""
     async with ZooKeeperSession(
         zk_hosts, namespace=namespace, session_timeout=session_timeout, auth=auth
     ) as session:
-        yield ZooKeeperJobBoard(session, path=path)
+        yield ZooKeeperJobBoard(session, path=path, key_retention=key_retention)
 
 
 async def post_jobs(
@@ -80,18 +102,46 @@ async def post_jobs(
     session_timeout: float = 10.0,
     auth: tuple[str, str] | None = None,
     path: str = DEFAULT_BOARD_PATH,
+    key_retention: float = DEFAULT_KEY_RETENTION,
 ) -> list[Job]:
-    """Post ``jobs`` (one ZooKeeper write each) and return them as posted."""
+    """Post ``jobs`` (one ZooKeeper write each) and return them as posted: a job whose key
+    was posted before comes back as the job it names (``deduplicated``; for one that ended
+    within ``key_retention``, with its ``state`` and ``outcome``)."""
     async with open_board(
         zk_hosts=zk_hosts,
         namespace=namespace,
         session_timeout=session_timeout,
         auth=auth,
         path=path,
+        key_retention=key_retention,
     ) as board:
         return [
-            await board.post(j.flow, j.inputs, flow_id=j.flow_id, priority=j.priority) for j in jobs
+            await board.post(
+                j.flow,
+                j.inputs,
+                flow_id=j.flow_id,
+                priority=j.priority,
+                queue=j.queue,
+                key=j.key,
+                not_before=j.not_before,
+            )
+            for j in jobs
         ]
+
+
+async def declare_queues(
+    board: JobBoard, queues: Sequence[str], limits: Mapping[str, int] | None = None
+) -> None:
+    """Make sure ``queues`` exist on ``board``: those in ``limits`` get that global limit;
+    the others are declared without one unless they exist already (then left as they are)."""
+    for queue in queues:
+        if limits and queue in limits:
+            await board.declare_queue(queue, concurrency=limits[queue])
+            continue
+        try:
+            await board.queue(queue)
+        except UnknownQueue:
+            await board.declare_queue(queue)
 
 
 async def run_worker(
@@ -109,6 +159,10 @@ async def run_worker(
     max_failures: int = 3,
     shutdown_timeout: float = 30.0,
     on_ready: Callable[[Conductor], object] | None = None,
+    queues: Sequence[str] = (DEFAULT_QUEUE,),
+    queue_limits: Mapping[str, int] | None = None,
+    worker_limits: Mapping[str, int] | None = None,
+    key_retention: float = DEFAULT_KEY_RETENTION,
 ) -> ConductorStats:
     """Run a conductor until SIGTERM/SIGINT (see the module docstring); return its stats.
 
@@ -119,6 +173,11 @@ async def run_worker(
     hook listeners there). Raises :class:`~flowcoord.errors.CoordinationUnavailable` when no
     ZooKeeper server gives a session within ``session_timeout``, or when the session closes for
     good (e.g. the credentials were refused).
+
+    ``queues``: the queues it serves, declared on the board when absent (see
+    :func:`declare_queues`); ``queue_limits`` sets their global limits across the fleet (the
+    last worker to start with one wins), ``worker_limits`` this worker's limit per queue.
+    A limit below 1, or one for a queue it does not serve, is a ConfigurationError.
     """
     for what, value in (
         ("capacity", capacity),
@@ -127,6 +186,15 @@ async def run_worker(
     ):
         if value < 1:
             raise ConfigurationError(f"{what} must be at least 1, got {value}")
+    queues = tuple(dict.fromkeys(check_queue_name(q) for q in queues))
+    for what, limits in (("--queue-limit", queue_limits), ("--worker-limit", worker_limits)):
+        for queue, limit in (limits or {}).items():
+            check_limit(limit, f"the limit of queue {queue!r}")
+            if queue not in queues:
+                raise ConfigurationError(
+                    f"{what} for queue {queue!r}, which this worker does not serve",
+                    hint=f"it serves {list(queues)}; add --queue {queue}",
+                )
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     info = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
     wlog = log.bind(worker=name)
@@ -145,10 +213,12 @@ async def run_worker(
             session_timeout=session_timeout,
             auth=auth,
             path=path,
+            key_retention=key_retention,
         ) as board,
         Engine(journal) as engine,
         anyio.create_task_group() as tg,
     ):
+        await declare_queues(board, queues, queue_limits)
         conductor = Conductor(
             board,
             engine,
@@ -159,12 +229,16 @@ async def run_worker(
             max_failures=max_failures,
             shutdown_timeout=shutdown_timeout,
             info=info,
+            queues=queues,
+            worker_limits=worker_limits,
         )
         tg.start_soon(_watch_signals, stop, conductor)
         unlisten = board.session.add_listener(on_session)
         try:
             async with conductor:
-                wlog.info("worker_started", namespace=namespace, capacity=capacity)
+                wlog.info(
+                    "worker_started", namespace=namespace, capacity=capacity, queues=list(queues)
+                )
                 if on_ready is not None:
                     on_ready(conductor)
                 await stop.wait()

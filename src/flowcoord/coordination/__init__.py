@@ -1,12 +1,15 @@
 """Coordination: one owner per flow, and a job board producers post to and workers consume.
 
-- :class:`JobBoard` is the contract (post, claim, complete, abandon, trash; members), with
-  :class:`Job`, :class:`Claim`, :class:`Member` and :class:`TrashedJob`. Two boards meet it:
+- :class:`JobBoard` is the contract (post, claim, complete, abandon, trash; members; named
+  queues with priorities, delayed jobs, global and per-worker concurrency limits, and
+  idempotent posts under a key), with :class:`Job`, :class:`Claim`, :class:`Member`,
+  :class:`TrashedJob` and :class:`QueueConfig`. Two boards meet it:
   :class:`ZooKeeperJobBoard` on a :class:`ZooKeeperSession`, and the in-process
   :class:`MemoryCoordinator` (the tested twin, for one machine and for tests).
 - :class:`Conductor` claims jobs from a board and runs them on an engine, fenced by the
   claim; :func:`run_worker` is the whole ``flowcoord worker`` process, :func:`post_jobs` and
-  :func:`open_board` are the producer side (:class:`JobSpec` is one job to post).
+  :func:`open_board` are the producer side (:class:`JobSpec` is one job to post), and
+  :func:`declare_queues` makes sure queues exist.
 - :func:`take_over` is an operator's resume or cancel of a flow: refused with
   :class:`~flowcoord.errors.FlowOwned` while a live member holds the flow's claim on the
   board (unless forced), else the journal-fenced :meth:`Engine.take_over
@@ -31,6 +34,7 @@ from .._coord._contract import Claim as Claim
 from .._coord._contract import Job as Job
 from .._coord._contract import JobBoard as JobBoard
 from .._coord._contract import Member as Member
+from .._coord._contract import QueueConfig as QueueConfig
 from .._coord._contract import TrashedJob as TrashedJob
 from .._coord._memory import MemoryCoordinator as MemoryCoordinator
 from .._coord._session import SessionChange as SessionChange
@@ -50,6 +54,7 @@ from .._lazy import publish as _publish
 
 if _TYPE_CHECKING:  # loaded on first use: they bring aiozk
     from .._coord._workers import JobSpec as JobSpec
+    from .._coord._workers import declare_queues as declare_queues
     from .._coord._workers import open_board as open_board
     from .._coord._workers import post_jobs as post_jobs
     from .._coord._workers import run_worker as run_worker
@@ -59,6 +64,7 @@ if _TYPE_CHECKING:  # loaded on first use: they bring aiozk
 
 _LAZY = {
     "JobSpec": "flowcoord._coord._workers",
+    "declare_queues": "flowcoord._coord._workers",
     "open_board": "flowcoord._coord._workers",
     "post_jobs": "flowcoord._coord._workers",
     "run_worker": "flowcoord._coord._workers",
@@ -83,6 +89,7 @@ __all__ = [
     "NodeStat",
     "OpResult",
     "Perm",
+    "QueueConfig",
     "SessionChange",
     "SessionListener",
     "SessionState",
@@ -91,6 +98,7 @@ __all__ = [
     "Watcher",
     "ZooKeeperJobBoard",
     "ZooKeeperSession",
+    "declare_queues",
     "open_board",
     "post_jobs",
     "run_worker",

@@ -1,0 +1,206 @@
+"""Claiming and releasing jobs on the ZooKeeper board: one transaction each.
+
+- claim: check the queue node's version (so a claim never uses a stale limit), set the
+  record's data with a version check (``claims + 1``), create the ephemeral claim node and,
+  when the queue has a global limit, an ephemeral slot node ``slots/<queue>/<i>`` with
+  ``i`` below the limit. The slot's name is its capacity: two claims can never hold one slot,
+  so the limit is exact under contention, and a session's slots vanish with it.
+- consume / trash: set the record's data (the version check proves nobody claimed since) to
+  its summary, delete the claim node, the entry and the slot (and, for trash, create the
+  trash node). abandon: set the record (``failures``), delete the claim node and the slot.
+  A vanished claim node or a moved version means the claim is gone (OwnershipLost).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC
+
+from ..errors import (
+    CoordinationUnavailable,
+    JobAlreadyClaimed,
+    JobNotDue,
+    JobNotFound,
+    NodeExists,
+    NodeMissing,
+    OwnershipLost,
+    QueueLimitReached,
+    SessionLost,
+    UnknownQueue,
+    VersionConflict,
+)
+from ._contract import Claim, Job
+from ._session import SessionState
+from ._zk_records import BoardBase, Raw, ended, is_job_id
+from ._zk_types import CheckVersion, CreateNode, DeleteNode, SetData, TxnOp
+
+__all__ = ["ClaimingBoard"]
+
+
+class ClaimingBoard(BoardBase, ABC):
+    """Claims and releases (see the module docstring)."""
+
+    async def _current(self, job_id: str) -> tuple[Raw, int]:
+        """The job's record and its version; JobNotFound once it has ended or is gone."""
+        found = (await self._records([job_id]))[0] if is_job_id(job_id) else None
+        if found is None or found[0].get("state", "queued") != "queued":
+            raise JobNotFound(f"job {job_id!r} is gone (consumed, trashed or never posted)")
+        return found[0], found[1].version
+
+    async def claim(self, job: Job, owner: str) -> Claim:
+        await self._setup()
+        free = self._free.pop(job.job_id, None)
+        if free is not None and free[0].version == job.version:
+            raw, version = free[1], job.version
+        else:
+            raw, version = await self._current(job.job_id)
+        record, claim_path = self.layout.record(job.job_id), self.layout.claim(job.job_id)
+        await self._entry_path(job.job_id, raw)  # known from a scan; else found now, not later
+        for _ in range(8):
+            due = float(raw.get("not_before", 0.0))
+            if due > time.time():
+                raise JobNotDue(
+                    f"job {job.job_id!r} is not due before {due}", job_id=job.job_id, not_before=due
+                )
+            queue = str(raw.get("queue", "default"))
+            config, queue_version = await self._config(queue)
+            claimed = {**raw, "claims": int(raw.get("claims", 0)) + 1}
+            lock = {"owner": owner, "session": self.session.session_id, "claimed_at": time.time()}
+            ops: list[TxnOp] = [
+                CheckVersion(self.layout.queue(queue), queue_version),
+                SetData(record, self._encode(claimed, "job"), version),
+                CreateNode(claim_path, self._encode(lock, "claim"), ephemeral=True),
+            ]
+            slot = None
+            if config.concurrency is not None:
+                slot = await self._free_slot(queue, config.concurrency)
+                slot_data = self._encode({"job": job.job_id, "owner": owner}, "slot")
+                ops.append(CreateNode(f"{self.layout.slots(queue)}/{slot}", slot_data, True))
+            self.writes["claim"] += 1
+            try:
+                results = await self.session.transaction(ops)
+            except NodeExists as exc:
+                if exc.path == claim_path:
+                    raise JobAlreadyClaimed(f"job {job.job_id!r} is claimed already") from None
+                continue  # the slot was taken meanwhile: another one
+            except NodeMissing as exc:
+                if exc.path == record:
+                    raise JobNotFound(f"job {job.job_id!r} is gone (consumed or trashed)") from None
+                if exc.path == ops[0].path:
+                    raise UnknownQueue(f"queue {queue!r} is gone", queue=queue) from None
+                raise
+            except VersionConflict as exc:
+                if exc.path == ops[0].path:
+                    await self._config(queue, fresh=True)  # its limit changed
+                    continue
+                raw, version = await self._current(job.job_id)  # claimed (and released?) since
+                if await self.session.exists(claim_path) is not None:
+                    raise JobAlreadyClaimed(f"job {job.job_id!r} is claimed by another") from None
+                continue
+            job_stat, lock_stat = results[1].stat, results[2].stat
+            assert job_stat is not None
+            assert lock_stat is not None
+            if (
+                self.session.state in (SessionState.LOST, SessionState.CLOSED)
+                or lock_stat.ephemeral_owner != self.session.session_id
+            ):
+                raise SessionLost(f"job {job.job_id!r}: the session that claimed it is gone")
+            self._held[job.job_id] = claimed
+            held = self._job(job.job_id, claimed, job_stat, owner, job.seq)
+            return Claim(held, owner, lock_stat.czxid, self.session.generation, slot)
+        raise JobAlreadyClaimed(f"job {job.job_id!r} keeps changing; try again later")
+
+    async def _free_slot(self, queue: str, limit: int) -> int:
+        """A slot of ``queue`` nobody holds (picked at random, so concurrent claims seldom
+        collide); QueueLimitReached when ``limit`` are held."""
+        held = set(await self._ls(self.layout.slots(queue)))
+        free = [i for i in range(limit) if str(i) not in held]
+        if len(held) >= limit or not free:
+            raise QueueLimitReached(
+                f"queue {queue!r} runs {len(held)} jobs across the board (its limit is {limit})",
+                queue=queue,
+                limit=limit,
+            )
+        return random.choice(free)
+
+    async def holds(self, claim: Claim) -> bool:
+        if claim.generation != self.session.generation:
+            return False
+        stat = await self.session.exists(self.layout.claim(claim.job.job_id))
+        return (
+            stat is not None
+            and stat.czxid == claim.token
+            and stat.ephemeral_owner == self.session.session_id
+            and claim.generation == self.session.generation
+        )
+
+    # -- releasing a claim -----------------------------------------------------------------
+
+    def _lost(self, claim: Claim, why: str = "is no longer held") -> OwnershipLost:
+        return OwnershipLost(
+            f"job {claim.job.job_id!r}: claim {claim.token} {why}", flow_id=claim.job.flow_id
+        )
+
+    async def _raw_held(self, claim: Claim) -> Raw:
+        raw = self._held.get(claim.job.job_id)
+        if raw is not None:
+            return raw
+        found = (await self._records([claim.job.job_id]))[0]
+        if found is None or found[1].version != claim.job.version:
+            raise self._lost(claim)
+        return found[0]
+
+    async def _release(self, claim: Claim, kind: str, raw: Raw, ops: list[TxnOp]) -> None:
+        """Send one release transaction: the record's new data (version-checked), the claim
+        node's deletion, then ``ops``; and give the claim's slot back. A moved version or a
+        vanished node means the claim is gone (OwnershipLost)."""
+        job_id = claim.job.job_id
+        if claim.generation != self.session.generation:
+            raise self._lost(claim, "belongs to a lost session")
+        data = self._encode(raw, "job")
+        fence: list[TxnOp] = [
+            SetData(self.layout.record(job_id), data, claim.job.version),
+            DeleteNode(self.layout.claim(job_id)),
+        ]
+        if claim.slot is not None:
+            fence.append(DeleteNode(f"{self.layout.slots(claim.job.queue)}/{claim.slot}"))
+        self.writes[kind] += 1
+        try:
+            await self.session.transaction([*fence, *ops])
+        except (VersionConflict, NodeMissing):
+            raise self._lost(claim) from None
+        except CoordinationUnavailable:
+            if not await self.holds(claim):  # applied, or lost with the session
+                raise self._lost(claim) from None
+            raise
+        finally:
+            self._held.pop(job_id, None)
+
+    async def consume(self, claim: Claim, *, outcome: str | None = None) -> None:
+        raw = await self._raw_held(claim)
+        entry = await self._entry_path(claim.job.job_id, raw)
+        ops: list[TxnOp] = [DeleteNode(entry)] if entry is not None else []
+        await self._release(claim, "consume", ended(raw, "consumed", outcome), ops)
+        self._where.pop(claim.job.job_id, None)
+
+    async def abandon(self, claim: Claim, *, failed: bool = False) -> None:
+        raw = await self._raw_held(claim)
+        raw = {**raw, "failures": int(raw.get("failures", 0)) + int(failed)}
+        await self._release(claim, "abandon", raw, [])
+
+    async def trash(self, claim: Claim, reason: str) -> None:
+        raw = await self._raw_held(claim)
+        job = claim.job
+        entry = await self._entry_path(job.job_id, raw)
+        record = {
+            "job": {**raw, "job_id": job.job_id},
+            "reason": reason,
+            "trashed_at": time.time(),
+        }
+        ops: list[TxnOp] = [DeleteNode(entry)] if entry is not None else []
+        trash = f"{self.layout.dir('trash')}/{job.job_id}-"
+        ops.append(CreateNode(trash, self._encode(record, "trash"), sequential=True))
+        summary = {**ended(raw, "trashed", None), "reason": reason}
+        await self._release(claim, "trash", summary, ops)
+        self._where.pop(job.job_id, None)
