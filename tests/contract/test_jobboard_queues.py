@@ -187,10 +187,16 @@ async def test_a_delayed_job_is_not_claimed_before_it_is_due(
         await b.claim(await b.get(later.job_id), "b")
     assert info.value.not_before == pytest.approx(due)
     assert {j.flow_id for j in await b.jobs()} == {"later", "now", "past"}
-    await b.claimable()  # what b saw; it wakes when "later" falls due, not sooner
+    await b.claimable()  # what b saw; it wakes when "later" falls due, without polling
+    wakeups = 0
     with anyio.fail_after(5):
-        await b.wait_changed()
-    assert time.time() >= due - 0.05
+        while True:  # a watch may fire for nothing (ZooKeeper): a waiter lists again
+            await b.wait_changed()
+            wakeups += 1
+            if time.time() >= due - 0.05:
+                break
+            await b.claimable()
+    assert wakeups <= 3  # woken when due (or by a stray watch), never polled
     # due now: ahead of the ready jobs of its priority (it has waited already)
     assert await ids(b) == ["later", "now", "past"]
     claim = await b.claim((await b.claimable(limit=1))[0], "b")

@@ -262,3 +262,27 @@ async def test_next_flusher_cancelled_before_it_runs(journal: SQLiteJournal) -> 
     assert tasks["b"].cancelled()
     assert tasks["a"].result() == tasks["c"].result() == frozenset()
     assert [e.seq for e in await journal.read("f")] == [1, 3]
+
+
+async def test_opening_a_fresh_file_another_connection_is_writing_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """A second process creating the schema of a fresh file holds its write lock in rollback
+    mode; switching to WAL then fails at once (SQLite calls no busy handler there): opening
+    waits for the lock as the busy timeout would, instead of failing."""
+    path = tmp_path / "j.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    with closing(other):
+        other.execute("CREATE TABLE unrelated (a)")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO unrelated VALUES (1)")
+
+        async def release() -> None:
+            await anyio.sleep(0.3)
+            other.execute("COMMIT")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release)
+            with anyio.fail_after(5):
+                async with SQLiteJournal(path) as journal:
+                    assert await journal.list_flows() == []

@@ -334,7 +334,19 @@ class SQLiteJournal(JournalBackend):
                 raise
 
     def _configure(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Switching a file to WAL while another connection writes it in rollback mode (a
+        # second process creating the schema of a fresh file) fails at once with
+        # SQLITE_BUSY: SQLite calls no busy handler there. Retry as the handler would.
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")  # validated in __init__
 
     def _version(self, conn: sqlite3.Connection) -> int | None:
