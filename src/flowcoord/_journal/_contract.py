@@ -266,14 +266,21 @@ class JournalBackend(ABC):
         or empty: any state), ``since`` / ``until`` (``since <= created_at < until``,
         epoch seconds).
 
-        This default reads the summaries through :meth:`list_flows`, every one of them;
-        backends override it with an indexed query.
+        The arguments are checked here, once for every backend; a backend answers the
+        checked :class:`Listing` in :meth:`newest_page`.
         """
         listing = Listing.of(
             limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
         )
         if listing.limit <= 0:
             return FlowPage([], None)
+        return await self.newest_page(listing)
+
+    async def newest_page(self, listing: Listing) -> FlowPage:
+        """One page of :meth:`list_newest` for a checked ``listing`` (``limit`` > 0): at
+        most ``limit + 1`` records newest first, through :meth:`Listing.page`. This default
+        reads the summaries through :meth:`list_flows`, every one of them; backends
+        override it with an indexed query."""
         kept: list[FlowRecord] = []
         after: str | None = None
         while True:

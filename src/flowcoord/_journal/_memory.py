@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 from ..errors import FlowNotFound, OwnershipLost
 from ._contract import FlowPage, JournalBackend, Listing
@@ -149,21 +149,7 @@ class MemoryJournal(JournalBackend):
                 break
         return out
 
-    async def list_newest(
-        self,
-        *,
-        limit: int = 100,
-        cursor: str | None = None,
-        name: str | None = None,
-        states: Collection[str] | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> FlowPage:
-        listing = Listing.of(
-            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
-        )
-        if listing.limit <= 0:
-            return FlowPage([], None)
+    async def newest_page(self, listing: Listing) -> FlowPage:
         order = self._newest
         end = len(order) if listing.after is None else bisect.bisect_left(order, listing.after)
         if listing.until is not None:

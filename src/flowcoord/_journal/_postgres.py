@@ -8,7 +8,7 @@ import re
 import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
@@ -420,21 +420,7 @@ class PostgresJournal(JournalBackend):
 
         return await self._run("listing flows", op)
 
-    async def list_newest(
-        self,
-        *,
-        limit: int = 100,
-        cursor: str | None = None,
-        name: str | None = None,
-        states: Collection[str] | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> FlowPage:
-        listing = Listing.of(
-            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
-        )
-        if listing.limit <= 0:
-            return FlowPage([], None)
+    async def newest_page(self, listing: Listing) -> FlowPage:
         query, args = self._sql.list_newest(listing)
 
         async def op(conn: _Conn) -> FlowPage:

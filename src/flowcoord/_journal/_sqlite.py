@@ -6,7 +6,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -202,21 +202,7 @@ class SQLiteJournal(JournalBackend):
         rows = await self._run(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
         return [FlowRecord(*r) for r in rows]
 
-    async def list_newest(
-        self,
-        *,
-        limit: int = 100,
-        cursor: str | None = None,
-        name: str | None = None,
-        states: Collection[str] | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> FlowPage:
-        listing = Listing.of(
-            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
-        )
-        if listing.limit <= 0:
-            return FlowPage([], None)
+    async def newest_page(self, listing: Listing) -> FlowPage:
         where: list[str] = []
         params: list[Any] = []
         if listing.states is not None:
@@ -336,7 +322,8 @@ class SQLiteJournal(JournalBackend):
     def _configure(self, conn: sqlite3.Connection) -> None:
         # Switching a file to WAL while another connection writes it in rollback mode (a
         # second process creating the schema of a fresh file) fails at once with
-        # SQLITE_BUSY: SQLite calls no busy handler there. Retry as the handler would.
+        # SQLITE_BUSY: SQLite calls no busy handler there. Retry as the handler would (this
+        # runs on the journal's worker thread, as all its SQL: sleeping blocks no event loop).
         deadline = time.monotonic() + BUSY_TIMEOUT
         while True:
             try:

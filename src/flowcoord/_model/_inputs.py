@@ -229,9 +229,10 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
         raw = getattr(fn, "__annotations__", None) or {}
         glb = getattr(fn, "__globals__", {})
         for key, ann in raw.items():
-            if isinstance(ann, str):
+            if isinstance(ann, str):  # resolved one at a time: one that fails drops alone
+                holder = type("_One", (), {"__annotations__": {key: ann}})
                 try:
-                    ann = eval(ann, glb)  # what get_type_hints does, one annotation at a time
+                    ann = typing.get_type_hints(holder, globalns=glb)[key]
                 except Exception:
                     ann = _BY_NAME.get(ann.strip(), UNTYPED)
             hints[key] = ann

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .._journal._contract import FlowPage as FlowPage
 from .._journal._contract import JournalBackend as JournalBackend
+from .._journal._contract import Listing as Listing
 from .._journal._events import Entry as Entry
 from .._journal._events import EventKind as EventKind
 from .._journal._events import FlowRecord as FlowRecord
@@ -40,6 +41,7 @@ __all__ = [
     "FlowRecord",
     "FlowReplay",
     "JournalBackend",
+    "Listing",
     "MemoryJournal",
     "PostgresJournal",
     "SQLiteJournal",

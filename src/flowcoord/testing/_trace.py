@@ -10,7 +10,7 @@ raised, or was cancelled) may or may not have taken effect.
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ import anyio
 
 from .._engine._children import current_flow
 from .._engine._engine import Engine
-from .._journal._contract import FlowPage, JournalBackend
+from .._journal._contract import FlowPage, JournalBackend, Listing
 from .._journal._events import Entry, FlowRecord
 from .._model._compile import Plan
 from .._model._flow import Flow
@@ -206,19 +206,8 @@ class RecordingBackend(JournalBackend):
     ) -> list[FlowRecord]:
         return await self.inner.list_flows(state=state, limit=limit, after=after)
 
-    async def list_newest(
-        self,
-        *,
-        limit: int = 100,
-        cursor: str | None = None,
-        name: str | None = None,
-        states: Collection[str] | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> FlowPage:
-        return await self.inner.list_newest(
-            limit=limit, cursor=cursor, name=name, states=states, since=since, until=until
-        )
+    async def newest_page(self, listing: Listing) -> FlowPage:
+        return await self.inner.newest_page(listing)
 
 
 class InstrumentedEngine(Engine):
