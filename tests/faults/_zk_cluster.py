@@ -51,12 +51,15 @@ class Cluster:
 
     # -- processes ---------------------------------------------------------------------------
 
+    #: the module a worker process runs (its flows and its effects)
+    worker_module = "tests.faults._zk_worker"
+
     def spawn(self, name: str, *, hosts: str | None = None, capacity: int = 10) -> Worker:
         err = self.workdir / f"{name}.stderr"
         cmd = [
             sys.executable,
             "-m",
-            "tests.faults._zk_worker",
+            self.worker_module,
             "--zk",
             hosts or self.hosts,
             "--namespace",

@@ -13,8 +13,6 @@ tokens never go back). Sessions are 2 s, tickTime 1000.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +29,7 @@ from flowcoord.coordination import JobSpec, open_board, post_jobs
 from flowcoord.testing import ZooKeeperServer
 
 from ._wf_worker import BOOKINGS
-from ._zk_cluster import ROOT, Cluster, Worker, assert_one_owner_at_a_time, successes
+from ._zk_cluster import Cluster, Worker, assert_one_owner_at_a_time, successes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.zookeeper]
 
@@ -41,18 +39,7 @@ T = 2.0  # session timeout (s)
 class WorkflowCluster(Cluster):
     """A :class:`Cluster` whose workers run :mod:`tests.faults._wf_worker` (workflows)."""
 
-    def spawn(self, name: str, *, hosts: str | None = None, capacity: int = 10) -> Worker:
-        err = self.workdir / f"{name}.stderr"
-        cmd = [sys.executable, "-m", "tests.faults._wf_worker", "--zk", hosts or self.hosts]
-        cmd += ["--namespace", self.namespace, "--journal", str(self.journal)]
-        cmd += ["--effects", str(self.effects), "--name", name, "--capacity", str(capacity)]
-        cmd += ["--session-timeout", str(self.session_timeout)]
-        with err.open("wb") as stderr:
-            proc = subprocess.Popen(
-                cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
-            )
-        worker = self.workers[name] = Worker(name, proc, err)
-        return worker
+    worker_module = "tests.faults._wf_worker"
 
     async def start_many(self, *names: str) -> list[Worker]:
         """Spawn workers at once (each takes ~1 s to import) and wait until all run."""
