@@ -47,6 +47,8 @@ The tree::
         ├── JobKeyConflict                      a post's key is held by another flow or inputs
         ├── UnknownQueue (also LookupError)     no queue of that name is declared on the board
         ├── QueueLimitReached                   claim refused: the queue's global limit is full
+        ├── PartitionLimitReached               claim refused: the job's partition runs its limit
+        ├── RateLimited                         claim refused: the queue's rate limit is used up
         ├── BoardLayoutError                    the board was made by another flowcoord layout
         └── FlowOwned                           take-over refused: a live owner holds the flow
 
@@ -101,7 +103,9 @@ __all__ = [
     "NodeNotEmpty",
     "NonDeterministicWorkflow",
     "OwnershipLost",
+    "PartitionLimitReached",
     "QueueLimitReached",
+    "RateLimited",
     "RevertFailed",
     "SessionLost",
     "StepFailed",
@@ -533,6 +537,32 @@ class QueueLimitReached(CoordinationError):
         self.queue = queue
         self.limit = limit
         super().__init__(message, hint="claim again once one of its jobs has ended")
+
+
+class PartitionLimitReached(CoordinationError):
+    """A claim was refused because the job's ``partition`` runs ``limit`` jobs of queue
+    ``queue`` across the fleet already (the queue's ``partition_limit``). Nothing was
+    written; the jobs of other partitions are not held up, and a slot of this one comes back
+    when one of its jobs ends or its owner's session expires."""
+
+    def __init__(self, message: str, *, queue: str, partition: str, limit: int) -> None:
+        self.queue = queue
+        self.partition = partition
+        self.limit = limit
+        super().__init__(
+            message, hint="claim another partition's job; this one once one of its jobs ended"
+        )
+
+
+class RateLimited(CoordinationError):
+    """A claim was refused because queue ``queue`` started as many jobs as its
+    ``rate_limit`` allows within the last period. Nothing was written; the next start is
+    allowed in about ``retry_after`` seconds (``wait_changed`` wakes then)."""
+
+    def __init__(self, message: str, *, queue: str, retry_after: float) -> None:
+        self.queue = queue
+        self.retry_after = retry_after
+        super().__init__(message, hint=f"claim again in {retry_after:.3g} s")
 
 
 class BoardLayoutError(CoordinationError):

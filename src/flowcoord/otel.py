@@ -16,9 +16,10 @@ child of the span current where its run began (the caller's, or the job's: see
 :func:`job_context`); a child flow's span is a child of its parent's step span. A resumed
 flow gets a new span for its new run.
 
-Trace context across the job board: :func:`inject` / :func:`extract` carry a context as W3C
-headers, and a flow's span starts in :data:`job_context` when it is set (a conductor running a
-job whose producer's context it knows).
+Trace context across the job board: a producer posts a job with ``headers=inject()`` (the
+current context as W3C headers); the flow a conductor runs for that job gets its span under
+the producer's (the headers travel in the job's record, on every board). A flow's span
+starts in :data:`job_context` instead when that is set.
 
 Cost: a span costs the OpenTelemetry SDK tens of microseconds, more than a no-op task costs
 the engine; so a task attempt gets a span only if it failed or took at least
@@ -32,6 +33,7 @@ import time
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from ._coord._conductor import current_job
 from ._engine._children import current_child
 from ._states import FlowState, StateChange
 from .errors import ConfigurationError
@@ -42,10 +44,7 @@ if TYPE_CHECKING:
 
     from ._engine._engine import Engine
 
-__all__ = ["CARRIER_KEY", "Tracing", "inject", "instrument", "job_context"]
-
-#: The input name under which a job carries its producer's trace context (W3C traceparent).
-CARRIER_KEY = "_trace"
+__all__ = ["Tracing", "extract", "inject", "instrument", "job_context"]
 
 _FINAL = frozenset(s.value for s in FlowState if s.finished) | {FlowState.SUSPENDED.value}
 _FAILED_FLOW = frozenset({FlowState.REVERTED.value, FlowState.FAILED.value})
@@ -68,7 +67,8 @@ def _otel() -> Any:
 
 def inject(carrier: MutableMapping[str, Any] | None = None) -> MutableMapping[str, Any]:
     """The current trace context, as W3C headers in ``carrier`` (a new dict by default):
-    give it to a job as ``inputs[CARRIER_KEY]``."""
+    post a job with them (``board.post(..., headers=inject())``, ``JobSpec(headers=...)``)
+    and the flow a conductor runs for it is traced under the producer's span."""
     _otel()
     from opentelemetry.propagate import inject as _inject
 
@@ -124,6 +124,10 @@ class Tracing:
             return got
         trace = self._trace
         parent: OtelContext | None = job_context.get()
+        if parent is None:
+            job = current_job.get()
+            if job is not None and job.headers and job.flow_id == change.flow_id:
+                parent = extract(job.headers)  # the producer's, carried by the job board
         scope = current_child.get()
         if scope is not None and scope.child_id == change.flow_id:
             step = self._step_span(scope.parent_id, scope.key)

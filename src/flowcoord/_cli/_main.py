@@ -27,6 +27,7 @@ from ._common import (
 )
 from ._compat import cmd_check_compat
 from ._inspect import cmd_flows_history, cmd_flows_list, cmd_flows_show, cmd_graph
+from ._jobs import add_jobs_parser
 from ._output import _one_line
 from ._run import cmd_flows_cancel, cmd_flows_resume, cmd_flows_retry, cmd_run
 from ._serve import cmd_bench, cmd_completion, cmd_demo, cmd_serve, cmd_worker
@@ -270,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(p)
     p.set_defaults(func=cmd_flows_retry)
 
+    add_jobs_parser(sub, common)
+
     p = sub.add_parser("graph", help="print a flow's graph", parents=common)
     p.add_argument("target", metavar="module:attr", help="a Flow, or a factory returning one")
     p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
@@ -321,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         required=False,
         zk_help="the job board's ZooKeeper (host:port[,host:port...]): resume and cancel "
         "refuse (409 FlowOwned) a flow whose job a live worker holds, unless asked with "
-        "force=true. Without --zk no claim is consulted; the journal fence alone applies",
+        "force=true; the API's /jobs, /queues, /members and /trash and the dashboard's "
+        "Queues and Members pages show and operate the board. Without --zk no claim is "
+        "consulted; the journal fence alone applies",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from .._args import int_in, positive_float
-from .._coord._queueing import QUEUE_NAME_RULE, check_queue_name
+from .._coord._queueing import QUEUE_NAME_RULE, check_queue_name, check_rate_limit
 
 if TYPE_CHECKING:
     from .._coord._zk_board import ZooKeeperJobBoard
@@ -124,6 +124,22 @@ def worker_arguments(p: argparse.ArgumentParser) -> None:
         "(set on the board when this worker starts; the last worker to set it wins)",
     )
     p.add_argument(
+        "--partition-limit",
+        action="append",
+        type=_queue_limit,
+        metavar="NAME=N",
+        help="at most N jobs of queue NAME with one partition key run at once across the "
+        "board (jobs without a partition: no such limit; set on the board as --queue-limit)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        action="append",
+        type=_rate_limit,
+        metavar="NAME=COUNT/PERIOD",
+        help="at most COUNT jobs of queue NAME start in any PERIOD seconds across the board, "
+        "e.g. emails=10/1 (set on the board as --queue-limit)",
+    )
+    p.add_argument(
         "--worker-limit",
         action="append",
         type=_queue_limit,
@@ -160,12 +176,21 @@ def worker_options(argv: Sequence[str]) -> argparse.Namespace:
 
 def queue_settings(opts: argparse.Namespace) -> dict[str, Any]:
     """``--queue``, ``--queue-limit`` and ``--worker-limit`` as :func:`run_worker`'s
-    ``queues``, ``queue_limits`` and ``worker_limits`` (ValueError: a limit for a queue the
-    worker does not serve)."""
+    ``queues``, ``queue_limits`` and ``worker_limits``, and ``--partition-limit`` and
+    ``--rate-limit`` as its ``partition_limits`` and ``rate_limits`` when given (ValueError: a
+    limit for a queue the worker does not serve)."""
     queues = list(dict.fromkeys(getattr(opts, "queue", None) or ["default"]))
     out: dict[str, Any] = {"queues": queues}
-    for option, key in (("queue_limit", "queue_limits"), ("worker_limit", "worker_limits")):
+    options = [
+        ("queue_limit", "queue_limits"),
+        ("worker_limit", "worker_limits"),
+        ("partition_limit", "partition_limits"),
+        ("rate_limit", "rate_limits"),
+    ]
+    for option, key in options:
         limits = dict(getattr(opts, option, None) or [])
+        if not limits and key in ("partition_limits", "rate_limits"):
+            continue
         for name in limits:
             if name not in queues:
                 flag = "--" + option.replace("_", "-")
@@ -185,6 +210,22 @@ def _queue_name(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a queue name ({QUEUE_NAME_RULE})"
         ) from None
+
+
+def _rate_limit(text: str) -> tuple[str, tuple[int, float]]:
+    name, sep, rate = text.partition("=")
+    count, slash, period = rate.partition("/")
+    try:
+        if not (sep and slash and count.isdigit()):
+            raise ValueError(text)
+        checked = check_rate_limit((int(count), float(period.removesuffix("s"))), "rate")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=COUNT/PERIOD (COUNT a positive integer, PERIOD seconds "
+            "above 0), e.g. emails=10/1"
+        ) from None
+    assert checked is not None
+    return _queue_name(name), checked
 
 
 def _queue_limit(text: str) -> tuple[str, int]:

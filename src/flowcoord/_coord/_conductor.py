@@ -7,6 +7,7 @@ import socket
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
@@ -28,15 +29,21 @@ from ..errors import (
     JobNotFound,
     JournalError,
     OwnershipLost,
+    PartitionLimitReached,
     QueueLimitReached,
+    RateLimited,
     UnknownQueue,
 )
 from ._contract import Claim, Job, JobBoard, SessionChange, SessionState
 from ._queueing import DEFAULT_QUEUE, check_limit, check_queue_name
 
-__all__ = ["Conductor", "ConductorStats"]
+__all__ = ["Conductor", "ConductorStats", "current_job"]
 
 log = structlog.get_logger("flowcoord.conductor")
+
+#: The job whose flow runs in this context (set by a conductor before it starts the flow, so
+#: the flow's tasks see it too): what tracing reads a producer's context from (``headers``).
+current_job: ContextVar[Job | None] = ContextVar("flowcoord_current_job", default=None)
 
 _FINAL = (FlowState.SUCCESS, FlowState.REVERTED, FlowState.FAILED, FlowState.CANCELLED)
 
@@ -87,8 +94,10 @@ class Conductor:
     :class:`~flowcoord.errors.UnknownQueue` on entering), taking the highest priority first
     across them, at most ``worker_limits[queue]`` jobs of a queue at once here (within
     ``capacity``), and never more than a queue's global limit across the board (the board
-    refuses a claim beyond it). Every ``key_sweep_interval`` seconds it asks the board to
-    forget some expired idempotency keys.
+    refuses a claim beyond it), nor beyond its partition or rate limits (a full partition's
+    jobs are passed over, the others' claimed; a rate-limited queue waits for its next start).
+    Every ``key_sweep_interval`` seconds it asks the board to forget some expired idempotency
+    keys.
     """
 
     def __init__(
@@ -286,10 +295,13 @@ class Conductor:
         if not serve or room <= 0:
             return
         full: set[str] = set()
+        full_partitions: set[tuple[str, str | None]] = set()
         for job in await self.board.claimable(queues=serve, limit=room):
             if len(self.running) >= self.capacity or self._closing or self._suspect is not None:
                 return
             if job.owner is not None or job.job_id in self.running or job.queue in full:
+                continue
+            if (job.queue, job.partition) in full_partitions:
                 continue
             if running[job.queue] >= self.worker_limits.get(job.queue, self.capacity):
                 continue
@@ -298,8 +310,11 @@ class Conductor:
                 return  # a suspect is next: let what runs here finish, then run it alone
             try:
                 claim = await self.board.claim(job, self.name)
-            except QueueLimitReached:
-                full.add(job.queue)  # a slot comes back when one of its jobs ends
+            except (QueueLimitReached, RateLimited):
+                full.add(job.queue)  # a slot comes back when one of its jobs ends, a start
+                continue  # when its period has passed (wait_changed wakes then)
+            except PartitionLimitReached:
+                full_partitions.add((job.queue, job.partition))  # the others' jobs go on
                 continue
             except (JobAlreadyClaimed, JobNotFound, JobNotDue):
                 continue
@@ -347,6 +362,7 @@ class Conductor:
         claim = r.claim
         job = claim.job
         jlog = self._log.bind(job=job.job_id, flow_id=job.flow_id, token=claim.token)
+        current_job.set(job)  # this task's own context: the flow it starts inherits it
         try:
             try:
                 flow = self.registry.build(job.flow)

@@ -62,6 +62,10 @@ class Job:
     ended (within the board's key retention) returns that job with ``state`` ``consumed`` or
     ``trashed`` and the flow's ``outcome`` (its final state, when the conductor said).
     ``deduplicated`` is True when a post returned an existing job instead of posting one.
+    ``partition`` is its partition key (e.g. a tenant id; None for none), which the queue's
+    ``partition_limit`` applies to. ``headers`` are small string metadata that travel with it
+    (trace context, say); they are not part of what it runs: a repeated post with other
+    headers (or another partition, queue or priority) is the same job, as first posted.
     """
 
     job_id: str
@@ -81,6 +85,8 @@ class Job:
     outcome: str | None = None
     deduplicated: bool = False
     seq: int = 0  # opaque: the posting order within its queue and priority
+    partition: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def delayed(self) -> bool:
@@ -123,30 +129,43 @@ def _merge_key(job: Job) -> tuple[int, bool, float, float]:
 class Claim:
     """Ownership of a job. ``token`` is its fencing token: it grows with every claim of any
     job, so a newer owner's token is always larger. Valid only in ``generation``. ``slot``
-    is the queue's concurrency slot it holds (None when the queue has no global limit)."""
+    is the queue's concurrency slot it holds (None when the queue has no global limit);
+    ``partition_slot`` the slot of the job's partition (None: no partition limit applies)."""
 
     job: Job
     owner: str
     token: int
     generation: int
     slot: int | None = None
+    partition_slot: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
     """A queue declared on a board. ``concurrency``: at most that many of its jobs run at
-    once across every conductor of the board (None: no limit). A conductor's own limit per
-    queue is its own business (``Conductor(worker_limits=...)``)."""
+    once across every conductor of the board (None: no limit). ``partition_limit``: at most
+    that many of its jobs of one partition key run at once across the board (jobs without a
+    partition are not limited by it). ``rate_limit``: ``(count, period)``, at most ``count``
+    claims (starts) of its jobs in any ``period`` seconds across the board, as told by the
+    clients' clocks. A conductor's own limit per queue is its own business
+    (``Conductor(worker_limits=...)``)."""
 
     name: str
     concurrency: int | None = None
+    partition_limit: int | None = None
+    rate_limit: tuple[int, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TrashedJob:
+    """A job moved aside (by its conductor, or by an operator: :meth:`JobBoard.trash_job`),
+    with the reason and when (epoch seconds). ``trash_id`` names this trash entry (one job
+    may be trashed, requeued and trashed again): what :meth:`JobBoard.requeue` takes."""
+
     job: Job
     reason: str
     trashed_at: float
+    trash_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,28 +186,38 @@ class JobBoard(ABC):
       for an ended one within the key retention, that job with its ``state`` and
       ``outcome``; another flow or other inputs under a taken key raise
       :class:`~flowcoord.errors.JobKeyConflict`. ``not_before`` delays it (a time past is
-      now). ``jobs`` lists them in claim order: by priority (highest first), then by when
-      they became eligible (posted, or due).
+      now); ``partition`` and ``headers`` are kept with it (:class:`Job`; bad ones raise
+      :class:`~flowcoord.errors.ConfigurationError`). ``jobs`` lists them in claim order: by
+      priority (highest first), then by when they became eligible (posted, or due).
     * ``claimable`` lists the jobs nobody holds that may run now, in claim order, from the
-      given queues, leaving out queues whose global ``concurrency`` is used up; ``limit``
-      bounds how many (a board reads only as far as it must).
+      given queues, leaving out queues whose global ``concurrency`` is used up or whose
+      ``rate_limit`` has no start left (at most as many of a queue as it has starts left),
+      and the jobs of partitions that run their ``partition_limit`` (at most as many of a
+      partition as it has room for; the other partitions' jobs are listed, not held up);
+      ``limit`` bounds how many (a board reads only as far as it must).
     * ``claim`` is atomic: of two concurrent claims of one job exactly one wins, the other
       raises :class:`~flowcoord.errors.JobAlreadyClaimed`. It takes one of the queue's
       concurrency slots if it has a limit (none left:
-      :class:`~flowcoord.errors.QueueLimitReached`), refuses a job not yet due
-      (:class:`~flowcoord.errors.JobNotDue`), and counts the job's ``claims``. Claims and
-      slots are tied to the session: when it is lost, they vanish.
+      :class:`~flowcoord.errors.QueueLimitReached`), one of the partition's slots if the
+      queue has a ``partition_limit`` and the job a ``partition`` (none left:
+      :class:`~flowcoord.errors.PartitionLimitReached`), one of the queue's starts if it
+      has a ``rate_limit`` (none left: :class:`~flowcoord.errors.RateLimited`, with
+      ``retry_after``), refuses a job not yet due (:class:`~flowcoord.errors.JobNotDue`),
+      and counts the job's ``claims``. Claims and slots are tied to the session: when it is
+      lost, they vanish; a start once taken stays taken for the period.
     * ``consume`` removes a claimed job (keeping its key, with the ``outcome``), ``abandon``
       releases the claim (the job stays and may count a failure), ``trash`` moves it aside
       with a reason. Each refuses a claim the caller no longer holds
-      (:class:`~flowcoord.OwnershipLost`) and gives its slot back.
+      (:class:`~flowcoord.OwnershipLost`) and gives its slots back.
     * ``claimed_job`` finds a flow's job held by a live owner (an operator's lookup).
     * ``wait_changed`` returns when the board may have changed (a watch, never a poll loop in
-      the caller), or when a delayed job the last ``claimable`` saw falls due; bound it with
-      ``anyio.move_on_after``. A change that could alter what the caller's last
-      ``jobs``/``claimable`` returned (a post, claim or release), made after it (or after
-      the last return of ``wait_changed``), is never missed, even when it came before the
-      call: then it returns at once. So ``list, decide, wait`` loops cannot sleep through one.
+      the caller), when a delayed job the last ``claimable`` saw falls due, or when a queue
+      the last ``claimable`` left out (or the last ``claim`` found) rate limited gets a
+      start back; bound it with ``anyio.move_on_after``. A change that could alter what the
+      caller's last ``jobs``/``claimable`` returned (a post, claim or release), made after it
+      (or after the last return of ``wait_changed``), is never missed, even when it came
+      before the call: then it returns at once. So ``list, decide, wait`` loops cannot sleep
+      through one.
     """
 
     session: CoordinationSession
@@ -204,6 +233,8 @@ class JobBoard(ABC):
         queue: str = DEFAULT_QUEUE,
         key: str | None = None,
         not_before: float | datetime | None = None,
+        partition: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Job: ...
 
     @abstractmethod
@@ -281,10 +312,20 @@ class JobBoard(ABC):
     # -- queues ------------------------------------------------------------------------------
 
     @abstractmethod
-    async def declare_queue(self, name: str, *, concurrency: int | None = None) -> QueueConfig:
-        """Create queue ``name``, or set its configuration to this one: ``concurrency`` is its
-        global limit (at least 1; None for none). A lowered limit applies to new claims at
-        once; the jobs running above it keep their slots until they end."""
+    async def declare_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        partition_limit: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> QueueConfig:
+        """Create queue ``name``, or set its configuration to this one (see
+        :class:`QueueConfig`; every limit None for none): ``concurrency`` is its global limit
+        and ``partition_limit`` its limit per partition key (each at least 1), ``rate_limit``
+        ``(count, period)`` (count at least 1, period finite and above 0). A lowered limit
+        applies to new claims at once; the jobs running above it keep their slots until they
+        end. A changed rate limit counts the starts taken under the old one."""
 
     @abstractmethod
     async def queues(self) -> list[QueueConfig]:
@@ -304,3 +345,27 @@ class JobBoard(ABC):
         """Forget (some of) the keys of jobs that ended longer than the key retention ago;
         return how many. Conductors call it now and then; a post under an expired key
         replaces it anyway, so this only frees space."""
+
+    # -- an operator's hand: trash, requeue, purge -------------------------------------------
+
+    @abstractmethod
+    async def trash_job(self, job_id: str, reason: str) -> TrashedJob:
+        """Move job ``job_id``, waiting and held by nobody, to the trash with ``reason`` (an
+        operator's act; conductors trash what they hold with :meth:`trash`). Atomic against
+        a claim: of a claim and this, one wins. A claimed job raises
+        :class:`~flowcoord.errors.JobAlreadyClaimed` (cancel or stop its flow first); a job
+        not on the board (ended, or never posted) :class:`~flowcoord.errors.JobNotFound`.
+        Its key stays taken, as a trashed job's does, for the key retention."""
+
+    @abstractmethod
+    async def requeue(self, trash_id: str) -> Job:
+        """Post the job of trash entry ``trash_id`` again, and remove the entry (at once):
+        the same flow, flow id, inputs, queue, priority, ``not_before`` and key, its
+        ``claims`` and ``failures`` reset. An unknown entry raises
+        :class:`~flowcoord.errors.JobNotFound`; a key taken meanwhile by a job on the board
+        (posted again once the key expired) :class:`~flowcoord.errors.JobKeyConflict`."""
+
+    @abstractmethod
+    async def purge_trash(self, *, before: float | None = None) -> int:
+        """Delete the trash entries (those trashed before ``before``, epoch seconds, when
+        given); return how many. The jobs' keys are not affected."""

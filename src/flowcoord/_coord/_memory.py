@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -25,7 +26,9 @@ from ..errors import (
     JobNotDue,
     JobNotFound,
     OwnershipLost,
+    PartitionLimitReached,
     QueueLimitReached,
+    RateLimited,
     SessionLost,
     UnknownQueue,
 )
@@ -42,15 +45,19 @@ from ._contract import (
 from ._queueing import (
     DEFAULT_KEY_RETENTION,
     DEFAULT_QUEUE,
+    check_headers,
     check_key,
     check_limit,
+    check_partition,
     check_priority,
     check_queue_name,
+    check_rate_limit,
     due_time,
     inputs_digest,
     job_id_for,
 )
 from ._session import SessionChange, SessionListener, SessionState
+from ._trash import is_trash_id, trash_id_for
 
 __all__ = ["MemoryCoordinator", "MemoryJobBoard", "MemorySession"]
 
@@ -134,6 +141,9 @@ class MemoryCoordinator:
         self.digests: dict[str, str] = {}  # job id -> what it runs (flow and inputs)
         self.locks: dict[str, tuple[str, int, object]] = {}
         self.slots: dict[str, dict[int, tuple[str, object]]] = {}  # queue -> slot -> job
+        # (queue, partition) -> slot -> (job, session); queue -> when each start was taken
+        self.pslots: dict[tuple[str, str], dict[int, tuple[str, object]]] = {}
+        self.rates: dict[str, list[float]] = {}
         self.queues: dict[str, QueueConfig] = {DEFAULT_QUEUE: QueueConfig(DEFAULT_QUEUE)}
         self.trash: list[TrashedJob] = []
         self.members: dict[str, tuple[Mapping[str, Any], object]] = {}
@@ -158,10 +168,12 @@ class MemoryCoordinator:
         for job_id, (_, _, s) in list(self.locks.items()):
             if s is session:
                 del self.locks[job_id]
-        for held in self.slots.values():
+        for held in [*self.slots.values(), *self.pslots.values()]:
             for slot, (_, s) in list(held.items()):
                 if s is session:
                     del held[slot]
+        for key in [k for k, held in self.pslots.items() if not held]:
+            del self.pslots[key]
         for name, (_, s) in list(self.members.items()):
             if s is session:
                 del self.members[name]
@@ -216,10 +228,14 @@ class MemoryJobBoard(JobBoard):
         queue: str = DEFAULT_QUEUE,
         key: str | None = None,
         not_before: float | datetime | None = None,
+        partition: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Job:
         self._check()
         c = self.coordinator
         self._config(queue)
+        partition = check_partition(partition)
+        header_map = check_headers(headers)
         flow_id = flow_id or uuid.uuid4().hex
         key = check_key(flow_id if key is None else key)
         inputs = dict(inputs or {})
@@ -234,6 +250,8 @@ class MemoryJobBoard(JobBoard):
             queue=queue,
             key=key,
             not_before=due_time(not_before),
+            partition=partition,
+            headers=header_map,
         )
         existing = c.jobs.get(job.job_id)
         ended = c.ended.get(job.job_id)
@@ -271,15 +289,25 @@ class MemoryJobBoard(JobBoard):
     async def claimable(
         self, *, queues: Sequence[str] | None = None, limit: int | None = None
     ) -> list[Job]:
-        """Due, free jobs of ``queues`` whose global limit is not used up, in claim order."""
+        """Due, free jobs of ``queues`` whose global limit is not used up, in claim order: at
+        most as many of a rate-limited queue as it has starts left, and of a partition as
+        it has slots left."""
         self._check()
         c = self.coordinator
         served = set(c.queues) if queues is None else {self._config(q).name for q in queues}
         full = {q for q in served if self._held(q) >= (c.queues[q].concurrency or math.inf)}
         now = time.time()
         self._seen = c.version
-        due: list[Job] = []
         later: list[float] = []
+        starts: dict[str, int] = {}
+        for q in served:
+            rate = c.queues[q].rate_limit
+            if rate is not None:
+                free, next_at = self._starts(q, rate, now)
+                starts[q] = len(free)
+                if not free:
+                    later.append(next_at)  # woken when a start comes back
+        due: list[Job] = []
         for job in c.jobs.values():
             if job.queue not in served or job.job_id in c.locks:
                 continue
@@ -288,7 +316,30 @@ class MemoryJobBoard(JobBoard):
             elif job.queue not in full:
                 due.append(job)
         self._next_due = min(later, default=None)
-        return claim_order(due)[:limit]
+        picked: list[Job] = []
+        per_queue: Counter[str] = Counter()
+        per_partition: Counter[tuple[str, str]] = Counter()
+        for job in claim_order(due):
+            if job.queue in starts and per_queue[job.queue] >= starts[job.queue]:
+                continue
+            plimit = c.queues[job.queue].partition_limit
+            if plimit is not None and job.partition is not None:
+                key = (job.queue, job.partition)
+                if len(c.pslots.get(key, {})) + per_partition[key] >= plimit:
+                    continue  # its partition is full: the others' jobs go on
+                per_partition[key] += 1
+            per_queue[job.queue] += 1
+            picked.append(job)
+        return picked[:limit]
+
+    def _starts(self, queue: str, rate: tuple[int, float], now: float) -> tuple[list[int], float]:
+        """The starts of ``queue`` free at ``now`` (oldest first), and when the first one
+        taken comes back (a start is free once ``period`` has passed since it was taken)."""
+        count, period = rate
+        times = self.coordinator.rates.setdefault(queue, [])
+        times.extend([0.0] * (count - len(times)))
+        free = sorted((i for i in range(count) if now - times[i] >= period), key=times.__getitem__)
+        return free, min(times[:count]) + period
 
     def _held(self, queue: str) -> int:
         return len(self.coordinator.slots.get(queue, {}))
@@ -324,10 +375,11 @@ class MemoryJobBoard(JobBoard):
                 job_id=job.job_id,
                 not_before=current.not_before,
             )
-        slot = None
-        limit = c.queues[current.queue].concurrency
+        config = c.queues[current.queue]
+        slot = pslot = start = None
+        limit = config.concurrency
+        held = c.slots.setdefault(current.queue, {})
         if limit is not None:
-            held = c.slots.setdefault(current.queue, {})
             free = [i for i in range(limit) if i not in held]
             if len(held) >= limit or not free:
                 raise QueueLimitReached(
@@ -336,13 +388,44 @@ class MemoryJobBoard(JobBoard):
                     limit=limit,
                 )
             slot = free[0]
+        plimit, partition = config.partition_limit, current.partition
+        if plimit is not None and partition is not None:
+            pheld = c.pslots.get((current.queue, partition), {})
+            free = [i for i in range(plimit) if i not in pheld]
+            if len(pheld) >= plimit or not free:
+                raise PartitionLimitReached(
+                    f"partition {partition!r:.80} of queue {current.queue!r} runs {len(pheld)} "
+                    f"jobs (its limit is {plimit})",
+                    queue=current.queue,
+                    partition=partition,
+                    limit=plimit,
+                )
+            pslot = free[0]
+        now = time.time()
+        if config.rate_limit is not None:
+            starts, next_at = self._starts(current.queue, config.rate_limit, now)
+            if not starts:
+                self._next_due = min(self._next_due or math.inf, next_at)
+                raise RateLimited(
+                    f"queue {current.queue!r} started {config.rate_limit[0]} jobs within "
+                    f"{config.rate_limit[1]} s (its rate limit)",
+                    queue=current.queue,
+                    retry_after=max(next_at - now, 0.0),
+                )
+            start = starts[0]
+        if slot is not None:
             held[slot] = (job.job_id, self.session)
+        if pslot is not None and partition is not None:
+            c.pslots.setdefault((current.queue, partition), {})[pslot] = (job.job_id, self.session)
+        if start is not None:
+            c.rates[current.queue][start] = now
         token = c._next_zxid()
         current = replace(current, claims=current.claims + 1, version=current.version + 1)
         c.jobs[job.job_id] = current
         c.locks[job.job_id] = (owner, token, self.session)
         c._touch()
-        return Claim(replace(current, owner=owner), owner, token, self.session.generation, slot)
+        generation = self.session.generation
+        return Claim(replace(current, owner=owner), owner, token, generation, slot, pslot)
 
     async def holds(self, claim: Claim) -> bool:
         self._check()
@@ -359,6 +442,11 @@ class MemoryJobBoard(JobBoard):
         del c.locks[claim.job.job_id]
         if claim.slot is not None:
             c.slots.get(claim.job.queue, {}).pop(claim.slot, None)
+        key = (claim.job.queue, claim.job.partition or "")
+        if claim.partition_slot is not None and key in c.pslots:
+            c.pslots[key].pop(claim.partition_slot, None)
+            if not c.pslots[key]:
+                del c.pslots[key]  # no empty entry per partition ever seen
         return c.jobs[claim.job.job_id]
 
     async def consume(self, claim: Claim, *, outcome: str | None = None) -> None:
@@ -377,7 +465,8 @@ class MemoryJobBoard(JobBoard):
     async def trash(self, claim: Claim, reason: str) -> None:
         job = await self._release(claim)
         self.coordinator._end(job, "trashed", None)
-        self.coordinator.trash.append(TrashedJob(job, reason, time.time()))
+        trash_id = trash_id_for(job.job_id, self.coordinator._next_zxid())
+        self.coordinator.trash.append(TrashedJob(job, reason, time.time(), trash_id))
         self.coordinator._touch()
 
     async def trashed(self) -> list[TrashedJob]:
@@ -413,12 +502,23 @@ class MemoryJobBoard(JobBoard):
 
     # -- queues ------------------------------------------------------------------------------
 
-    async def declare_queue(self, name: str, *, concurrency: int | None = None) -> QueueConfig:
+    async def declare_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        partition_limit: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> QueueConfig:
         self._check()
         check_queue_name(name)
         if concurrency is not None:
             check_limit(concurrency, f"queue {name!r}'s concurrency")
-        config = self.coordinator.queues[name] = QueueConfig(name, concurrency)
+        if partition_limit is not None:
+            check_limit(partition_limit, f"queue {name!r}'s partition limit")
+        rate = check_rate_limit(rate_limit, f"queue {name!r}'s rate limit")
+        config = QueueConfig(name, concurrency, partition_limit, rate)
+        self.coordinator.queues[name] = config
         self.coordinator._touch()
         return config
 
@@ -435,3 +535,66 @@ class MemoryJobBoard(JobBoard):
             del c.ended[job_id]
             c.digests.pop(job_id, None)
         return len(gone)
+
+    # -- an operator's hand: trash, requeue, purge -------------------------------------------
+
+    async def trash_job(self, job_id: str, reason: str) -> TrashedJob:
+        self._check()
+        c = self.coordinator
+        job = c.jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r} on the board (consumed, trashed or never posted)")
+        if job_id in c.locks:
+            raise JobAlreadyClaimed(
+                f"job {job_id!r} is claimed by {c.locks[job_id][0]}: cancel or stop its flow "
+                "first (its conductor then releases it)"
+            )
+        c._end(job, "trashed", None)
+        entry = TrashedJob(job, reason, time.time(), trash_id_for(job_id, c._next_zxid()))
+        c.trash.append(entry)
+        c._touch()
+        return entry
+
+    async def requeue(self, trash_id: str) -> Job:
+        self._check()
+        c = self.coordinator
+        found = next((t for t in c.trash if is_trash_id(trash_id) and t.trash_id == trash_id), None)
+        if found is None:
+            raise JobNotFound(f"no trash entry {trash_id!r} on the board (requeued or purged?)")
+        old = found.job
+        if old.job_id in c.jobs:
+            raise JobKeyConflict(
+                f"key {old.key!r} names job {old.job_id}, on the board again (posted anew "
+                "once its key expired): requeueing would replace it",
+                key=old.key,
+                job_id=old.job_id,
+                existing_flow=c.jobs[old.job_id].flow,
+                flow_id=old.flow_id,
+            )
+        c._seq += 1
+        job = replace(
+            old,
+            claims=0,
+            failures=0,
+            created_at=time.time(),
+            owner=None,
+            version=old.version + 1,
+            state="queued",
+            outcome=None,
+            deduplicated=False,
+            seq=c._seq,
+        )
+        c.ended.pop(job.job_id, None)
+        c.digests[job.job_id] = inputs_digest(job.flow, dict(job.inputs), c.codec)
+        c.jobs[job.job_id] = job
+        c.trash.remove(found)
+        c._touch()
+        return job
+
+    async def purge_trash(self, *, before: float | None = None) -> int:
+        self._check()
+        c = self.coordinator
+        kept = [t for t in c.trash if before is not None and t.trashed_at >= before]
+        purged = len(c.trash) - len(kept)
+        c.trash[:] = kept
+        return purged

@@ -1,5 +1,6 @@
 """The queue rules every job board shares (no I/O, no backend types): names, priorities,
-limits, delays, idempotency keys and the job ids derived from them.
+limits, rate limits, partition keys, headers, delays, idempotency keys and the job ids
+derived from them.
 
 A job's id is derived from its idempotency key (:func:`job_id_for`), so every board, and
 every client of one board, maps one key to one id; a board keeps a key for ``key_retention``
@@ -22,13 +23,20 @@ from ..errors import ConfigurationError
 __all__ = [
     "DEFAULT_KEY_RETENTION",
     "DEFAULT_QUEUE",
+    "MAX_HEADERS",
+    "MAX_HEADERS_BYTES",
+    "MAX_PARTITION",
     "MAX_PRIORITY",
+    "MAX_RATE_COUNT",
     "MIN_PRIORITY",
     "QUEUE_NAME_RULE",
+    "check_headers",
     "check_key",
     "check_limit",
+    "check_partition",
     "check_priority",
     "check_queue_name",
+    "check_rate_limit",
     "due_time",
     "inputs_digest",
     "job_id_for",
@@ -41,6 +49,12 @@ DEFAULT_KEY_RETENTION = 86400.0
 QUEUE_NAME_RULE = "1-64 letters, digits, '_' and '-' (starting with a letter or digit)"
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _MAX_KEY = 1024
+#: A partition key is a string of 1 to MAX_PARTITION characters (e.g. a tenant id).
+MAX_PARTITION = 256
+#: A job's headers: at most MAX_HEADERS entries, MAX_HEADERS_BYTES as JSON (UTF-8).
+MAX_HEADERS, MAX_HEADERS_BYTES = 16, 4096
+#: A rate limit's count: each start a claim may take is a node on ZooKeeper.
+MAX_RATE_COUNT = 1000
 
 
 def check_queue_name(name: object) -> str:
@@ -71,6 +85,66 @@ def check_limit(value: object, what: str) -> int:
             hint="leave the limit out for none; to stop a queue, stop the workers serving it",
         )
     return value
+
+
+def check_partition(partition: object) -> str | None:
+    """A job's partition key: None (no partition), or a string of 1-MAX_PARTITION chars."""
+    if partition is None:
+        return None
+    if not isinstance(partition, str) or not 1 <= len(partition) <= MAX_PARTITION:
+        raise ConfigurationError(
+            f"invalid partition key {partition!r:.80}",
+            hint=f"a partition key is a string of 1-{MAX_PARTITION} characters (a tenant or "
+            "account id, say), or None for none",
+        )
+    return partition
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    """A job's headers (e.g. trace context): a mapping of non-empty strings to strings, at
+    most MAX_HEADERS entries and MAX_HEADERS_BYTES as JSON; None is none."""
+    if headers is None:
+        return {}
+    hint = (
+        f"headers map non-empty strings to strings, at most {MAX_HEADERS} of them and "
+        f"{MAX_HEADERS_BYTES} bytes as JSON: small metadata such as trace context, not inputs"
+    )
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"headers must be a mapping, not {headers!r:.80}", hint=hint)
+    out = dict(headers)
+    for name, value in out.items():
+        if not isinstance(name, str) or not name or not isinstance(value, str):
+            raise ConfigurationError(f"invalid header {name!r:.40}: {value!r:.40}", hint=hint)
+    if len(out) > MAX_HEADERS:
+        raise ConfigurationError(f"a job has {len(out)} headers", hint=hint)
+    size = len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_HEADERS_BYTES:
+        raise ConfigurationError(f"a job's headers take {size} bytes as JSON", hint=hint)
+    return out
+
+
+def check_rate_limit(value: object, what: str) -> tuple[int, float] | None:
+    """A rate limit ``(count, period)``: at most ``count`` starts (1 to MAX_RATE_COUNT) in
+    any ``period`` seconds (finite, above 0); None is none."""
+    if value is None:
+        return None
+    hint = (
+        "pass (count, period): at most count starts in any period seconds, e.g. (10, 1.0); "
+        f"count is 1-{MAX_RATE_COUNT} (for more, a shorter period at the same rate)"
+    )
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise ConfigurationError(f"{what} must be (count, period), got {value!r:.80}", hint=hint)
+    count, period = value
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_RATE_COUNT:
+        raise ConfigurationError(f"{what}: bad count {count!r}", hint=hint)
+    if (
+        isinstance(period, bool)
+        or not isinstance(period, int | float)
+        or not math.isfinite(period)
+        or period <= 0
+    ):
+        raise ConfigurationError(f"{what}: bad period {period!r}", hint=hint)
+    return count, float(period)
 
 
 def check_key(key: object) -> str:

@@ -15,8 +15,9 @@ the board's trash with the reason.
 
 Queues: a worker serves ``queues`` (``--queue``, default ``default``) and declares them on
 the board when they are not there yet; ``queue_limits`` (``--queue-limit NAME=N``) sets a
-queue's global limit across the fleet, ``worker_limits`` (``--worker-limit NAME=N``) this
-worker's own.
+queue's global limit across the fleet, ``partition_limits`` (``--partition-limit NAME=N``) its
+limit per partition key, ``rate_limits`` (``--rate-limit NAME=COUNT/PERIOD``) its rate limit,
+``worker_limits`` (``--worker-limit NAME=N``) this worker's own.
 """
 
 from __future__ import annotations
@@ -39,8 +40,14 @@ from .._journal._contract import JournalBackend
 from .._model._registry import FlowRegistry
 from ..errors import ConfigurationError, CoordinationUnavailable, UnknownQueue
 from ._conductor import Conductor, ConductorStats
-from ._contract import Job, JobBoard
-from ._queueing import DEFAULT_KEY_RETENTION, DEFAULT_QUEUE, check_limit, check_queue_name
+from ._contract import Job, JobBoard, QueueConfig
+from ._queueing import (
+    DEFAULT_KEY_RETENTION,
+    DEFAULT_QUEUE,
+    check_limit,
+    check_queue_name,
+    check_rate_limit,
+)
 from ._session import SessionChange, SessionState
 from ._zk_board import ZooKeeperJobBoard
 from ._zk_session import ZooKeeperSession
@@ -73,6 +80,8 @@ class JobSpec:
     queue: str = DEFAULT_QUEUE
     key: str | None = None
     not_before: float | datetime | None = None
+    partition: str | None = None
+    headers: Mapping[str, str] | None = None
 
 
 @asynccontextmanager
@@ -124,24 +133,40 @@ async def post_jobs(
                 queue=j.queue,
                 key=j.key,
                 not_before=j.not_before,
+                partition=j.partition,
+                headers=j.headers,
             )
             for j in jobs
         ]
 
 
 async def declare_queues(
-    board: JobBoard, queues: Sequence[str], limits: Mapping[str, int] | None = None
+    board: JobBoard,
+    queues: Sequence[str],
+    limits: Mapping[str, int] | None = None,
+    *,
+    partition_limits: Mapping[str, int] | None = None,
+    rate_limits: Mapping[str, tuple[int, float]] | None = None,
 ) -> None:
-    """Make sure ``queues`` exist on ``board``: those in ``limits`` get that global limit;
-    the others are declared without one unless they exist already (then left as they are)."""
+    """Make sure ``queues`` exist on ``board``: those in ``limits`` get that global limit,
+    those in ``partition_limits`` that limit per partition, those in ``rate_limits`` that
+    rate limit (a limit not given stays as the board has it); the others are declared
+    without limits unless they exist already (then left as they are)."""
+    limits, partitions, rates = limits or {}, partition_limits or {}, rate_limits or {}
     for queue in queues:
-        if limits and queue in limits:
-            await board.declare_queue(queue, concurrency=limits[queue])
-            continue
         try:
-            await board.queue(queue)
+            now = await board.queue(queue)
         except UnknownQueue:
-            await board.declare_queue(queue)
+            now = QueueConfig(queue)
+        else:
+            if not (queue in limits or queue in partitions or queue in rates):
+                continue
+        await board.declare_queue(
+            queue,
+            concurrency=limits.get(queue, now.concurrency),
+            partition_limit=partitions.get(queue, now.partition_limit),
+            rate_limit=rates.get(queue, now.rate_limit),
+        )
 
 
 async def run_worker(
@@ -163,6 +188,8 @@ async def run_worker(
     queue_limits: Mapping[str, int] | None = None,
     worker_limits: Mapping[str, int] | None = None,
     key_retention: float = DEFAULT_KEY_RETENTION,
+    partition_limits: Mapping[str, int] | None = None,
+    rate_limits: Mapping[str, tuple[int, float]] | None = None,
 ) -> ConductorStats:
     """Run a conductor until SIGTERM/SIGINT (see the module docstring); return its stats.
 
@@ -176,8 +203,10 @@ async def run_worker(
 
     ``queues``: the queues it serves, declared on the board when absent (see
     :func:`declare_queues`); ``queue_limits`` sets their global limits across the fleet (the
-    last worker to start with one wins), ``worker_limits`` this worker's limit per queue.
-    A limit below 1, or one for a queue it does not serve, is a ConfigurationError.
+    last worker to start with one wins), ``partition_limits`` their limits per partition key
+    and ``rate_limits`` their rate limits ``(count, period)`` likewise, ``worker_limits`` this
+    worker's limit per queue. A limit below 1, or one for a queue it does not serve, is a
+    ConfigurationError.
     """
     for what, value in (
         ("capacity", capacity),
@@ -187,7 +216,14 @@ async def run_worker(
         if value < 1:
             raise ConfigurationError(f"{what} must be at least 1, got {value}")
     queues = tuple(dict.fromkeys(check_queue_name(q) for q in queues))
-    for what, limits in (("--queue-limit", queue_limits), ("--worker-limit", worker_limits)):
+    for queue, rate in (rate_limits or {}).items():
+        check_rate_limit(rate, f"the rate limit of queue {queue!r}")
+    checked = [
+        ("--queue-limit", queue_limits),
+        ("--worker-limit", worker_limits),
+        ("--partition-limit", partition_limits),
+    ]
+    for what, limits in [*checked, ("--rate-limit", {q: 1 for q in rate_limits or {}})]:
         for queue, limit in (limits or {}).items():
             check_limit(limit, f"the limit of queue {queue!r}")
             if queue not in queues:
@@ -218,7 +254,13 @@ async def run_worker(
         Engine(journal) as engine,
         anyio.create_task_group() as tg,
     ):
-        await declare_queues(board, queues, queue_limits)
+        await declare_queues(
+            board,
+            queues,
+            queue_limits,
+            partition_limits=partition_limits,
+            rate_limits=rate_limits,
+        )
         conductor = Conductor(
             board,
             engine,

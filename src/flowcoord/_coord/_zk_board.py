@@ -3,8 +3,9 @@
 The node layout is in :mod:`._zk_layout` (queues bucketed by priority, sharded by sequence,
 delayed jobs by the window they fall due in; one record per idempotency key); scans in claim
 order in :mod:`._zk_scan`; posts and keys in :mod:`._zk_keys`; claims and releases in
-:mod:`._zk_claims`. Every change is one ZooKeeper write (a transaction): a flow costs three
-(post, claim, consume), with or without a global concurrency limit, and its tasks none;
+:mod:`._zk_claims` (the slots and rate starts a claim takes in :mod:`._zk_limits`). Every
+change is one ZooKeeper write (a transaction): a flow costs three (post, claim, consume),
+with or without global, partition or rate limits, and its tasks none;
 :attr:`ZooKeeperJobBoard.writes` counts them by kind. Every listing is bounded, whatever the
 length of a queue: a scan for ``n`` jobs lists the claims, the queue's buckets and shards up
 to the ``n``-th free job, and reads the records of the jobs it has not seen free before.
@@ -33,14 +34,16 @@ from ..errors import (
 from ._contract import Job, Member, TrashedJob, claim_order
 from ._zk_claims import ClaimingBoard
 from ._zk_keys import PostingBoard
+from ._zk_layout import partition_digest
+from ._zk_operator import OperatorBoard
 from ._zk_records import is_job_id
-from ._zk_scan import Scan, scan_queue
+from ._zk_scan import PartitionRoom, Scan, scan_queue
 from ._zk_session import Watcher
 
 __all__ = ["ZooKeeperJobBoard"]
 
 
-class ZooKeeperJobBoard(PostingBoard, ClaimingBoard):
+class ZooKeeperJobBoard(PostingBoard, ClaimingBoard, OperatorBoard):
     """A job board kept in ZooKeeper (layout and transactions: see the module docstring).
 
     ``ZooKeeperJobBoard(session, path="/board", key_retention=86400)``; one board object
@@ -62,7 +65,10 @@ class ZooKeeperJobBoard(PostingBoard, ClaimingBoard):
     ) -> tuple[Scan, set[str], dict[str, int]]:
         """Scan ``queues`` (all declared when None), each in its claim order and up to
         ``limit`` entries; also return the claimed job ids, and the slots held per limited
-        queue. The queues are merged (by posting time) once their records are read."""
+        queue. The queues are merged (by posting time) once their records are read. For
+        ``free_only``, a queue with a rate limit is scanned only as far as it has starts left
+        (none: left out, and ``next_due`` says when one comes back), one with a partition
+        limit passes over the entries of full partitions (``Scan.rooms``)."""
         await self._setup()
         scan = Scan()
         claims_dir = self.layout.dir("claims")
@@ -76,7 +82,7 @@ class ZooKeeperJobBoard(PostingBoard, ClaimingBoard):
         slots: dict[str, int] = {}
         now = time.time() if free_only else None
         for queue in queues:
-            config, _ = await self._config(queue)
+            config, version = await self._config(queue)
             if config.concurrency is not None and free_only:
                 folder = self.layout.slots(queue)
                 taken = await self._ls(folder)
@@ -84,6 +90,18 @@ class ZooKeeperJobBoard(PostingBoard, ClaimingBoard):
                 slots[queue] = len(taken)
                 if len(taken) >= config.concurrency:
                     continue  # used up: its jobs wait for a slot (a release changes `claims`)
+            want, room = limit, None
+            if config.rate_limit is not None and now is not None:
+                wanted = math.inf if limit is None else limit
+                free, next_at = await self._untaken_starts(queue, config, version, now, wanted)
+                if not free:
+                    scan.due_at(next_at)  # wait_changed wakes when a start comes back
+                    continue
+                want = free if limit is None else min(limit, free)
+            if config.partition_limit is not None and free_only:
+                names = await self._ls(self.layout.pslots(queue))
+                room = PartitionRoom.of_slots(config.partition_limit, names)
+                scan.rooms[queue] = room.copy()  # a release changes `claims`, as above
             skip = held if free_only else ()
             await scan_queue(
                 self.layout,
@@ -91,9 +109,10 @@ class ZooKeeperJobBoard(PostingBoard, ClaimingBoard):
                 scan,
                 queue,
                 skip=skip,
-                limit=limit,
+                limit=want,
                 now=now,
                 buckets=self._buckets if free_only else None,
+                room=room,
             )
         return scan, held, slots
 
@@ -153,7 +172,14 @@ class ZooKeeperJobBoard(PostingBoard, ClaimingBoard):
         held = {j: p for j, p in self._where.items() if j in self._held}
         self._where = {**held, **{e.job_id: e.path for e in scan.entries}}
         await self._tidy(scan, stale)
-        return claim_order(job for job, _ in self._free.values())[:limit]
+        out = []
+        for job in claim_order(job for job, _ in self._free.values()):
+            room = scan.rooms.get(job.queue)
+            partition = job.partition  # the record's (an entry may be named without it)
+            if room is not None and partition and not room.take(partition_digest(partition)):
+                continue
+            out.append(job)
+        return out[:limit]
 
     async def get(self, job_id: str) -> Job:
         found = (await self._records([job_id]))[0] if is_job_id(job_id) else None
@@ -185,13 +211,15 @@ class ZooKeeperJobBoard(PostingBoard, ClaimingBoard):
         folder = self.layout.dir("trash")
         names = await self._ls(folder)
         out = []
-        for found in await self._get_many([f"{folder}/{n}" for n in names]):
+        got = await self._get_many([f"{folder}/{n}" for n in names])
+        for name, found in zip(names, got, strict=True):
             if found is None:
                 continue
             d = self._decode(found[0])
             jd = dict(d["job"])
             job = replace(self._job(str(jd.pop("job_id")), jd, found[1]), version=0)
-            out.append(TrashedJob(job, str(d.get("reason", "")), float(d.get("trashed_at", 0))))
+            reason, at = str(d.get("reason", "")), float(d.get("trashed_at", 0))
+            out.append(TrashedJob(job, reason, at, name))
         return sorted(out, key=lambda t: (t.trashed_at, t.job.job_id))
 
     # -- watching --------------------------------------------------------------------------

@@ -3,16 +3,20 @@
 - claim: check the queue node's version (so a claim never uses a stale limit), set the
   record's data with a version check (``claims + 1``), create the ephemeral claim node and,
   when the queue has a global limit, an ephemeral slot node ``slots/<queue>/<i>`` with
-  ``i`` below the limit. The slot's name is its capacity: two claims can never hold one slot,
-  so the limit is exact under contention, and a session's slots vanish with it.
+  ``i`` below the limit; when it has a partition limit and the job a partition, a partition
+  slot ``pslots/<queue>/<pd>.<i>``; when it has a rate limit, set a free rate start
+  ``rates/<queue>/<i>`` (version-checked) to the time of the claim (:mod:`._zk_limits`).
+  The fencing token is the transaction's zxid, read from the record's new stat (the claim
+  node's czxid is the same zxid; ZooKeeper answers a create in a multi with its path only).
 - consume / trash: set the record's data (the version check proves nobody claimed since) to
-  its summary, delete the claim node, the entry and the slot (and, for trash, create the
-  trash node). abandon: set the record (``failures``), delete the claim node and the slot.
+  its summary, delete the claim node, the entry and the slots (and, for trash, create the
+  trash node). abandon: set the record (``failures``), delete the claim node and the slots.
   A vanished claim node or a moved version means the claim is gone (OwnershipLost).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from abc import ABC
@@ -25,20 +29,24 @@ from ..errors import (
     NodeExists,
     NodeMissing,
     OwnershipLost,
-    QueueLimitReached,
+    RateLimited,
     SessionLost,
     UnknownQueue,
     VersionConflict,
 )
 from ._contract import Claim, Job
 from ._session import SessionState
-from ._zk_records import BoardBase, Raw, ended, is_job_id
+from ._zk_limits import LimitsBoard, free_starts
+from ._zk_records import Raw, ended, is_job_id
 from ._zk_types import CheckVersion, CreateNode, DeleteNode, SetData, TxnOp
 
 __all__ = ["ClaimingBoard"]
 
 
-class ClaimingBoard(BoardBase, ABC):
+_ATTEMPTS = 8
+
+
+class ClaimingBoard(LimitsBoard, ABC):
     """Claims and releases (see the module docstring)."""
 
     async def _current(self, job_id: str) -> tuple[Raw, int]:
@@ -57,7 +65,9 @@ class ClaimingBoard(BoardBase, ABC):
             raw, version = await self._current(job.job_id)
         record, claim_path = self.layout.record(job.job_id), self.layout.claim(job.job_id)
         await self._entry_path(job.job_id, raw)  # known from a scan; else found now, not later
-        for _ in range(8):
+        attempts = conflicts = 0
+        while attempts < _ATTEMPTS:
+            attempts += 1
             due = float(raw.get("not_before", 0.0))
             if due > time.time():
                 raise JobNotDue(
@@ -72,14 +82,38 @@ class ClaimingBoard(BoardBase, ABC):
                 SetData(record, self._encode(claimed, "job"), version),
                 CreateNode(claim_path, self._encode(lock, "claim"), ephemeral=True),
             ]
-            slot = None
+            slot = pslot = None
+            slot_data = self._encode({"job": job.job_id, "owner": owner}, "slot")
             if config.concurrency is not None:
                 slot = await self._free_slot(queue, config.concurrency)
-                slot_data = self._encode({"job": job.job_id, "owner": owner}, "slot")
                 ops.append(CreateNode(f"{self.layout.slots(queue)}/{slot}", slot_data, True))
+            partition = raw.get("partition")
+            pslot_path = None
+            if config.partition_limit is not None and partition is not None:
+                partition = str(partition)
+                pslot = await self._free_partition_slot(queue, partition, config.partition_limit)
+                pslot_path = self.layout.pslot(queue, partition, pslot)
+                ops.append(CreateNode(pslot_path, slot_data, True))
+            start_path, start, now = None, -1, time.time()
+            if config.rate_limit is not None:
+                starts = await self._starts(queue, config, queue_version)
+                untaken, next_at = free_starts(starts, config.rate_limit[1], now)
+                if not untaken:
+                    self._next_due = min(self._next_due or math.inf, next_at)
+                    raise RateLimited(
+                        f"queue {queue!r} started {config.rate_limit[0]} jobs within "
+                        f"{config.rate_limit[1]} s across the board (its rate limit)",
+                        queue=queue,
+                        retry_after=max(next_at - now, 0.0),
+                    )
+                start = random.choice(untaken)
+                start_path = f"{self.layout.rates(queue)}/{start}"
+                data = self._encode({"used_at": now, "job": job.job_id}, "rate start")
+                ops.append(SetData(start_path, data, starts[start][1]))
+            generation = self.session.generation
             self.writes["claim"] += 1
             try:
-                results = await self.session.transaction(ops)
+                results = await self.session.transaction(ops, created_stats=False)
             except NodeExists as exc:
                 if exc.path == claim_path:
                     raise JobAlreadyClaimed(f"job {job.job_id!r} is claimed already") from None
@@ -89,10 +123,22 @@ class ClaimingBoard(BoardBase, ABC):
                     raise JobNotFound(f"job {job.job_id!r} is gone (consumed or trashed)") from None
                 if exc.path == ops[0].path:
                     raise UnknownQueue(f"queue {queue!r} is gone", queue=queue) from None
+                if exc.path == pslot_path:  # a board older than partition limits
+                    await self.layout.make_dir(self.layout.pslots(queue))
+                    continue
+                if exc.path == start_path:
+                    self._rates.pop(queue, None)  # read (and made) again
+                    continue
                 raise
             except VersionConflict as exc:
                 if exc.path == ops[0].path:
                     await self._config(queue, fresh=True)  # its limit changed
+                    continue
+                if exc.path == start_path:
+                    await self._reread_start(queue, start)  # taken meanwhile: another one
+                    conflicts += 1
+                    if config.rate_limit is not None and conflicts <= config.rate_limit[0]:
+                        attempts -= 1  # each conflict shows one more start taken
                     continue
                 raw, version = await self._current(job.job_id)  # claimed (and released?) since
                 if await self.session.exists(claim_path) is not None:
@@ -100,29 +146,21 @@ class ClaimingBoard(BoardBase, ABC):
                 continue
             job_stat, lock_stat = results[1].stat, results[2].stat
             assert job_stat is not None
-            assert lock_stat is not None
             if (
                 self.session.state in (SessionState.LOST, SessionState.CLOSED)
-                or lock_stat.ephemeral_owner != self.session.session_id
+                or self.session.generation != generation
+                or (lock_stat is not None and lock_stat.ephemeral_owner != self.session.session_id)
             ):
                 raise SessionLost(f"job {job.job_id!r}: the session that claimed it is gone")
+            cached, start_stat = self._rates.get(queue), results[-1].stat
+            if start_path is not None and cached is not None and start_stat is not None:
+                cached[1][start] = (now, start_stat.version)
             self._held[job.job_id] = claimed
             held = self._job(job.job_id, claimed, job_stat, owner, job.seq)
-            return Claim(held, owner, lock_stat.czxid, self.session.generation, slot)
+            # the claim node's czxid: this transaction's zxid, as the record's new mzxid is
+            token = lock_stat.czxid if lock_stat is not None else job_stat.mzxid
+            return Claim(held, owner, token, generation, slot, pslot)
         raise JobAlreadyClaimed(f"job {job.job_id!r} keeps changing; try again later")
-
-    async def _free_slot(self, queue: str, limit: int) -> int:
-        """A slot of ``queue`` nobody holds (picked at random, so concurrent claims seldom
-        collide); QueueLimitReached when ``limit`` are held."""
-        held = set(await self._ls(self.layout.slots(queue)))
-        free = [i for i in range(limit) if str(i) not in held]
-        if len(held) >= limit or not free:
-            raise QueueLimitReached(
-                f"queue {queue!r} runs {len(held)} jobs across the board (its limit is {limit})",
-                queue=queue,
-                limit=limit,
-            )
-        return random.choice(free)
 
     async def holds(self, claim: Claim) -> bool:
         if claim.generation != self.session.generation:
@@ -165,6 +203,9 @@ class ClaimingBoard(BoardBase, ABC):
         ]
         if claim.slot is not None:
             fence.append(DeleteNode(f"{self.layout.slots(claim.job.queue)}/{claim.slot}"))
+        if claim.partition_slot is not None and claim.job.partition is not None:
+            pslot = self.layout.pslot(claim.job.queue, claim.job.partition, claim.partition_slot)
+            fence.append(DeleteNode(pslot))
         self.writes[kind] += 1
         try:
             await self.session.transaction([*fence, *ops])

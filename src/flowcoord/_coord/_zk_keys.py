@@ -6,7 +6,12 @@ the key, so a second post of the key fails on it, atomically) and the entry in t
 shard of its bucket (ready, or the delayed window it falls due in). When the record is there
 already, the post reads it: the same flow and inputs return that job; others raise
 JobKeyConflict; an ended job whose key expired is replaced (delete, create, create: still
-one transaction).
+one transaction). A post reads nothing back: the new record's version is 0.
+
+Declaring a queue writes its configuration to its node (:func:`._zk_records.queue_data`),
+after making what its limits need: the ``pslots/<queue>`` folder for a partition limit, the
+``count`` start nodes ``rates/<queue>/<i>`` for a rate limit (those past a lowered count are
+left, unused).
 """
 
 from __future__ import annotations
@@ -32,21 +37,25 @@ from ..errors import (
 from ._contract import Job, QueueConfig
 from ._queueing import (
     DEFAULT_QUEUE,
+    check_headers,
     check_key,
     check_limit,
+    check_partition,
     check_priority,
     check_queue_name,
+    check_rate_limit,
     due_time,
     inputs_digest,
     job_id_for,
 )
-from ._zk_layout import DELAYED, delayed_window
-from ._zk_records import BoardBase, Raw
+from ._zk_layout import DELAYED, delayed_window, entry_prefix
+from ._zk_records import BoardBase, Raw, queue_config, queue_data
 from ._zk_types import CreateNode, DeleteNode, TxnOp
 
 __all__ = ["PostingBoard"]
 
 _SWEEP_BATCH = 50
+_CREATE_BATCH = 100
 
 
 class PostingBoard(BoardBase, ABC):
@@ -64,10 +73,14 @@ class PostingBoard(BoardBase, ABC):
         queue: str = DEFAULT_QUEUE,
         key: str | None = None,
         not_before: float | datetime | None = None,
+        partition: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Job:
         check_queue_name(queue)
         priority = check_priority(priority)
         due = due_time(not_before)
+        partition = check_partition(partition)
+        header_map = check_headers(headers)
         await self._setup()
         await self._config(queue)  # UnknownQueue
         flow_id = flow_id or uuid.uuid4().hex
@@ -89,26 +102,30 @@ class PostingBoard(BoardBase, ABC):
             "failures": 0,
             "state": "queued",
         }
+        if partition is not None:
+            base["partition"] = partition
+        if header_map:
+            base["headers"] = header_map
         record_path = self.layout.record(job_id)
         bucket = self.layout.bucket(queue, priority)
         if due > now:
             start, width = delayed_window(due, now)
             folder, prefix = f"{bucket}/{DELAYED}", f"{start:011d}.{width}."
-            entry_prefix = f"{int(due * 1000):013d}.{job_id}"
+            entry_name = entry_prefix(job_id, due, partition)
         else:
-            folder, prefix, entry_prefix = bucket, "", job_id
+            folder, prefix, entry_name = bucket, "", entry_prefix(job_id, None, partition)
         replaces: int | None = None
         for _ in range(8):
             shard = await self._tails.shard(folder, prefix)
-            record = {**base, "shard": self.layout.relative(shard), "entry": entry_prefix}
+            record = {**base, "shard": self.layout.relative(shard), "entry": entry_name}
             ops: list[TxnOp] = [DeleteNode(record_path, replaces)] if replaces is not None else []
             ops += [
                 CreateNode(record_path, self._encode(record, f"job of flow {flow!r}")),
-                CreateNode(f"{shard}/{entry_prefix}-", b"", sequential=True),
+                CreateNode(f"{shard}/{entry_name}-", b"", sequential=True),
             ]
             self.writes["post"] += 1
             try:
-                results = await self.session.transaction(ops)
+                results = await self.session.transaction(ops, created_stats=False)
             except NodeExists:
                 found = await self._existing(job_id, base)
                 if isinstance(found, Job):
@@ -128,9 +145,8 @@ class PostingBoard(BoardBase, ABC):
                 continue
             entry = results[-1].path
             self._tails.posted(folder, prefix, int(entry[-10:]))
-            stat = results[-2].stat
-            assert stat is not None
-            return self._job(job_id, record, stat, seq=int(entry[-10:]))
+            stat = results[-2].stat  # read only after a lost reply; a new node's version is 0
+            return self._job(job_id, record, stat if stat is not None else 0, seq=int(entry[-10:]))
         raise CoordinationUnavailable(f"posting job {job_id} (key {key!r}) keeps conflicting")
 
     async def _existing(self, job_id: str, base: Raw) -> Job | int | None:
@@ -189,14 +205,28 @@ class PostingBoard(BoardBase, ABC):
 
     # -- queues --------------------------------------------------------------------------------
 
-    async def declare_queue(self, name: str, *, concurrency: int | None = None) -> QueueConfig:
+    async def declare_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        partition_limit: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> QueueConfig:
         check_queue_name(name)
         if concurrency is not None:
             check_limit(concurrency, f"queue {name!r}'s concurrency")
+        if partition_limit is not None:
+            check_limit(partition_limit, f"queue {name!r}'s partition limit")
+        rate = check_rate_limit(rate_limit, f"queue {name!r}'s rate limit")
         await self._setup()
         path = self.layout.queue(name)
-        data = self._encode({"concurrency": concurrency}, "queue")
-        wanted = QueueConfig(name, concurrency)
+        wanted = QueueConfig(name, concurrency, partition_limit, rate)
+        data = self._encode(queue_data(wanted), "queue")
+        if partition_limit is not None:  # what its limits need first: no claim misses it
+            await self.layout.make_dir(self.layout.pslots(name))
+        if rate is not None:
+            await self._make_starts(name, rate[0])
         for _ in range(5):
             found = await self._get_or_none(path)
             if found is None:  # its node first, with the limit: no claim ever misses it
@@ -208,8 +238,7 @@ class PostingBoard(BoardBase, ABC):
                 await self.layout.make_dir(self.layout.slots(name))
                 await self.layout.make_dir(f"{self.layout.bucket(name, 0)}/{0:010d}")
                 break
-            current = self._decode(found[0])
-            if isinstance(current, dict) and current.get("concurrency") == concurrency:
+            if queue_config(name, self._decode(found[0])) == wanted:
                 break
             self.writes["declare"] += 1
             try:
@@ -221,6 +250,28 @@ class PostingBoard(BoardBase, ABC):
             raise CoordinationUnavailable(f"declaring queue {name!r}: its node keeps changing")
         self._configs.pop(name, None)
         return wanted
+
+    async def _make_starts(self, queue: str, count: int) -> None:
+        """Make the rate starts ``rates/<queue>/<i>``, ``i`` below ``count``, that are missing
+        (a transaction per 100; one by one when another declarer raced this one)."""
+        folder = self.layout.rates(queue)
+        names = set(await self._ls(folder))
+        if not names:
+            await self.layout.make_dir(folder)
+        data = self._encode({"used_at": 0.0}, "rate start")
+        missing = [f"{folder}/{i}" for i in range(count) if str(i) not in names]
+        for at in range(0, len(missing), _CREATE_BATCH):
+            batch = missing[at : at + _CREATE_BATCH]
+            self.writes["declare"] += 1
+            try:
+                await self.session.transaction(
+                    [CreateNode(p, data) for p in batch], created_stats=False
+                )
+            except NodeExists:
+                for p in batch:
+                    self.writes["declare"] += 1
+                    with contextlib.suppress(NodeExists):
+                        await self.session.create(p, data)
 
     async def queue(self, name: str) -> QueueConfig:
         check_queue_name(name)

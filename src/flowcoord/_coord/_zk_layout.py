@@ -3,15 +3,27 @@
 Under the board path (default ``/board``)::
 
     layout                         {"layout": 2, "shard_size": N}: written last at creation
-    queues/<queue>                 a declared queue; data {"concurrency": N | null}
-      p<priority>/<k:010d>/<id>-<seq>          ready jobs: shard k of that priority
-      p<priority>/delayed/<start:011d>.<width>.<k:04d>/<due_ms:013d>.<id>-<seq>
+    queues/<queue>                 a declared queue; data {"concurrency": N | null,
+                                   "partition_limit": N | null, "rate_limit": [count, period]
+                                   | null} (a field left out reads as null)
+      p<priority>/<k:010d>/[p<pd>.]<id>-<seq>  ready jobs: shard k of that priority
+      p<priority>/delayed/<start:011d>.<width>.<k:04d>/<due_ms:013d>.[p<pd>.]<id>-<seq>
                                                delayed jobs, by when they fall due
     keys/<id[:2]>/<id>             the job's record (JSON), addressed by its key's digest
     claims/<id>                    ephemeral: the claim; its czxid is the fencing token
     slots/<queue>/<i>              ephemeral: one of the queue's global concurrency slots
+    pslots/<queue>/<pd>.<i>        ephemeral: slot i of partition digest pd (i below the
+                                   queue's partition_limit), held by a claim of its job
+    rates/<queue>/<i>              persistent: start i of the queue's rate limit (i below
+                                   its count); data {"used_at": epoch seconds}, set by the
+                                   claim that took it
     members/<name>                 ephemeral: a live conductor
     trash/<id>-<seq>               a trashed job and the reason
+
+``<pd>`` is the partition digest (:func:`partition_digest`, 16 hex digits of the SHA-256 of
+the job's partition key): in an entry's name it lets a scan skip the jobs of a full partition
+without reading their records (the ``p`` prefix keeps such names unreadable as plain entries
+to a client that predates partitions, which leaves them alone).
 
 No folder holds more than a bounded number of children, whatever the length of the queue:
 a shard takes new entries until its sequence number reaches ``shard_size`` (ZooKeeper's
@@ -27,6 +39,7 @@ is refused (:class:`~flowcoord.errors.BoardLayoutError`), never misread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +50,17 @@ from .._codec import Codec
 from ..errors import BoardLayoutError, NodeExists, NodeMissing
 from ._zk_session import ZooKeeperSession
 
-__all__ = ["DELAYED", "LAYOUT", "Layout", "ShardName", "Tails", "delayed_window", "split_entry"]
+__all__ = [
+    "DELAYED",
+    "LAYOUT",
+    "Layout",
+    "ShardName",
+    "Tails",
+    "delayed_window",
+    "entry_prefix",
+    "partition_digest",
+    "split_entry",
+]
 
 LAYOUT = 2
 DEFAULT_SHARD_SIZE = 512
@@ -51,6 +74,8 @@ _DIRS = (
     "claims",
     "slots",
     "slots/default",
+    "pslots",
+    "rates",
     "members",
     "trash",
 )
@@ -86,15 +111,32 @@ def delayed_window(due: float, now: float) -> tuple[int, int]:
     return int(due // width) * width, width
 
 
-def split_entry(name: str) -> tuple[str, int, float] | None:
-    """``(job id, seq, due)`` of an entry name (due 0.0 for a ready entry)."""
+def partition_digest(partition: str) -> str:
+    """The name a partition key has in entry and slot names: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(partition.encode()).hexdigest()[:16]
+
+
+def entry_prefix(job_id: str, due: float | None, partition: str | None) -> str:
+    """An entry's name before ``-<seq>``: ``[<due_ms>.][p<pd>.]<id>`` (due None: ready)."""
+    name = job_id if partition is None else f"p{partition_digest(partition)}.{job_id}"
+    return name if due is None else f"{int(due * 1000):013d}.{name}"
+
+
+def split_entry(name: str) -> tuple[str, int, float, str | None] | None:
+    """``(job id, seq, due, partition digest)`` of an entry name (due 0.0 for a ready
+    entry; digest None for a job without a partition)."""
     head, _, seq = name.rpartition("-")
     if len(seq) != _SEQ or not seq.isdigit():
         return None
-    due_ms, _, job_id = head.rpartition(".")
-    if due_ms and not due_ms.isdigit():
+    parts = head.split(".")
+    job_id = parts.pop()
+    digest = None
+    if parts and parts[-1].startswith("p"):
+        digest = parts.pop()[1:]
+    due_ms = parts.pop() if parts else ""
+    if parts or digest == "" or (due_ms and not due_ms.isdigit()):
         return None
-    return job_id, int(seq), int(due_ms) / 1000 if due_ms else 0.0
+    return job_id, int(seq), int(due_ms) / 1000 if due_ms else 0.0, digest
 
 
 class Layout:
@@ -132,6 +174,15 @@ class Layout:
 
     def slots(self, queue: str) -> str:
         return self.dir(f"slots/{queue}")
+
+    def pslots(self, queue: str) -> str:
+        return self.dir(f"pslots/{queue}")
+
+    def pslot(self, queue: str, partition: str, i: int) -> str:
+        return f"{self.pslots(queue)}/{partition_digest(partition)}.{i}"
+
+    def rates(self, queue: str) -> str:
+        return self.dir(f"rates/{queue}")
 
     def relative(self, path: str) -> str:
         return path[len(self.root) :].lstrip("/") if self.root != "/" else path.lstrip("/")

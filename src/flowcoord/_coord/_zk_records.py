@@ -3,9 +3,10 @@
 A job's record (``keys/<id[:2]>/<id>``) is JSON: its key, flow, flow id, inputs, the digest of
 flow and inputs (a repeated post is told from a conflicting one by it), queue, priority,
 ``not_before``, ``created_at``, ``claims``, ``failures``, ``state`` (``queued``, then
-``consumed`` or ``trashed``), the shard of its entry and the prefix of the entry's name.
-When its job ends the record shrinks to a summary (no inputs, plus ``outcome`` and
-``ended_at``) and stays for the key retention.
+``consumed`` or ``trashed``), the shard of its entry and the prefix of the entry's name, and,
+when the job has them, its ``partition`` and ``headers``. When its job ends the record
+shrinks to a summary (no inputs, plus ``outcome`` and ``ended_at``) and stays for the key
+retention.
 """
 
 from __future__ import annotations
@@ -28,11 +29,46 @@ from ._zk_session import ZooKeeperSession
 from ._zk_types import NodeStat
 from ._zk_writes import check_path
 
-__all__ = ["BoardBase", "Raw", "ended", "is_job_id"]
+__all__ = ["BoardBase", "Raw", "ended", "is_job_id", "queue_config", "queue_data"]
 
 Raw = dict[str, Any]
 _CONFIG_TTL = 30.0  # a claim checks the queue node's version anyway
-_SUMMARY = ("key", "flow", "flow_id", "digest", "queue", "priority", "not_before", "created_at")
+_SUMMARY = (
+    "key",
+    "flow",
+    "flow_id",
+    "digest",
+    "queue",
+    "priority",
+    "not_before",
+    "created_at",
+    "partition",
+    "headers",
+)
+
+
+def queue_config(name: str, d: Any) -> QueueConfig:
+    """A queue node's data as its configuration; a field left out (a node written before
+    that field existed) or null is no limit."""
+    d = d if isinstance(d, dict) else {}
+
+    def limit(field: str) -> int | None:
+        value = d.get(field)
+        return int(value) if value else None
+
+    rate = d.get("rate_limit")
+    rate_limit = (int(rate[0]), float(rate[1])) if isinstance(rate, list | tuple) else None
+    return QueueConfig(name, limit("concurrency"), limit("partition_limit"), rate_limit)
+
+
+def queue_data(config: QueueConfig) -> dict[str, Any]:
+    """What a queue node holds: its configuration (see :func:`queue_config`)."""
+    rate = config.rate_limit
+    return {
+        "concurrency": config.concurrency,
+        "partition_limit": config.partition_limit,
+        "rate_limit": list(rate) if rate is not None else None,
+    }
 
 
 def is_job_id(job_id: str) -> bool:
@@ -76,6 +112,9 @@ class BoardBase(JobBoard, ABC):
         self._tails = Tails(self.layout)
         self._limit = anyio.CapacityLimiter(read_concurrency)
         self._configs: dict[str, tuple[QueueConfig, int, float]] = {}
+        # Rate-limited queue -> (its node's version, start i -> (used_at, token node version)):
+        # a start's used_at only grows, so a start seen taken is taken until used_at + period.
+        self._rates: dict[str, tuple[int, dict[int, tuple[float, int]]]] = {}
         # Jobs last returned free by claimable(), with their raw records: a claim reuses them.
         self._free: dict[str, tuple[Job, Raw]] = {}
         self._where: dict[str, str] = {}  # job id -> entry path, for jobs seen or claimed here
@@ -96,8 +135,10 @@ class BoardBase(JobBoard, ABC):
         return self.codec.decode(data.decode()) if data else {}
 
     def _job(
-        self, job_id: str, d: Raw, stat: NodeStat, owner: str | None = None, seq: int = 0
+        self, job_id: str, d: Raw, stat: NodeStat | int, owner: str | None = None, seq: int = 0
     ) -> Job:
+        """The job of record ``d``; ``stat`` is the record's stat, or its version."""
+        partition = d.get("partition")
         return Job(
             job_id=job_id,
             flow=d["flow"],
@@ -108,13 +149,15 @@ class BoardBase(JobBoard, ABC):
             failures=int(d.get("failures", 0)),
             created_at=float(d.get("created_at", 0.0)),
             owner=owner,
-            version=stat.version,
+            version=stat if isinstance(stat, int) else stat.version,
             queue=str(d.get("queue", "default")),
             key=str(d.get("key", "")),
             not_before=float(d.get("not_before", 0.0)),
             state=d.get("state", "queued"),
             outcome=d.get("outcome"),
             seq=seq,
+            partition=str(partition) if partition is not None else None,
+            headers=dict(d.get("headers") or {}),
         )
 
     # -- reads ------------------------------------------------------------------------------
@@ -186,8 +229,6 @@ class BoardBase(JobBoard, ABC):
         if found is None:
             self._configs.pop(queue, None)
             raise UnknownQueue(f"no queue {queue!r} on the job board at {self.path}", queue=queue)
-        d = self._decode(found[0])
-        limit = d.get("concurrency") if isinstance(d, dict) else None
-        config = QueueConfig(queue, int(limit) if limit else None)
+        config = queue_config(queue, self._decode(found[0]))
         self._configs[queue] = (config, found[1].version, time.monotonic())
         return config, found[1].version

@@ -5,20 +5,23 @@ are due (earliest due first), then the ready ones (first posted first: shard, th
 number). A scan with a ``limit`` stops as soon as it has that many candidates, so its cost
 does not grow with the length of the queue: a few listings of bounded size.
 
-Only names are read here (a job's id, priority, due time and position are in the names of its
-entry and folders); the board reads the records of the candidates it returns.
+Only names are read here (a job's id, priority, due time, partition digest and position are
+in the names of its entry and folders); the board reads the records of the candidates it
+returns. A scan given a queue's :class:`PartitionRoom` passes over the entries of partitions
+with no room left (each partition's room taken in claim order), so a partition that floods
+the queue holds up only its own jobs.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._zk_layout import DELAYED, Layout, ShardName, split_entry
 
-__all__ = ["Buckets", "Entry", "Scan", "scan_queue"]
+__all__ = ["Buckets", "Entry", "PartitionRoom", "Scan", "scan_queue"]
 
 _ORDER = 10**10  # a shard's entries all come before the next shard's
 
@@ -33,6 +36,7 @@ class Entry:
     priority: int
     due: float  # 0.0 for a ready entry
     order: int  # position among the entries of its kind and priority
+    partition: str | None = None  # the digest of its partition key, if any
 
     def key(self) -> tuple[int, int, float, int]:
         return (-self.priority, 0 if self.due else 1, self.due, self.order)
@@ -47,12 +51,44 @@ class Scan:
     listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
     next_due: float | None = None
     empty: list[str] = field(default_factory=list)
+    rooms: dict[str, PartitionRoom] = field(default_factory=dict)  # queue -> as found
 
     def due_at(self, when: float) -> None:
         self.next_due = when if self.next_due is None else min(self.next_due, when)
 
 
 Lister = Callable[[str], Awaitable[list[str]]]
+
+
+class PartitionRoom:
+    """How many more jobs each partition of a queue may start: ``limit`` less the slots it
+    holds (``held``: partition digest -> slots held). A job without a partition always fits."""
+
+    def __init__(self, limit: int, held: Mapping[str, int]) -> None:
+        self.limit = limit
+        self._used = dict(held)
+
+    @classmethod
+    def of_slots(cls, limit: int, names: Iterable[str]) -> PartitionRoom:
+        """From the names ``<digest>.<i>`` of a queue's partition slots."""
+        held: dict[str, int] = {}
+        for name in names:
+            digest = name.rpartition(".")[0]
+            held[digest] = held.get(digest, 0) + 1
+        return cls(limit, held)
+
+    def take(self, digest: str | None) -> bool:
+        """Count a job of partition ``digest`` in if there is room for it."""
+        if digest is None:
+            return True
+        used = self._used.get(digest, 0)
+        if used >= self.limit:
+            return False
+        self._used[digest] = used + 1
+        return True
+
+    def copy(self) -> PartitionRoom:
+        return PartitionRoom(self.limit, self._used)
 
 
 class Buckets:
@@ -93,10 +129,12 @@ async def scan_queue(
     limit: int | None,
     now: float | None,
     buckets: Buckets | None = None,
+    room: PartitionRoom | None = None,
 ) -> None:
     """Add ``queue``'s first ``limit`` entries (all if None) to ``scan``, leaving out the jobs
-    in ``skip``. With ``now``, only what is due by then (and ``next_due`` is set); without,
-    every job (an operator's listing). ``buckets`` keeps bucket listings between scans."""
+    in ``skip`` and those of partitions without ``room`` (taken as they are added). With
+    ``now``, only what is due by then (and ``next_due`` is set); without, every job (an
+    operator's listing). ``buckets`` keeps bucket listings between scans."""
     qpath = layout.queue(queue)
     names = await ls(qpath)
     scan.listed[qpath] = tuple(names)
@@ -112,12 +150,12 @@ async def scan_queue(
         scan.listed[bucket] = shards
         if DELAYED in shards:
             found += await _delayed(
-                ls, scan, queue, priority, f"{bucket}/{DELAYED}", skip, want - found, now
+                ls, scan, queue, priority, f"{bucket}/{DELAYED}", skip, want - found, now, room
             )
         walked = -1
         while found < want:
             found, walked = await _ready(
-                ls, scan, queue, priority, bucket, shards, skip, want, found, walked
+                ls, scan, queue, priority, bucket, shards, skip, want, found, walked, room
             )
             if found >= want or not cached:
                 break
@@ -143,6 +181,7 @@ async def _ready(
     want: float,
     found: int,
     walked: int,
+    room: PartitionRoom | None,
 ) -> tuple[int, int]:
     """Add the free entries of the ready shards after shard ``walked``, first posted first,
     until ``want`` are found; return how many are found and the last shard walked."""
@@ -157,12 +196,13 @@ async def _ready(
         if not entries and i < len(ready) - 1:
             scan.empty.append(path)
         parsed = [(e, n) for n in entries if (e := split_entry(n)) and e[2] == 0.0]
-        for (job_id, seq, _), name in sorted(parsed, key=lambda en: en[0][1]):
+        for (job_id, seq, _, digest), name in sorted(parsed, key=lambda en: en[0][1]):
             if found >= want:
                 return found, walked
-            if job_id not in skip:
+            if job_id not in skip and (room is None or room.take(digest)):
                 order = shard.k * _ORDER + seq
-                scan.entries.append(Entry(job_id, f"{path}/{name}", queue, priority, 0.0, order))
+                entry = Entry(job_id, f"{path}/{name}", queue, priority, 0.0, order, digest)
+                scan.entries.append(entry)
                 found += 1
         if found >= want:
             break
@@ -178,18 +218,25 @@ async def _delayed(
     skip: Collection[str],
     want: float,
     now: float | None,
+    room: PartitionRoom | None,
 ) -> int:
     """The due entries of one priority's delayed folder, earliest due first, stopping once
-    ``want`` are found and the next window starts after the last of them."""
+    ``want`` are found and the next window starts after the last of them. (Windows of two
+    widths overlap, so the entries are ordered once all windows that matter are read; only
+    then is the partitions' room taken, in that order.)"""
     names = await ls(folder)
     scan.listed[folder] = tuple(names)
     shards = sorted((s for n in names if (s := ShardName.parse(n)) and s.width), key=_start)
     found: list[Entry] = []
+    fitting = found
     for shard in shards:
         if now is not None and shard.start > now:
             scan.due_at(shard.start)  # later windows start later still
             break
-        if len(found) >= want and shard.start > found[int(want) - 1].due:
+        if room is not None:
+            trial = room.copy()
+            fitting = [e for e in found if trial.take(e.partition)]
+        if len(fitting) >= want and shard.start > fitting[int(want) - 1].due:
             break
         path = f"{folder}/{shard.name}"
         entries = await ls(path)
@@ -200,15 +247,28 @@ async def _delayed(
             parsed = split_entry(name)
             if parsed is None:
                 continue
-            job_id, seq, due = parsed
+            job_id, seq, due, digest = parsed
             if now is not None and due > now:
                 scan.due_at(due)
             elif job_id not in skip:
-                found.append(Entry(job_id, f"{path}/{name}", queue, priority, due, seq))
+                found.append(Entry(job_id, f"{path}/{name}", queue, priority, due, seq, digest))
         found.sort(key=lambda e: (e.due, e.order))
+    if room is not None:
+        found = _take(found, room, len(found) if want == math.inf else int(want))
     taken = found if want == math.inf else found[: int(want)]
     scan.entries.extend(taken)
     return len(taken)
+
+
+def _take(entries: Sequence[Entry], room: PartitionRoom, want: int) -> list[Entry]:
+    """The first ``want`` of ``entries`` that fit in ``room`` (taking it)."""
+    out: list[Entry] = []
+    for entry in entries:
+        if len(out) >= want:
+            break
+        if room.take(entry.partition):
+            out.append(entry)
+    return out
 
 
 def _priority(name: str) -> int | None:

@@ -331,17 +331,22 @@ class ZooKeeperSession(anyio.AsyncContextManagerMixin):
         with self._boundary("ensure_path", path):
             await self._writes.ensure(self._ns.full(path), "ensure_path", path)
 
-    async def transaction(self, ops: Sequence[TxnOp]) -> list[OpResult]:
+    async def transaction(
+        self, ops: Sequence[TxnOp], *, created_stats: bool = True
+    ) -> list[OpResult]:
         """Apply ``ops`` atomically (all or none); one :class:`OpResult` per op.
 
         The first failing op decides the error (e.g. VersionConflict for a CheckVersion).
         Retried after a lost reply when it creates or sets data (the session can then tell
         whether it was applied); otherwise CoordinationUnavailable says the outcome is unknown.
+        ZooKeeper tells a create's path only, inside a transaction: its stat is read back
+        (a read per created node) unless ``created_stats`` is False, which leaves it None
+        (except after a lost reply, when the session read it anyway).
         """
         if not ops:
             raise ConfigurationError("a transaction needs at least one operation")
         with self._boundary("transaction", ops[0].path):
-            return await self._writes.write(list(ops), "transaction")
+            return await self._writes.write(list(ops), "transaction", created_stats=created_stats)
 
     async def check_and_create(
         self,

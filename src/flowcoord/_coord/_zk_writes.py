@@ -102,9 +102,15 @@ class TaggedWrites:
         self._ns = namespace
         self._acl = [zk_acl(entry) for entry in acl]
 
-    async def write(self, ops: list[TxnOp], what: str) -> list[OpResult]:
+    async def write(
+        self, ops: list[TxnOp], what: str, *, created_stats: bool = True
+    ) -> list[OpResult]:
         """Send ``ops`` (one request, or a multi); after a lost reply, find out whether they
-        were applied before sending them again."""
+        were applied before sending them again. ZooKeeper answers a create inside a multi
+        with its path only: with ``created_stats`` its stat is read back (a read per create);
+        without, such a result has no stat (callers that know what they need: a new node's
+        version is 0, and its czxid is the transaction's zxid, the mzxid of any node the
+        same multi set). A result found after a lost reply always has its stat."""
         tag = uuid.uuid4().bytes
         single = len(ops) == 1 and not isinstance(ops[0], CheckVersion | DeleteNode)
         if single:
@@ -139,7 +145,10 @@ class TaggedWrites:
                 continue
             if single:
                 return [self._op_result(ops[0], response)]
-            return await self._created_stats(ops, self._txn_results(ops, response), tag)
+            results = self._txn_results(ops, response)
+            if not created_stats:
+                return results
+            return await self._created_stats(ops, results, tag)
 
     async def ensure(self, full: str, what: str, path: str | None) -> None:
         """Create ``full`` and its missing ancestors (persistent, empty)."""

@@ -22,9 +22,13 @@ from ..errors import (
     FlowOwned,
     FlowRunning,
     InvalidStateTransition,
+    JobAlreadyClaimed,
+    JobKeyConflict,
+    JobNotFound,
     JournalCorrupt,
     JournalError,
     OwnershipLost,
+    UnknownQueue,
 )
 
 __all__ = ["ApiError", "dumps", "error_middleware", "json_error", "status_for"]
@@ -47,6 +51,10 @@ _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (JournalCorrupt, 500, "repair or delete the flow's corrupt journal entry"),
     (JournalError, 503, "the journal store is unavailable; retry later"),
     (FlowOwned, 409, "wait for the owner, or send force=true to fence it out"),
+    (JobNotFound, 404, "list the board's jobs with GET .../jobs, its trash with GET .../trash"),
+    (JobAlreadyClaimed, 409, "cancel or stop the job's flow first; its worker then releases it"),
+    (JobKeyConflict, 409, "post under another key, or the same flow and inputs"),
+    (UnknownQueue, 404, "GET .../queues lists the declared queues"),
     (CoordinationError, 503, "the coordination service is unavailable; retry later"),
     (FlowcoordError, 400, "see the error message"),
     (ValueError, 400, "check the request"),
@@ -135,6 +143,10 @@ def error_middleware(prefix: str) -> Middleware:
                 extra.update(seq=exc.seq, kind=exc.kind, task=exc.task)
             elif isinstance(exc, FlowOwned):  # who holds it
                 extra.update(owner=exc.owner, job_id=exc.job_id)
+            elif isinstance(exc, JobKeyConflict):  # which key, and whose job it is
+                extra.update(key=exc.key, job_id=exc.job_id, existing_flow=exc.existing_flow)
+            elif isinstance(exc, UnknownQueue):
+                extra.update(queue=exc.queue)
             message = getattr(exc, "message", None) or str(exc)
             if isinstance(exc, JournalCorrupt):
                 log.error("api_journal_corrupt", path=path, error=str(exc))

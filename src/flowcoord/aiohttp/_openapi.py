@@ -17,6 +17,7 @@ from .. import __version__
 from .._ids import FLOW_ID_RULE
 from .._states import FlowState, TaskState
 from ._errors import dumps
+from ._jobs_openapi import JOB_SCHEMAS, job_operations
 from ._state import state_of
 
 __all__ = ["add_openapi_route", "build_openapi"]
@@ -85,6 +86,9 @@ _SCHEMAS: dict[str, Any] = {
             "expected": {"type": "string", "description": "its annotation, e.g. `int`"},
             "unknown": {"type": "array", "items": {"type": "string"}},
             "known": {"type": "array", "items": {"type": "string"}},
+            "key": {"type": "string", "description": "(JobKeyConflict) the key taken"},
+            "existing_flow": {"type": "string", "description": "(JobKeyConflict) its job's flow"},
+            "queue": {"type": "string", "description": "(UnknownQueue) the queue asked for"},
         },
     },
     "Failure": _FAILURE,
@@ -741,6 +745,16 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
     }
 
 
+def _job_paths() -> dict[str, dict[str, dict[str, Any]]]:
+    """The job board's routes (:mod:`._jobs_openapi`) as operations of this document."""
+    paths: dict[str, dict[str, dict[str, Any]]] = {}
+    for path, method, spec in job_operations():
+        op = _operation(**spec)
+        op["tags"] = ["jobs"]
+        paths.setdefault(path, {})[method] = op
+    return paths
+
+
 def build_openapi(
     prefix: str = "/api", *, auth: bool = True, protect_reads: bool = False
 ) -> dict[str, Any]:
@@ -748,7 +762,7 @@ def build_openapi(
     has a token (changes need it); ``protect_reads``: reads need it too."""
     prefix = prefix.rstrip("/")
     paths: dict[str, Any] = {}
-    for path, methods in _paths().items():
+    for path, methods in {**_paths(), **_job_paths()}.items():
         public = path in ("/health", "/openapi.json")
         for op in methods.values():
             needs = auth and not public and (op["x-flowcoord-mutation"] or protect_reads)
@@ -760,12 +774,13 @@ def build_openapi(
             "title": "flowcoord",
             "version": __version__,
             "description": "Submit, list, inspect, cancel, resume, suspend, stop and retry "
-            "journaled flows. Errors are JSON `{error, hint}`.",
+            "journaled flows; with a job board, post, list, trash and requeue its jobs and "
+            "see its queues and members. Errors are JSON `{error, hint}`.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": copy.deepcopy(_SCHEMAS),
+            "schemas": copy.deepcopy({**_SCHEMAS, **JOB_SCHEMAS}),
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

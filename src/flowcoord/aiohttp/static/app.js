@@ -1130,6 +1130,13 @@
 
   function route() {
     const m = location.hash.match(/^#\/flows\/([^/?]+)/);
+    if (/^#\/(queues|members)\b/.test(location.hash)) {  // the job board's pages: board.js
+      view = "board";
+      clearTimeout(timer);
+      $("list-view").hidden = true;
+      $("flow-view").hidden = true;
+      return;
+    }
     if (m) {
       view = "flow";
       flowId = decodeURIComponent(m[1]);
@@ -1185,5 +1192,7 @@
   const zone = zoneName();
   $("zone").textContent = "times in UTC" + zoneOffset(new Date()) + (zone ? " (" + zone + ")" : "");
   window.addEventListener("hashchange", route);
+  // what the job board's pages (board.js) share with these
+  window.flowcoordUI = { API, el, fmtTime, authHeaders, setStatus, bumpRefreshes };
   route();
 })();
