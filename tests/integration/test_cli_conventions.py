@@ -412,7 +412,8 @@ def test_the_worker_prints_one_start_line(work: Path) -> None:
         work, "worker", "--zk", "127.0.0.1:1", "--namespace", "/ops", "--journal", url,
         "--registry", "convflows:registry", "--capacity", "4", "--session-timeout", "0.5",
         "--name", "w-1", "--queue", "bulk", "--queue", "urgent", "--queue-limit", "bulk=3",
-        "--worker-limit", "urgent=1",
+        "--worker-limit", "urgent=1", "--partition-limit", "bulk=2", "--rate-limit",
+        "urgent=10/1.5",
     )  # fmt: skip
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2  # no ZooKeeper there: a clear error after the start line
@@ -420,7 +421,8 @@ def test_the_worker_prints_one_start_line(work: Path) -> None:
         "flowcoord worker w-1: ZooKeeper 127.0.0.1:1 (namespace /ops, board /board, session "
         "timeout 0.5s); journal postgresql://app:***@127.0.0.1:1/db; registry "
         "convflows:registry (2 flows: provision, resize); capacity 4, max claims 5, max "
-        "failures 3, shutdown timeout 30s; queues bulk (3 at once), urgent (1 here); "
+        "failures 3, shutdown timeout 30s; queues bulk (3 at once, 2 per partition), urgent "
+        "(1 here, 10 per 1.5s); "
         "SIGTERM or Ctrl-C hands its jobs back and stops"
     )
     assert lines[1].startswith("flowcoord: error: no ZooKeeper server of '127.0.0.1:1'")

@@ -165,6 +165,12 @@ def _start_line(
         for q in settings["queues"]:
             limits = [f"{n} at once" for n in [settings["queue_limits"].get(q)] if n]
             limits += [f"{n} here" for n in [settings["worker_limits"].get(q)] if n]
+            limits += [
+                f"{n} per partition" for n in [settings.get("partition_limits", {}).get(q)] if n
+            ]
+            limits += [
+                f"{c} per {p:g}s" for c, p in [settings.get("rate_limits", {}).get(q, (0, 0))] if c
+            ]
             shown.append(f"{q} ({', '.join(limits)})" if limits else q)
         queues = f"; queues {', '.join(shown)}"
     metrics = (
