@@ -20,7 +20,7 @@ __all__ = ["flow_timeline", "pattern_links", "workflow_view"]
 # -- a workflow's steps -------------------------------------------------------------------------
 
 #: Names of the values ``ctx.now()``, ``ctx.random()``, ``ctx.uuid()`` journal.
-_VALUES = frozenset({"now", "random", "uuid"})
+_VALUES = frozenset({"now", "random", "uuid", "sleep"})  # sleep: its wake-up time
 _K = EventKind
 _STEP_KINDS = frozenset(
     {_K.TASK_STARTED, _K.TASK_SUCCEEDED, _K.TASK_FAILED, _K.RETRY}

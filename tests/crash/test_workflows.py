@@ -57,6 +57,7 @@ def saga(
     catch: bool = False,
     flaky: bool = False,
     flaky_plain: bool = False,
+    nap: bool = False,
 ) -> fc.Workflow:
     @fc.workflow(name="saga")
     async def wf(ctx: fc.Context, size: int) -> dict[str, Any]:
@@ -66,6 +67,8 @@ def saga(
             ctx.step(_do, "disk", revert=_undo),
         )
         label = await ctx.step(_plain, "label")
+        if nap:  # a durable sleep: its wake-up time is one more entry to cut at
+            await ctx.sleep(0.001)
         if flaky:
             retry = fc.ForEach([False, False, True], provides="ok")
             label = await ctx.step(_flaky, "dns", revert=_undo, retry=retry)
@@ -102,6 +105,8 @@ CASES = [
     Case("retried-step", lambda: saga(flaky=True), fc.FlowState.SUCCESS),
     Case("retried-then-fails", lambda: saga(flaky=True, fail=True), fc.FlowState.REVERTED),
     Case("retried-plain-step", lambda: saga(flaky_plain=True), fc.FlowState.SUCCESS),
+    Case("durable-sleep", lambda: saga(nap=True), fc.FlowState.SUCCESS),
+    Case("sleep-then-fails", lambda: saga(nap=True, fail=True), fc.FlowState.REVERTED),
     Case(
         "cancel-at-a-step",
         saga,
@@ -146,7 +151,7 @@ async def test_workflow_is_crash_exact_on_postgres(case: Case, pg_dsn: str) -> N
 
 
 @pytest.mark.parametrize(
-    "case", [CASES[0], CASES[1], CASES[4], CASES[5], CASES[6]], ids=lambda c: c.name
+    "case", [CASES[0], CASES[1], CASES[4], CASES[5], CASES[6], CASES[7]], ids=lambda c: c.name
 )
 async def test_a_workflow_with_checkpoints_is_crash_exact(case: Case, tmp_path: Path) -> None:
     # a checkpoint every 2 successes: resumes read through them at every cut

@@ -1,5 +1,5 @@
 """The face a workflow's code sees: ``ctx.step`` (journaled by call order), ``ctx.gather``,
-and journaled clock, random numbers and ids."""
+journaled clock, random numbers and ids, and durable sleep."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from .._model._task import FunctionTask, Task
 from .._model._workflow import Workflow
 from ..errors import InvalidTaskError, WorkflowContextError
 from ._children import ChildFlow, current_flow
+from ._wf_sleep import check_seconds
+from ._wf_sleep import sleep as _durable_sleep
 
 if TYPE_CHECKING:
     from ._workflow import WorkflowRun
@@ -270,6 +272,16 @@ class Context:
     def uuid(self) -> str:
         """A random UUID (hex), made once and journaled."""
         return str(self._run.value(self._next(), "uuid", lambda: uuid.uuid4().hex))
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep durably: the time to wake at (now + ``seconds``) is journaled when this
+        point is first reached, so a run resumed later (after a crash, a stop, on another
+        machine) sleeps only what is left, and not at all once that time has passed. A
+        suspended run waits for ``resume`` (the time keeps running), a stopped one ends as
+        SUSPENDED at once, a cancelled one compensates. The sleeping run keeps its flow
+        (under a conductor, its job's claim)."""
+        self._check()
+        await _durable_sleep(self._run, self._next(), check_seconds(seconds, self._run.name))
 
     def _task(
         self,

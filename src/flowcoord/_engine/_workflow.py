@@ -127,10 +127,12 @@ class WorkflowRun(StepRunner):
     def suspend(self) -> None:
         self._suspended = True
         self._family.suspend()
+        self._wake()  # a durable sleep gates at once
 
     def stop(self) -> None:
         self._suspended = self._stopping = True
         self._family.stop()
+        self._wake()
 
     def resume(self) -> None:
         self._suspended = self._stopping = False

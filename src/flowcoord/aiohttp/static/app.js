@@ -846,6 +846,7 @@
     const v = s.result;
     if (s.kind === "patch") return "taken";
     if (s.name === "now" && typeof v === "number") return fmtTime(v, true).slice(11);
+    if (s.name === "sleep" && typeof v === "number") return "until " + fmtTime(v, true).slice(11);
     if (typeof v === "number") return String(+v.toPrecision(6));
     const text = typeof v === "string" ? v : JSON.stringify(v);
     return text.length > 12 ? text.slice(0, 8) + "\u2026" : text;

@@ -1,0 +1,70 @@
+"""Durable sleep (``await ctx.sleep(seconds)``): the time to wake at is journaled, durably,
+when the sleep is first reached; a run resumed later (after a crash, a stop, on another
+machine) sleeps only what is left of it, and not at all once it has passed.
+
+While it sleeps the run obeys its handle: suspended, it waits for ``resume`` (the time keeps
+running); stopped, it ends as SUSPENDED at once (resumed, it sleeps what is left); cancelled,
+it compensates. A sleeping run holds its flow (and, under a conductor, its job's claim).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._journal._events import EventKind
+from ..errors import WorkflowContextError
+from ._wf_journal import StepRecord, step_key
+
+if TYPE_CHECKING:
+    from ._workflow import WorkflowRun
+
+__all__ = ["check_seconds", "sleep"]
+
+NAME = "sleep"
+
+
+def check_seconds(seconds: object, flow: str) -> float:
+    """``seconds`` as a float, if it is a finite number of at least 0."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        raise WorkflowContextError(
+            f"ctx.sleep takes a finite number of seconds of at least 0, got {seconds!r}",
+            flow=flow,
+            hint="for a point in time, sleep its distance from ctx.now()",
+        )
+    return float(seconds)
+
+
+async def sleep(run: WorkflowRun, pos: int, seconds: float) -> None:
+    """Sleep until the journaled wake-up time of position ``pos`` (journaled now, durably,
+    as ``now + seconds`` if it is not journaled yet)."""
+    from ._wf_steps import ReplayEnd
+
+    rec = run._journaled(pos, NAME)
+    if rec is not None and rec.succeeded:
+        wake = float(rec.result)
+    else:
+        if run._replay_only:
+            raise ReplayEnd
+        wake = time.time() + seconds
+        data = run._encode({"result": wake, "attempt": 1}, what="a sleep's wake-up time")
+        # durable before the sleep: a crash during it must not start it over
+        await run._write(EventKind.TASK_SUCCEEDED, step_key(pos, NAME), data)
+        run.journal.steps[pos] = StepRecord(pos, NAME, succeeded=True, result=wake, attempt=1)
+        if run._ckpt is not None:
+            run._ckpt.succeeded(pos)
+    while True:
+        await run._gate()  # suspended: wait for resume; stopped: the run ends here
+        left = wake - time.time()
+        if left <= 0:
+            return
+        with anyio.move_on_after(left):
+            await run._resumed.wait()  # woken early by suspend, stop or resume
