@@ -47,7 +47,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,19 +228,23 @@ def flows_case(
     profile: cProfile.Profile | None = None,
     gc_threshold: int | None = None,
     result: object = None,
+    setup: Callable[[fc.Engine], object] | None = None,
 ) -> Case:
     """``n`` flows (or workflows) started at once on one fresh engine; times all of
     ``engine.run``.
 
     ``gc_threshold`` raises the collector's first threshold for the timed part only (what
     ``flowcoord worker --gc-threshold`` does for a whole worker process). ``result``: what
-    each must return (a pattern flow returns None; :func:`noop_workflow` its step count)."""
+    each must return (a pattern flow returns None; :func:`noop_workflow` its step count).
+    ``setup(engine)``: called on the open engine before the timed part (e.g. tracing)."""
 
     async def case() -> Phases:
         backend = CountingJournal(dsn, schema=schemas.new())
         async with fc.Engine(backend) as engine:
             if isinstance(flow, fc.Flow):
                 engine.compile(flow)
+            if setup is not None:
+                setup(engine)
             if profile is not None:
                 profile.enable()
             old = gc.get_threshold()

@@ -104,17 +104,38 @@ class Tracing:
         from . import __version__
 
         self._trace = trace
+        from opentelemetry import context
+
+        self._context = context
         self._tracer: Tracer = trace.get_tracer(
             "flowcoord", __version__, tracer_provider=tracer_provider
         )
         self._min_ns = int(min_duration * 1e9)
+        self._min_s = min_duration
         self._flows: dict[str, _FlowTrace] = {}
 
     def __call__(self, change: StateChange) -> None:
-        if change.task is None:
+        task = change.task
+        if task is None:
             self._flow(change)
+            return
+        ft = self._flows.get(change.flow_id)
+        if ft is None:
+            ft = self._flow_trace(change)
+        if not ft.recording:
+            return  # the flow's span is sampled out: so would its tasks' be
+        new = change.new
+        if new == "RUNNING":  # the hot path: told of every attempt (kept as cheap as can be)
+            attempts = ft.attempts
+            attempt = attempts[task] = attempts.get(task, 0) + 1
+            ft.started[task] = (time.time_ns(), attempt)
+        elif new == "SUCCESS" and (change.elapsed or 0.0) < self._min_s and task not in ft.open:
+            if change.elapsed is not None or task not in ft.started:
+                ft.started.pop(task, None)
+                return  # a fast success: no span (see the class's doc)
+            self._task(ft, change, task, new)
         else:
-            self._task(change, change.task)
+            self._task(ft, change, task, new)
 
     # -- flows ---------------------------------------------------------------------------------
 
@@ -133,12 +154,13 @@ class Tracing:
             step = self._step_span(scope.parent_id, scope.key)
             if step is not None:
                 parent = trace.set_span_in_context(step)
-        span = self._tracer.start_span(
-            f"flow {change.flow_name}",
-            context=parent,
-            attributes={"flowcoord.flow_id": change.flow_id, "flowcoord.flow": change.flow_name},
-        )
-        got = self._flows[change.flow_id] = _FlowTrace(span, trace.set_span_in_context(span))
+            else:
+                above = self._flows.get(scope.parent_id)
+                if above is not None and not above.recording:
+                    parent = above.context()  # sampled out: so is the child, as its steps
+        if parent is None:  # the span current now, not when the flow's span is made
+            parent = self._context.get_current()
+        got = self._flows[change.flow_id] = _FlowTrace(self, change, parent)
         return got
 
     def _step_span(self, flow_id: str, task: str) -> Span | None:
@@ -154,11 +176,17 @@ class Tracing:
 
     def _flow(self, change: StateChange) -> None:
         ft = self._flow_trace(change)
-        span, new = ft.span, change.new
+        new = change.new
+        first, ft.first = ft.first, False
         if new not in _FINAL:
-            span.add_event(new)
+            if not (first and new == "RUNNING"):  # the span's start says that one
+                ft.made().add_event(new)
             return
-        span.set_attribute("flowcoord.state", new)
+        if ft.span is None:  # nothing needed it yet: made now, its state with the rest
+            span = ft.made({"flowcoord.state": new})
+        else:
+            span = ft.span
+            span.set_attribute("flowcoord.state", new)
         if new in _FAILED_FLOW:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, new))
         span.end()
@@ -171,7 +199,7 @@ class Tracing:
     ) -> Span:
         return self._tracer.start_span(
             f"{what} {task}",
-            context=ft.context,
+            context=ft.context(),
             attributes={
                 "flowcoord.flow_id": flow_id,
                 "flowcoord.task": task,
@@ -180,14 +208,10 @@ class Tracing:
             start_time=t0,
         )
 
-    def _task(self, change: StateChange, task: str) -> None:
-        new = change.new
+    def _task(self, ft: _FlowTrace, change: StateChange, task: str, new: str) -> None:
+        """A task's change other than its start: end (or skip) its attempt's span, start or
+        end its revert's."""
         now = time.time_ns()
-        ft = self._flows.get(change.flow_id) or self._flow_trace(change)
-        if new == "RUNNING":
-            attempt = ft.attempts[task] = ft.attempts.get(task, 0) + 1
-            ft.started[task] = (now, attempt)
-            return
         trace = self._trace
         if new in ("SUCCESS", "FAILURE", "PENDING"):
             started = ft.started.pop(task, None)
@@ -219,16 +243,56 @@ class Tracing:
 
 
 class _FlowTrace:
-    """One flow run's span and what its tasks' spans need."""
+    """One flow run's span and what its tasks' spans need. The span is made when something
+    needs it (a span under it, an event) or at the flow's end, with the run's start time:
+    a flow that goes well holds no SDK span while it runs (1,000 flows at once would hold
+    1,000, each many objects for the garbage collector to scan)."""
 
-    __slots__ = ("attempts", "context", "open", "reverting", "span", "started")
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_name",
+        "_parent",
+        "_start",
+        "_tracing",
+        "attempts",
+        "first",
+        "open",
+        "recording",
+        "reverting",
+        "span",
+        "started",
+    )
 
-    def __init__(self, span: Span, context: OtelContext) -> None:
-        self.span, self.context = span, context
+    def __init__(self, tracing: Tracing, change: StateChange, parent: OtelContext | None) -> None:
+        self._tracing, self._parent = tracing, parent
+        self._name, self._start = f"flow {change.flow_name}", time.time_ns()
+        self._attributes = {"flowcoord.flow_id": change.flow_id, "flowcoord.flow": change.flow_name}
+        self.span: Span | None = None
+        self.recording = True  # until its span says otherwise (sampled out)
+        self.first = True  # no flow state change told yet
+        self._context: OtelContext | None = None  # made for the first span under it
         self.open: dict[str, Span] = {}  # spans made before their end (a child's step)
         self.started: dict[str, tuple[int, int]] = {}  # task → (start ns, attempt)
         self.attempts: dict[str, int] = {}
         self.reverting: dict[str, int] = {}
+
+    def made(self, more: Mapping[str, str] | None = None) -> Span:
+        """The flow's span, made now if it was not (``more``: attributes to add then)."""
+        span = self.span
+        if span is None:
+            attributes = self._attributes if more is None else {**self._attributes, **more}
+            span = self.span = self._tracing._tracer.start_span(
+                self._name, context=self._parent, attributes=attributes, start_time=self._start
+            )
+            self.recording = span.is_recording()
+        return span
+
+    def context(self) -> OtelContext:
+        """The context of the flow's span, for the spans under it."""
+        if self._context is None:
+            self._context = self._tracing._trace.set_span_in_context(self.made())
+        return self._context
 
 
 def instrument(

@@ -59,8 +59,8 @@ class Step(Generic[T]):
                 hint="await each ctx.step(...) once; keep its result to use it again",
             )
         self._awaited = True
-        result: T = yield from self._run.run_step(self).__await__()
-        return result
+        # the run's own awaitable, not a generator around it (one frame less per step)
+        return self._run.awaited(self).__await__()
 
     def __repr__(self) -> str:
         return f"<Step {self.pos} {self.name!r}>"
@@ -191,7 +191,7 @@ class Context:
             task = self._keep(key, ChildFlow(flow, name=name))
         return Step(self._run, self._next(), task, (), dict(inputs or {}))
 
-    def _keep(self, key: tuple[Any, ...], task: Task) -> Task:
+    def _keep(self, key: object, task: Task) -> Task:
         tasks = self._tasks
         tasks[key] = task
         if len(tasks) > _TASK_CACHE:
@@ -291,9 +291,11 @@ class Context:
         timeout: float | None,
         retry: Retry | None,
     ) -> Task:
-        if isinstance(fn, Task) and (name, revert, timeout, retry) == (None, None, None, None):
+        plain = name is None and revert is None and timeout is None and retry is None
+        if plain and isinstance(fn, Task):
             return fn
-        key = (fn, name, revert, timeout, retry)  # the objects (an id could be reused)
+        # the objects (an id could be reused); a plain function is its own key
+        key: object = fn if plain else (fn, name, revert, timeout, retry)
         task = self._tasks.get(key)
         if task is None:
             if isinstance(fn, FunctionTask):

@@ -151,7 +151,8 @@ class RunState:
             self._done -= 1
         if self._listeners and node.task is not None:
             took = self._body_time.pop(i, None) if new is _S or new is _F else None
-            self._notify(node.name, old.value, new.value, took)
+            # _value_: the member's str, without the enum's descriptor (one per change)
+            self._notify(node.name, old._value_, new._value_, took)
 
     async def _set_flow(self, new: FlowState, reason: str | None = None) -> None:
         old = self.state

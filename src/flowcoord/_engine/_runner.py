@@ -249,10 +249,10 @@ class FlowRun(Scopes):
                 self.values.update(s.retry.value(self._scope_attempt[k], self.values))
         try:
             self.attempts[i] = attempt = self.attempts[i] + 1
+            # admitted: PENDING -> RUNNING is always allowed
+            old, self.tstate[i] = self.tstate[i], _R
             if self._listeners:
-                self._set_task(i, _R)
-            else:  # admitted: PENDING -> RUNNING is always allowed
-                self.tstate[i] = _R
+                self._notify(node.name, old._value_, "RUNNING")
             ahead = self._journal_start(i, node.name, attempt)
             if ahead is not None:  # write-ahead: its start is durable before it runs
                 try:
@@ -409,11 +409,14 @@ class FlowRun(Scopes):
         self.results[i] = result
         if outputs:
             self.values.update(outputs)
-        if self._listeners or self.tstate[i] is not _R:
+        if self.tstate[i] is not _R:
             self._set_task(i, _S)
         else:  # admitted and running: RUNNING -> SUCCESS is always allowed
             self.tstate[i] = _S
             self._done += 1
+            node = self.plan.nodes[i]
+            if self._listeners and node.task is not None:
+                self._notify(node.name, "RUNNING", "SUCCESS", self._body_time.pop(i, None))
         self._complete(i)
         ckpt = self._ckpt
         if ckpt is not None and not ckpt.succeeded(i, self.tstate, self.attempts, self.results):

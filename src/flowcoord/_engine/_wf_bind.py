@@ -43,13 +43,18 @@ def bind(
     sig = _signature(fn)
     required = sig.required
     if sig.plain and len(args) <= len(sig.names):
-        bound = dict(zip(sig.names, args, strict=False))
-        for key in kwargs:
-            if key in bound or key not in sig.names:
-                sig.sig.bind_partial(*args, **kwargs)  # raises the TypeError Python would
-        bound.update(kwargs)
+        bound = dict(zip(sig.names, args, strict=False)) if args else {}
+        if kwargs:
+            for key in kwargs:
+                if key in bound or key not in sig.names:
+                    sig.sig.bind_partial(*args, **kwargs)  # raises the TypeError Python would
+            bound.update(kwargs)
+        if len(bound) == len(sig.names):
+            return bound  # every parameter given: none missing
     else:
         bound = dict(sig.sig.bind_partial(*args, **kwargs).arguments)
+    if not required:
+        return bound
     given = task.retry.provides if task.retry is not None else ()
     missing = [n for n in required if n not in bound and n not in given]
     if missing:

@@ -5,7 +5,7 @@ the run's journal writes (every write that fails breaks the run)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -164,6 +164,31 @@ class StepRunner:
             self._ckpt.succeeded(pos)
         return value
 
+    def awaited(self, step: Step[Any]) -> Awaitable[Any]:
+        """What awaiting ``step`` awaits. A new step without a retry controller (the common
+        case) is its one attempt, awaited directly (no coroutine around it); anything else
+        goes through :meth:`run_step`."""
+        pos, task = step.pos, step.task
+        if (
+            task.retry is not None
+            or pos in self.journal.steps
+            or self._replay_only
+            or self._suspended
+            or self.state is FlowState.SUSPENDED
+        ):
+            return self.run_step(step)
+        self._tasks[pos] = task
+        key = f"{pos}:{task.name}"  # step_key, inline
+        fn = task._execute_fn()
+        inject, kwargs = task.inject, step.kwargs
+        try:
+            args = bind(fn, step.args, {**inject, **kwargs} if inject else kwargs, task)
+        except TypeError as exc:
+            raise StepFailed(Failure.from_exception(exc), flow_id=self.flow_id, task=key) from exc
+        if self._wrap is not None:
+            fn = self._wrap(key, "run", fn, None)
+        return self._attempt(step, key, fn, args, 1, final=True)
+
     async def run_step(self, step: Step[Any]) -> Any:
         pos, task = step.pos, step.task
         key = step_key(pos, task.name)
@@ -235,14 +260,19 @@ class StepRunner:
         fn: Callable[..., Any],
         args: dict[str, Any],
         attempt: int,
+        *,
+        final: bool = False,
     ) -> Any:
+        """One attempt of ``step``. A failure is journaled, then raised as
+        :class:`_AttemptFailed` for the retry controller to decide on, or (``final``: there
+        is none) as the step's :class:`~flowcoord.errors.StepFailed`."""
         pos, task = step.pos, step.task
         revertible = task.has_revert
         record = StepRecord(pos, task.name, started=revertible, args=args, attempt=attempt)
         record.group, record.revertible = step.group, revertible
-        call = dict(args)
-        if task.retry is not None:  # ForEach & co. provide a value per attempt
-            call.update(task.retry.value(attempt, args))
+        # ForEach & co. provide a value per attempt; else the arguments as they are (unpacked
+        # into the call: never changed by it)
+        call = {**args, **task.retry.value(attempt, args)} if task.retry is not None else args
         self._running += 1
         where = None
         try:
@@ -265,7 +295,8 @@ class StepRunner:
             else:  # one entry, at its end: a crash before it runs the step again, as it would
                 t0 = time.time()
             self.journal.steps[pos] = record
-            self._notify(key, "PENDING", "RUNNING")
+            if self._listeners:
+                self._notify(key, "PENDING", "RUNNING")
             began = time.perf_counter()
             try:
                 try:
@@ -289,7 +320,8 @@ class StepRunner:
                     data = self._encode(done, what=lambda: f"result of {key!r}")
             except (JournalError, OwnershipLost) as exc:
                 if where is None:  # the step's own code raised it: a failure like any
-                    raise _AttemptFailed(await self._failed(record, exc, attempt, t0)) from exc
+                    await self._failed(record, exc, attempt, t0)
+                    raise self._failure(record, final) from exc
                 # the child could not journal (or lost its owner): not a failure of the
                 # step, the run breaks here and the family stays for a resume
                 self._broken = self._broken or exc
@@ -303,7 +335,8 @@ class StepRunner:
                 await anyio.lowlevel.checkpoint()  # raises the cancellation
                 raise
             except Exception as exc:
-                raise _AttemptFailed(await self._failed(record, exc, attempt, t0)) from exc
+                await self._failed(record, exc, attempt, t0)
+                raise self._failure(record, final) from exc
             try:  # as _write does, without a coroutine of its own (the hot path)
                 await self.writer.write(_K.TASK_SUCCEEDED, key, data)
             except Exception as exc:
@@ -315,7 +348,8 @@ class StepRunner:
             record.succeeded, record.result = True, result
             if self._ckpt is not None:
                 self._ckpt.succeeded(pos)
-            self._notify(key, "RUNNING", "SUCCESS", record.elapsed)
+            if self._listeners:
+                self._notify(key, "RUNNING", "SUCCESS", record.elapsed)
             return record.result
         finally:
             if where is not None:
@@ -323,6 +357,15 @@ class StepRunner:
             self._running -= 1
             if self._suspended:
                 self._wake()  # a gate waits for the steps running to finish
+
+    def _failure(self, record: StepRecord, final: bool) -> Exception:
+        """What a failed attempt raises: the step's failure when no retry can follow."""
+        if not final:
+            return _AttemptFailed(record)
+        assert record.failure is not None
+        return StepFailed(
+            record.failure, flow_id=self.flow_id, task=step_key(record.pos, record.name)
+        )
 
     async def _failed(
         self, record: StepRecord, exc: Exception, attempt: int, t0: float | None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 import structlog
 from anyio.abc import TaskGroup
 
@@ -22,26 +24,58 @@ __all__ = ["GroupCommit"]
 log = structlog.get_logger("flowcoord.journal")
 
 
-class _Flush:
-    """What waits for one backend call. ``done`` is set once it returned; :meth:`wait` puts
-    every other waiter in a second wave that the flusher may wake a little later."""
+class _Wave:
+    """Tasks woken together: one future each (awaited directly, no coroutine of its own:
+    one waiter per journaled step or task), resolved in the order they began to wait."""
 
-    __slots__ = ("done", "error", "late", "waiters")
+    __slots__ = ("event", "futures")
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.late: anyio.Event | None = None
+        self.futures: list[asyncio.Future[None]] = []
+        self.event: anyio.Event | None = None  # outside asyncio (another anyio backend)
+
+    def wait(self) -> Awaitable[None]:
+        try:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        except RuntimeError:
+            if self.event is None:
+                self.event = anyio.Event()
+            return self.event.wait()
+        self.futures.append(future)
+        return future
+
+    def set(self) -> None:
+        futures, self.futures = self.futures, []
+        for future in futures:
+            if not future.done():  # a cancelled waiter's future is done already
+                future.set_result(None)
+        if self.event is not None:
+            self.event.set()
+
+
+class _Flush:
+    """What waits for one backend call. ``done`` is True once it returned; :meth:`wait`
+    puts every other waiter in a second wave that the flusher may wake a little later."""
+
+    __slots__ = ("done", "error", "first", "late", "waiters")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.first = _Wave()
+        self.late: _Wave | None = None
         self.waiters = 0
         self.error: BaseException | None = None
 
     def wait(self) -> Awaitable[None]:
-        """``await flush.wait()``: until its wave is woken (the event's own wait, no extra
-        coroutine: one of these per task)."""
+        """``await flush.wait()``: until its wave is woken (a future, no extra coroutine:
+        one of these per task); at once (a checkpoint) when it is done already."""
+        if self.done:
+            return anyio.lowlevel.checkpoint()
         self.waiters += 1
-        if self.waiters & 1 or self.done.is_set():
-            return self.done.wait()
+        if self.waiters & 1:
+            return self.first.wait()
         if self.late is None:
-            self.late = anyio.Event()
+            self.late = _Wave()
         return self.late.wait()
 
 
@@ -92,10 +126,11 @@ class GroupCommit:
         self._pending = Batch()
         self._creates = _Creates()
         self._wake = anyio.Event()
+        self._idle = False  # the flusher waits for _wake
         self._urgent = anyio.Event()
         self._tg: TaskGroup | None = None
         self._closed = False
-        self._held: anyio.Event | None = None  # a second wave to wake with the next flush
+        self._held: _Wave | None = None  # a second wave to wake with the next flush
         # Each flow's writer, to stop it when a batch with its entries fails (costs nothing
         # while batches succeed: no callback per flow and batch for entries nobody waits for).
         self._writers: weakref.WeakValueDictionary[str, FlowWriter] = weakref.WeakValueDictionary()
@@ -155,8 +190,9 @@ class GroupCommit:
                     continue
                 if self._closed:
                     return
+                self._idle = True  # appends wake it from now on
                 await self._wake.wait()
-                self._wake = anyio.Event()
+                self._wake, self._idle = anyio.Event(), False
                 continue
             if not self._pending.urgent and not self._closed:
                 # Only entries nobody waits for (a task started): give a write that is
@@ -219,7 +255,8 @@ class GroupCommit:
     def _flushed(self, flush: _Flush) -> None:
         """Wake the first wave now; the second with the next flush, unless one can start
         at once (entries are queued already) or none will."""
-        flush.done.set()
+        flush.done = True
+        flush.first.set()
         if flush.late is None:
             return
         self._wake_held()
@@ -246,7 +283,9 @@ class GroupCommit:
         if urgent and not pending.urgent:
             pending.urgent = True
             self._urgent.set()
-        self._wake.set()
+        if self._idle:
+            self._idle = False
+            self._wake.set()
         return pending
 
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:

@@ -197,7 +197,7 @@ class Durable:
         writer, batch = self._writer, self._batch
         if batch is None:  # written at once
             writer._settle([item], None)
-        elif batch.done.is_set():
+        elif batch.done:
             writer._settle([item], writer._error(batch))
         else:
             writer._track(batch).append(item)

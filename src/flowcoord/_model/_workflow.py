@@ -33,7 +33,7 @@ class Workflow:
         self.fn = fn
         #: the tasks its steps made of plain functions, shared by its runs (see
         #: flowcoord.Context.step): the last 256, newest last
-        self.step_tasks: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.step_tasks: OrderedDict[object, Any] = OrderedDict()  # by function, or a tuple
         self.name = name or fn.__name__
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise InvalidTaskError(

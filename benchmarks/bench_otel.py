@@ -1,0 +1,118 @@
+"""The cost of OpenTelemetry tracing on the PostgreSQL throughput benchmark: 1,000 linear
+flows x 10 no-op tasks started at once (``bench_postgres``'s ``throughput_1000x10.linear``),
+without tracing and with :func:`flowcoord.otel.instrument` on the OpenTelemetry SDK (a
+``TracerProvider`` with a ``BatchSpanProcessor`` and an exporter that drops every span),
+alternated in the same run on the same server. Target: tracing with its defaults (a span
+per flow, per failed or slow task attempt, per revert) costs at most 10% more of this
+process's CPU per task. Also reported: a no-op state listener (what being told of every
+state change costs) and ``min_duration=0`` (a span per task attempt).
+
+``value`` = client CPU µs per task with the listener or tracing, ``baseline`` = without;
+the rates are in ``extra``. Standalone: ``python -m benchmarks.bench_otel``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import flowcoord as fc
+
+from ._harness import Case, Context, Result, Target, alternate
+from .bench_postgres import Schemas, _server, flows_case, noop_flow
+
+NAME = "otel"
+
+TARGET_DEFAULT = Target("<=", 1.10)  # CPU per task with default tracing ÷ without
+
+
+def _provider() -> Any:
+    """An SDK tracer provider whose spans are batched to an exporter that drops them."""
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Drop(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    return provider
+
+
+async def run(ctx: Context) -> AsyncIterator[Result]:
+    n, k = 1_000, 10
+    key = f"linear_{n}x{k}"
+    if not ctx.selected(key):
+        return
+    try:
+        from flowcoord.otel import instrument
+
+        provider = _provider()
+    except (ImportError, fc.errors.ConfigurationError) as exc:
+        ctx.skip(f"OpenTelemetry SDK not installed ({exc}): pip install 'flowcoord[otel]'")
+        raise  # unreachable: skip() raises
+    setups: dict[str, Callable[[fc.Engine], object] | None] = {
+        "plain": None,
+        "listener": lambda engine: engine.add_listener(lambda change: None),
+        "default": lambda engine: instrument(engine, provider),
+        "every": lambda engine: instrument(engine, provider, min_duration=0),
+    }
+    total = n * k
+    try:
+        async with _server(ctx) as (dsn, where):
+            schemas = Schemas(dsn)
+            flow = noop_flow("linear", k)
+            stats: list[dict[str, Any]] = []
+            cases: dict[str, Case] = {
+                name: flows_case(dsn, schemas, flow, n, stats, setup=setup)
+                for name, setup in setups.items()
+            }
+            ctx.log(f"{key}: {n} linear flows x {k} no-op tasks, {', '.join(cases)} ({where})")
+            try:
+                got = await alternate(cases, repeat=ctx.repeat, log=ctx.log)
+            finally:
+                await schemas.drop_all()
+    finally:
+        provider.shutdown()
+    stat = f"median of {ctx.repeat}"
+    base_cpu = got["plain"]["cpu"].median / total * 1e6
+    base_rate = total / got["plain"]["total"].median
+    notes = {
+        "listener": ("a no-op state listener (engine.add_listener(lambda change: None))", None),
+        "default": (
+            "flowcoord.otel.instrument(engine) with its defaults: a span per flow, per failed "
+            "or slow (>= 1 ms) task attempt, per revert; SDK, BatchSpanProcessor, an exporter "
+            "that drops the spans",
+            TARGET_DEFAULT,
+        ),
+        "every": ("the same with min_duration=0: a span per task attempt too (report only)", None),
+    }
+    for name, (note, target) in notes.items():
+        cpu = got[name]["cpu"].median / total * 1e6
+        rate = total / got[name]["total"].median
+        yield Result(
+            f"{key}.{name}_cpu",
+            cpu,
+            "µs/task",
+            baseline=base_cpu,
+            baseline_name="no listener (µs/task)",
+            target=target,
+            stat=stat,
+            samples=tuple(c / total * 1e6 for c in got[name]["cpu"].values),
+            extra={"tasks_per_s": rate, "plain_tasks_per_s": base_rate},
+            note=f"{note}; this process's CPU per task (the SDK's export thread included); "
+            f"{rate:.0f} tasks/s against {base_rate:.0f} without",
+        )
+
+
+if __name__ == "__main__":
+    from ._runner import main
+
+    argv = sys.argv[1:]
+    raise SystemExit(main(argv if "--only" in argv else ["--only", NAME, *argv]))
