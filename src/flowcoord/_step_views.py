@@ -207,7 +207,7 @@ def _step_kind(s: _Step) -> str:
     if not s.started_entry and not s.timed and s.forked is None:
         if s.name.startswith("patch:"):
             return "patch"
-        if s.name in _VALUES:
+        if s.name in _VALUES or s.name.startswith("event:"):  # event: which one was taken
             return "value"
     return "step"
 

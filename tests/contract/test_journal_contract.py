@@ -356,7 +356,7 @@ async def test_an_older_sqlite_journal_gets_the_listing_indexes_on_open(tmp_path
 
 
 @pytest.mark.postgres
-async def test_a_version_2_postgres_schema_is_migrated_to_the_listing_indexes(
+async def test_a_version_2_postgres_schema_is_migrated_to_the_listing_indexes_and_mailboxes(
     pg_dsn: str,
 ) -> None:
     import asyncpg
@@ -383,13 +383,15 @@ async def test_a_version_2_postgres_schema_is_migrated_to_the_listing_indexes(
         assert [r.flow_id for r in page.flows] == ["new"]
         rest = await journal.list_newest(cursor=page.next)
         assert [(r.flow_id, r.updated_at) for r in rest.flows] == [("old", 6.0)]
+        sent = await journal.send_event("old", "note", '"hi"', "k")  # version 4: mailboxes
+        assert await journal.sent_events("old", "note") == [sent]
     conn = await asyncpg.connect(pg_dsn)
     try:
-        for index in ("flows_created_idx", "flows_state_created_idx"):
+        for index in ("flows_created_idx", "flows_state_created_idx", "sent_events"):
             found = await conn.fetchval("SELECT to_regclass($1)::text", f"{schema}.{index}")
             assert found == f"{schema}.{index}"
         version = await conn.fetchval(f"SELECT value FROM {schema}.meta")
-        assert version == str(SCHEMA_VERSION) == "3"
+        assert version == str(SCHEMA_VERSION) == "4"
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()

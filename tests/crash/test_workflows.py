@@ -58,6 +58,7 @@ def saga(
     flaky: bool = False,
     flaky_plain: bool = False,
     nap: bool = False,
+    wait: bool = False,
 ) -> fc.Workflow:
     @fc.workflow(name="saga")
     async def wf(ctx: fc.Context, size: int) -> dict[str, Any]:
@@ -69,6 +70,8 @@ def saga(
         label = await ctx.step(_plain, "label")
         if nap:  # a durable sleep: its wake-up time is one more entry to cut at
             await ctx.sleep(0.001)
+        if wait:  # an event nobody sends: the timeout is journaled (None), then used
+            label = str(await ctx.wait_event("go", timeout=0.001)) + label
         if flaky:
             retry = fc.ForEach([False, False, True], provides="ok")
             label = await ctx.step(_flaky, "dns", revert=_undo, retry=retry)
@@ -107,6 +110,7 @@ CASES = [
     Case("retried-plain-step", lambda: saga(flaky_plain=True), fc.FlowState.SUCCESS),
     Case("durable-sleep", lambda: saga(nap=True), fc.FlowState.SUCCESS),
     Case("sleep-then-fails", lambda: saga(nap=True, fail=True), fc.FlowState.REVERTED),
+    Case("event-timeout", lambda: saga(wait=True), fc.FlowState.SUCCESS),
     Case(
         "cancel-at-a-step",
         saga,

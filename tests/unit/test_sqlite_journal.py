@@ -286,3 +286,22 @@ async def test_opening_a_fresh_file_another_connection_is_writing_waits_for_it(
             with anyio.fail_after(5):
                 async with SQLiteJournal(path) as journal:
                     assert await journal.list_flows() == []
+
+
+async def test_a_journal_made_before_mailboxes_gains_them_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)  # the schema as a flowcoord before events left it
+    for stmt in _sqlite._SCHEMA:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO flowcoord_meta VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO flows VALUES ('old', 'demo', 'RUNNING', 0, 5.0, 6.0)")
+    conn.commit()
+    conn.close()
+    async with SQLiteJournal(path) as journal:
+        sent = await journal.send_event("old", "note", '"hi"', "k")
+        assert await journal.sent_events("old", "note") == [sent]
+        assert sent.seq == 1
+    conn = sqlite3.connect(path)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert {"sent_events", "sent_events_by_key", "flows_by_created"} <= names

@@ -26,6 +26,7 @@ from ._common import (
     _Interrupted,
 )
 from ._compat import cmd_check_compat
+from ._events import cmd_flows_send_event
 from ._inspect import cmd_flows_history, cmd_flows_list, cmd_flows_show, cmd_graph
 from ._jobs import add_jobs_parser
 from ._output import _one_line
@@ -270,6 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     _flow_arg(p)
     _output_args(p)
     p.set_defaults(func=cmd_flows_retry)
+    p = fsub.add_parser(
+        "send-event",
+        help="send an event to a flow (its workflow's ctx.wait_event(TOPIC) takes it)",
+        description="Put an event in the flow's mailbox, durably: the workflow's next "
+        "ctx.wait_event(TOPIC) returns its value (the engine running it finds it within "
+        "about a second). Events of a topic are taken in the order sent, each once; --key "
+        "makes the send idempotent (a repeated send under it sends nothing).",
+        parents=common,
+    )
+    _flow_id_arg(p)
+    p.add_argument("topic", metavar="TOPIC", help="the event's topic")
+    p.add_argument("--value", metavar="JSON", help="the event's value as JSON (default: null)")
+    p.add_argument("--key", metavar="KEY", help="an idempotency key (default: a new one)")
+    _journal_arg(p)
+    _output_args(p, progress=False)
+    p.set_defaults(func=cmd_flows_send_event)
 
     add_jobs_parser(sub, common)
 

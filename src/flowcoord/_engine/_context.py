@@ -1,5 +1,5 @@
 """The face a workflow's code sees: ``ctx.step`` (journaled by call order), ``ctx.gather``,
-journaled clock, random numbers and ids, and durable sleep."""
+journaled clock, random numbers and ids, durable sleep, and events sent to the flow."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import anyio
 
@@ -17,6 +17,8 @@ from .._model._task import FunctionTask, Task
 from .._model._workflow import Workflow
 from ..errors import InvalidTaskError, WorkflowContextError
 from ._children import ChildFlow, current_flow
+from ._wf_events import check_timeout, check_wait
+from ._wf_events import wait_event as _wait_event
 from ._wf_sleep import check_seconds
 from ._wf_sleep import sleep as _durable_sleep
 
@@ -281,7 +283,38 @@ class Context:
         SUSPENDED at once, a cancelled one compensates. The sleeping run keeps its flow
         (under a conductor, its job's claim)."""
         self._check()
-        await _durable_sleep(self._run, self._next(), check_seconds(seconds, self._run.name))
+        try:
+            seconds = check_seconds(seconds, self._run.name)
+        except WorkflowContextError as exc:
+            self._broken(exc)
+        await _durable_sleep(self._run, self._next(), seconds)
+
+    async def wait_event(
+        self,
+        topic: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a journaled outcome (None)
+    ) -> Any:
+        """The value of the next event sent to this flow under ``topic``
+        (``engine.send_event``, ``flowcoord flows send-event``, ``POST
+        /api/flows/{id}/events/{topic}``), waiting for it if none is there yet; ``None`` if
+        ``timeout`` seconds pass first. Which event it took is journaled: a resumed run gets
+        the same value here, and the run's next wait for the topic the next event (events
+        of a topic are taken in the order they were sent, each once). The wait obeys
+        suspend, stop and cancel as :meth:`sleep` does."""
+        self._check()
+        try:
+            topic = check_wait(topic, self._run.name)
+            timeout = check_timeout(timeout, self._run.name)
+        except WorkflowContextError as exc:
+            self._broken(exc)
+        return await _wait_event(self._run, self._next(), topic, timeout)
+
+    def _broken(self, exc: WorkflowContextError) -> NoReturn:
+        """The code is wrong, not the run: it ends here, nothing journaled, and the flow
+        stays for the fixed code to resume, whatever the code catches."""
+        self._run._broken = self._run._broken or exc
+        raise exc
 
     def _task(
         self,

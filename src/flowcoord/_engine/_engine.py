@@ -21,6 +21,7 @@ from .._journal._events import EventKind
 from .._journal._group_commit import GroupCommit
 from .._journal._memory import MemoryJournal
 from .._journal._replay import FlowReplay, replay
+from .._journal._sent import SentEvent
 from .._model._compile import Plan, compile_flow
 from .._model._flow import Flow
 from .._model._workflow import Workflow
@@ -38,6 +39,7 @@ from ._children import ChildScope, current_flow
 from ._fork import fork_flow
 from ._handle import FlowHandle, FlowOutcome
 from ._load import load_flow
+from ._mailbox import Mailbox
 from ._runner import FlowRun
 from ._wf_load import check_workflow, fork_workflow, load_workflow
 from ._workflow import WorkflowRun
@@ -86,6 +88,7 @@ class Engine:
             raise ConfigurationError(f"revert_timeout must be positive, got {revert_timeout!r}")
         self.backend = journal if journal is not None else MemoryJournal()
         self.codec = codec or Codec()
+        self.mailbox = Mailbox(self.backend, self.codec)
         self.concurrency = concurrency
         self.revert_timeout = revert_timeout
         self._listeners: list[StateListener] = list(listeners)
@@ -154,6 +157,15 @@ class Engine:
         append carrying the entries of every flow queued meanwhile): for metrics. Not called
         on the in-memory journal, which writes each entry at once."""
         self._flush_listeners.append(listener)
+
+    async def send_event(
+        self, flow_id: str, topic: str, value: Any = None, *, key: str | None = None
+    ) -> SentEvent:
+        """Send ``value`` to flow ``flow_id`` under ``topic``: the workflow's next
+        ``ctx.wait_event(topic)`` returns it (a run of this engine at once, of another within
+        about a second). Durable when it returns; idempotent under ``key`` (default: a new
+        one each call). :class:`~flowcoord.FlowNotFound` if the journal has no such flow."""
+        return await self.mailbox.send(flow_id, topic, value, key=key)
 
     # -- running -------------------------------------------------------------------------------
 

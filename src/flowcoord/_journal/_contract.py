@@ -14,6 +14,7 @@ from types import TracebackType
 
 from ..errors import ConfigurationError
 from ._events import Entry, FlowRecord, resume_entries
+from ._sent import SentEvent
 
 __all__ = [
     "MAX_CURSOR",
@@ -170,6 +171,8 @@ class JournalBackend(ABC):
       if the current token is already newer, :class:`~flowcoord.FlowNotFound` if no flow.
     * ``read`` returns a flow's entries ordered by ``seq``, in one round trip;
       ``read_for_resume`` the same without what the flow's checkpoints sum up.
+    * ``send_event`` / ``sent_events`` keep a flow's mailbox: events numbered per flow and
+      topic, idempotent by key (see :mod:`._sent`).
     * ``list_newest`` pages through the summaries newest first (by creation time) with an
       opaque cursor; a page after a cursor is the same whatever flows were added meanwhile.
     * Backend driver errors leave only as :class:`~flowcoord.errors.JournalError` subclasses.
@@ -237,6 +240,22 @@ class JournalBackend(ABC):
 
     @abstractmethod
     async def get_flow(self, flow_id: str) -> FlowRecord | None: ...
+
+    # -- a flow's mailbox (see ._sent) ----------------------------------------------------
+
+    @abstractmethod
+    async def send_event(self, flow_id: str, topic: str, data: str, key: str) -> SentEvent:
+        """Put an event (``data``: JSON text) in flow ``flow_id``'s mailbox under ``topic``,
+        numbered after the topic's last one; durable when it returns. Under a ``key`` that
+        flow and topic have taken already: the event it names, nothing written (so a retry
+        after a lost answer sends once). :class:`~flowcoord.FlowNotFound` if no such flow."""
+
+    @abstractmethod
+    async def sent_events(
+        self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1
+    ) -> list[SentEvent]:
+        """The flow's events of ``topic`` numbered above ``after``, oldest first, at most
+        ``limit`` of them (one indexed read)."""
 
     @abstractmethod
     async def list_flows(

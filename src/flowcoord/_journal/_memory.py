@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ..errors import FlowNotFound, OwnershipLost
 from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, EventKind, FlowRecord
+from ._sent import SentEvent
 
 __all__ = ["MemoryJournal"]
 
@@ -56,6 +57,8 @@ class MemoryJournal(JournalBackend):
     def __init__(self) -> None:
         self._flows: dict[str, _Flow] = {}
         self._newest: list[tuple[float, str]] = []  # (created_at, flow_id), ascending
+        self._sent: dict[tuple[str, str], list[SentEvent]] = {}  # (flow, topic) -> events
+        self._sent_keys: dict[tuple[str, str, str], SentEvent] = {}
 
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
         if record.flow_id in self._flows:
@@ -129,6 +132,24 @@ class MemoryJournal(JournalBackend):
         if flow is None:
             return []
         return [e for e in flow.entries if e.seq > after_seq]
+
+    async def send_event(self, flow_id: str, topic: str, data: str, key: str) -> SentEvent:
+        if flow_id not in self._flows:
+            raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+        found = self._sent_keys.get((flow_id, topic, key))
+        if found is not None:
+            return found
+        events = self._sent.setdefault((flow_id, topic), [])
+        event = SentEvent(flow_id, topic, len(events) + 1, data, key, time.time())
+        events.append(event)
+        self._sent_keys[(flow_id, topic, key)] = event
+        return event
+
+    async def sent_events(
+        self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1
+    ) -> list[SentEvent]:
+        events = self._sent.get((flow_id, topic), [])
+        return events[max(after, 0) : max(after, 0) + max(limit, 0)]
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
         flow = self._flows.get(flow_id)

@@ -29,6 +29,7 @@ from ..errors import (
 from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, EventKind, FlowRecord, summed_below
 from ._postgres_sql import SCHEMA_VERSION, Statements
+from ._sent import SentEvent
 
 __all__ = ["PostgresJournal"]
 
@@ -402,6 +403,32 @@ class PostgresJournal(JournalBackend):
             ]
 
         return await self._run("reading a flow", op)
+
+    async def send_event(self, flow_id: str, topic: str, data: str, key: str) -> SentEvent:
+        sql = self._sql
+
+        async def op(conn: _Conn) -> SentEvent:
+            async with conn.transaction():
+                if await conn.fetchval(sql.lock_flow, flow_id) is None:
+                    raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+                row = await conn.fetchrow(sql.sent_by_key, flow_id, topic, key)
+                if row is None:  # (a retry after a lost commit finds its own event here)
+                    row = await conn.fetchrow(
+                        sql.send_event, flow_id, topic, data, key, time.time()
+                    )
+            assert row is not None
+            return SentEvent(flow_id, topic, row[0], row[1], row[2], row[3])
+
+        return await self._run("sending an event", op)
+
+    async def sent_events(
+        self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1
+    ) -> list[SentEvent]:
+        async def op(conn: _Conn) -> list[SentEvent]:
+            rows = await conn.fetch(self._sql.sent_events, flow_id, topic, after, max(limit, 0))
+            return [SentEvent(flow_id, topic, r[0], r[1], r[2], r[3]) for r in rows]
+
+        return await self._run("reading a flow's events", op)
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
         async def op(conn: _Conn) -> FlowRecord | None:

@@ -9,7 +9,7 @@ from ._contract import Listing, glob_wildcards
 __all__ = ["SCHEMA_VERSION", "Statements"]
 
 #: The schema version this code writes. Bump it with a new entry in ``_MIGRATIONS``.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # version -> statements taking the schema from version-1 to version. ``{s}`` is the quoted
 # schema. Never edit a released entry; add a new one.
@@ -47,6 +47,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ' (created_at, flow_id COLLATE "C")',
         "CREATE INDEX IF NOT EXISTS flows_state_created_idx ON {s}.flows"
         ' (state, created_at, flow_id COLLATE "C")',
+    ),
+    # The flows' mailboxes (send_event): events numbered per flow and topic, keys unique.
+    4: (
+        "CREATE TABLE IF NOT EXISTS {s}.sent_events ("
+        " flow_id text NOT NULL,"
+        " topic text NOT NULL,"
+        " seq bigint NOT NULL,"
+        " data text NOT NULL,"
+        " key text NOT NULL,"
+        " sent_at double precision NOT NULL,"
+        " PRIMARY KEY (flow_id, topic, seq),"
+        " UNIQUE (flow_id, topic, key))",
     ),
 }
 
@@ -189,6 +201,22 @@ class Statements:
             " WHERE flow_id = $1 AND kind NOT IN ('task.started', 'task.succeeded') ORDER BY seq"
         )
         self.get_flow = f"SELECT {self.summary} FROM {s}.flows f WHERE f.flow_id = $1"
+        # a flow's mailbox: the flow's row locked (so the numbering is serial per flow),
+        # the key looked up, the next number taken
+        self.lock_flow = f"SELECT 1 FROM {s}.flows WHERE flow_id = $1 FOR UPDATE"
+        sent = "seq, data, key, sent_at"
+        self.sent_by_key = (
+            f"SELECT {sent} FROM {s}.sent_events WHERE flow_id = $1 AND topic = $2 AND key = $3"
+        )
+        self.send_event = (
+            f"INSERT INTO {s}.sent_events (flow_id, topic, seq, data, key, sent_at)"
+            f" SELECT $1, $2, coalesce(max(seq), 0) + 1, $3, $4, $5 FROM {s}.sent_events"
+            f" WHERE flow_id = $1 AND topic = $2 RETURNING {sent}"
+        )
+        self.sent_events = (
+            f"SELECT {sent} FROM {s}.sent_events WHERE flow_id = $1 AND topic = $2"
+            " AND seq > $3 ORDER BY seq LIMIT $4"
+        )
 
     def list_flows(self, state: str | None, after: str | None) -> tuple[str, list[object]]:
         """The query and its arguments; the caller appends ``limit`` as the last one."""

@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ._contract import FlowPage, JournalBackend, Listing, glob_wildcards
 from ._events import Entry, EventKind, FlowRecord, summed_below
+from ._sent import SentEvent
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteJournal"]
 
@@ -53,8 +54,18 @@ _ADDITIONS = {
     " ON flows (created_at, flow_id)",
     "flows_by_state_created": "CREATE INDEX IF NOT EXISTS flows_by_state_created"
     " ON flows (state, created_at, flow_id)",
+    # the flows' mailboxes (send_event): events numbered per flow and topic, keys unique
+    "sent_events": "CREATE TABLE IF NOT EXISTS sent_events (flow_id TEXT NOT NULL,"
+    " topic TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, key TEXT NOT NULL,"
+    " sent_at REAL NOT NULL, PRIMARY KEY (flow_id, topic, seq)) WITHOUT ROWID",
+    "sent_events_by_key": "CREATE UNIQUE INDEX IF NOT EXISTS sent_events_by_key"
+    " ON sent_events (flow_id, topic, key)",
 }
 _FLOW_COLS = "flow_id, name, state, token, created_at, updated_at"
+_READ_SENT = (
+    "SELECT seq, data, key, sent_at FROM sent_events WHERE flow_id = ? AND topic = ?"
+    " AND seq > ? ORDER BY seq LIMIT ?"
+)
 _INSERT_FLOW = f"INSERT OR IGNORE INTO flows ({_FLOW_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_ENTRY = (
     "INSERT OR IGNORE INTO entries (flow_id, seq, kind, task, data, state, token, at)"
@@ -177,6 +188,18 @@ class SQLiteJournal(JournalBackend):
             start = summed_below((r[2], r[4]) for r in reversed(kept))
             tail = conn.execute(_READ, (flow_id, start - 1)).fetchall()
             return [self._entry(r) for r in kept if r[1] < start] + [self._entry(r) for r in tail]
+
+        return await self._run(query)
+
+    async def send_event(self, flow_id: str, topic: str, data: str, key: str) -> SentEvent:
+        return await self._run(lambda conn: self._tx_send(conn, flow_id, topic, data, key))
+
+    async def sent_events(
+        self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1
+    ) -> list[SentEvent]:
+        def query(conn: sqlite3.Connection) -> list[SentEvent]:
+            rows = conn.execute(_READ_SENT, (flow_id, topic, after, max(limit, 0))).fetchall()
+            return [SentEvent(flow_id, topic, *r) for r in rows]
 
         return await self._run(query)
 
@@ -303,7 +326,7 @@ class SQLiteJournal(JournalBackend):
     def _add_missing(self, conn: sqlite3.Connection) -> None:
         """Create the :data:`_ADDITIONS` a journal made by an older flowcoord lacks (once;
         a file this process may not write keeps without them: they only speed reads up)."""
-        sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+        sql = "SELECT name FROM sqlite_master WHERE type IN ('index', 'table')"
         missing = set(_ADDITIONS) - {r[0] for r in conn.execute(sql)}
         if not missing:
             return
@@ -418,6 +441,27 @@ class SQLiteJournal(JournalBackend):
         self.transactions += 1
         self.batches += 1
         return frozenset(refused)
+
+    def _tx_send(
+        self, conn: sqlite3.Connection, flow_id: str, topic: str, data: str, key: str
+    ) -> SentEvent:
+        conn.execute("BEGIN IMMEDIATE")
+        if conn.execute("SELECT 1 FROM flows WHERE flow_id = ?", (flow_id,)).fetchone() is None:
+            raise FlowNotFound(f"no flow {flow_id!r} in the journal", flow_id=flow_id)
+        sql = "SELECT seq, data, key, sent_at FROM sent_events WHERE flow_id = ? AND topic = ?"
+        row = conn.execute(sql + " AND key = ?", (flow_id, topic, key)).fetchone()
+        if row is None:
+            sql = "SELECT coalesce(max(seq), 0) FROM sent_events WHERE flow_id = ? AND topic = ?"
+            seq = int(conn.execute(sql, (flow_id, topic)).fetchone()[0]) + 1
+            row = (seq, data, key, time.time())
+            conn.execute(
+                "INSERT INTO sent_events (flow_id, topic, seq, data, key, sent_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (flow_id, topic, *row),
+            )
+            self.transactions += 1
+        conn.execute("COMMIT")
+        return SentEvent(flow_id, topic, *row)
 
     def _tx_fence(self, conn: sqlite3.Connection, flow_id: str, token: int) -> int:
         conn.execute("BEGIN IMMEDIATE")

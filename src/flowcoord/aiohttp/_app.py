@@ -18,6 +18,7 @@ from ..errors import ConfigurationError
 from ._api import add_api_routes
 from ._dashboard import add_dashboard_routes
 from ._errors import error_middleware
+from ._events_api import add_event_routes
 from ._jobs_api import add_job_routes
 from ._openapi import add_openapi_route
 from ._state import STATE_KEY, AppState, get_engine, get_registry, state_of
@@ -130,6 +131,7 @@ def setup(
     app.cleanup_ctx.append(_engine_lifetime)
     add_api_routes(app, prefix)
     add_job_routes(app, prefix)
+    add_event_routes(app, prefix)
     add_openapi_route(app, prefix)
     if dashboard:
         add_dashboard_routes(app, prefix)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .. import __version__
 from .._ids import FLOW_ID_RULE
+from .._journal._sent import TOPIC_RULE
 from .._states import FlowState, TaskState
 from ._errors import dumps
 from ._jobs_openapi import JOB_SCHEMAS, job_operations
@@ -398,6 +399,24 @@ _SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "SendEventRequest": {
+        "type": "object",
+        "properties": {
+            "value": {"description": "the event's value (any JSON; default null)"},
+            "key": {"type": "string", "description": "an idempotency key (default: a new one)"},
+        },
+    },
+    "SentEvent": {
+        "type": "object",
+        "required": ["flow_id", "topic", "seq", "key", "sent_at"],
+        "properties": {
+            "flow_id": {"type": "string"},
+            "topic": {"type": "string"},
+            "seq": {"type": "integer", "description": "its number within the flow and topic"},
+            "key": {"type": "string"},
+            "sent_at": {"type": "number", "description": "epoch seconds"},
+        },
+    },
     "RetryRequest": {
         "type": "object",
         "required": ["from_task"],
@@ -740,6 +759,35 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
                 mutation=True,
                 flow_id=True,
                 body=_ref("RetryRequest"),
+            )
+        },
+        "/flows/{flow_id}/events/{topic}": {
+            "post": _operation(
+                "sendEvent",
+                "Send an event to a flow: its workflow's next ctx.wait_event(topic) takes it.",
+                {
+                    "201": _json_body(
+                        _ref("SentEvent"),
+                        "sent, durably (under a key sent before: "
+                        "the event that key names, nothing sent again)",
+                    ),
+                    "400": _error("a bad topic, key or value (the codec refuses it, too big)"),
+                    "404": not_journaled,
+                },
+                mutation=True,
+                flow_id=True,
+                query=[
+                    {
+                        "name": "topic",
+                        "in": "path",
+                        "required": True,
+                        "description": f"the event's topic: {TOPIC_RULE}",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                    }
+                ],
+                body=_ref("SendEventRequest"),
+                description="Events of a topic are taken in the order sent, each once; the "
+                "engine running the flow finds one within about a second.",
             )
         },
     }

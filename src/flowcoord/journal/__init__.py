@@ -7,7 +7,8 @@ rest is for those who write a backend, inspect journals or build tools on them:
 :class:`Entry` / :class:`EventKind` (one journaled event), :class:`FlowRecord` (a flow's
 summary row; :meth:`JournalBackend.list_newest` pages them newest first as a
 :class:`FlowPage`), and :func:`replay` (entries → :class:`FlowReplay`, the state a resume starts
-from, with a :class:`TaskRecord` per task).
+from, with a :class:`TaskRecord` per task); :class:`SentEvent` is an event in a flow's
+mailbox (``engine.send_event``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .._journal._memory import MemoryJournal as MemoryJournal
 from .._journal._replay import FlowReplay as FlowReplay
 from .._journal._replay import TaskRecord as TaskRecord
 from .._journal._replay import replay as replay
+from .._journal._sent import SentEvent as SentEvent
 from .._journal._sqlite import SQLiteJournal as SQLiteJournal
 from .._journal._urls import URL_FORMS as URL_FORMS
 from .._journal._urls import open_journal as open_journal
@@ -45,6 +47,7 @@ __all__ = [
     "MemoryJournal",
     "PostgresJournal",
     "SQLiteJournal",
+    "SentEvent",
     "TaskRecord",
     "open_journal",
     "replay",

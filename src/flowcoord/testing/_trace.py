@@ -20,6 +20,7 @@ from .._engine._children import current_flow
 from .._engine._engine import Engine
 from .._journal._contract import FlowPage, JournalBackend, Listing
 from .._journal._events import Entry, FlowRecord
+from .._journal._sent import SentEvent
 from .._model._compile import Plan
 from .._model._flow import Flow
 from .._states import StateChange
@@ -208,6 +209,15 @@ class RecordingBackend(JournalBackend):
 
     async def newest_page(self, listing: Listing) -> FlowPage:
         return await self.inner.newest_page(listing)
+
+    async def send_event(self, flow_id: str, topic: str, data: str, key: str) -> SentEvent:
+        return await self.inner.send_event(flow_id, topic, data, key)
+
+    async def sent_events(
+        self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1
+    ) -> list[SentEvent]:
+        await self._call("sent_events")
+        return await self.inner.sent_events(flow_id, topic, after=after, limit=limit)
 
 
 class InstrumentedEngine(Engine):
