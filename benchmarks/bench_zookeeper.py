@@ -29,8 +29,27 @@ Starts its own standalone ZooKeeper server (tickTime 1000) on loopback.
   ``-o zk_queue_drain=1`` also drains the largest queue to empty with the 4 claimers
   (``queue.drain_<n>``, claims/s): every job posted, claimed and consumed.
 
+- ``queue.peer_kazoo_*`` / ``queue.peer_taskflow_*``: the same figures for kazoo's
+  ``LockingQueue`` and TaskFlow's ZooKeeper job board, each in ``_zk_board_peer.py`` in an
+  interpreter of its own (``-o zk_peer_python=``, default this one; it must import kazoo, and
+  taskflow for TaskFlow), filled after flowcoord's queues (64 posting threads on one client)
+  with the size plus one round's jobs and topped up after each round (untimed: their cost
+  grows with the queue, so every round starts at the same length), then driven a round at a
+  time: flowcoord's rounds and the peers' alternate, so that drift hits all alike. Default
+  sizes 1k and 10k (``-o zk_peer_sizes``; flowcoord is measured at them too); a claim budget
+  per size (``-o zk_peer_budget``, 40 s, 16 with --quick, spread over the rounds) and a
+  posting budget (``-o zk_peer_fill_budget``, 600 s) bound a peer that cannot keep up, and
+  the row says when they cut it short. ``queue.vs_<peer>_claims_<n>`` /
+  ``queue.vs_<peer>_post_<n>``: flowcoord's claims/s and posts/s ÷ the peer's; these rows
+  are there even when the peer measured nothing, with "NOT MEASURED" and the reason (not
+  installed, failed at that size, over budget).
+  ``queue.peer_<peer>_max_listing_bytes``: both peers list the whole queue folder, so their
+  largest answer grows with the queue; the note says at about what size it reaches 1 MiB.
+
 Options: ``-o zk_session_timeout=2`` (seconds), ``-o zk_trials=20`` (5 with --quick),
-``-o zk_queue_sizes=1000,100000``, ``-o zk_queue_rounds=8``, ``-o zk_queue_drain=0``.
+``-o zk_queue_sizes=1000,100000``, ``-o zk_queue_rounds=8``, ``-o zk_queue_drain=0``,
+``-o zk_peers=kazoo,taskflow`` (``none``: no peers), ``-o zk_peer_python=PATH``,
+``-o zk_peer_sizes=1000,10000``, ``-o zk_peer_budget=40``, ``-o zk_peer_fill_budget=600``.
 Standalone: ``python -m benchmarks.bench_zookeeper [--quick]``.
 """
 
@@ -40,6 +59,7 @@ import contextlib
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -47,6 +67,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 
 import flowcoord as fc
@@ -59,6 +80,7 @@ from flowcoord.testing import ZooKeeperNotInstalled, ZooKeeperServer
 from flowcoord.testing._zookeeper import four_letter_word
 
 from ._harness import Context, Result, Target
+from ._zk_peers import _asks, _label, _Peer, _peer_names, _peer_results, _percentile
 
 NAME = "zookeeper"
 
@@ -67,6 +89,7 @@ TARGET_WRITES_PER_TASK = Target("<=", 0, on="value")
 TARGET_WRITES_LIMITED = Target("<=", 4, on="value")
 TARGET_COST_RATIO = Target("<=", 1.5, on="value")
 JUTE_MAXBUFFER = 1024 * 1024  # ZooKeeper's default bound on one response
+HERE = Path(__file__).resolve().parent
 
 
 def _zxid(server: ZooKeeperServer) -> int:
@@ -74,13 +97,6 @@ def _zxid(server: ZooKeeperServer) -> int:
         if line.startswith("Zxid:"):
             return int(line.partition(":")[2].strip(), 16)
     raise RuntimeError("no Zxid in the server's srvr answer")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 async def _writes(ctx: Context, server: ZooKeeperServer, n: int, k: int) -> list[Result]:
@@ -187,10 +203,6 @@ async def _failover(
 # -- queues at scale --------------------------------------------------------------------------
 
 
-def _label(n: int) -> str:
-    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
-
-
 class _Listings:
     """Records the largest ``getChildren`` answer a session gets (bytes of names and their
     4-byte length prefixes, plus the list's own)."""
@@ -257,6 +269,10 @@ async def _claim_round(
     return latencies, time.perf_counter() - began
 
 
+def _sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 async def _queue_writes(ctx: Context, server: ZooKeeperServer, n: int) -> list[Result]:
     """Server-counted writes per job (post, claim, consume by one claimer), without and
     with a global limit on the queue."""
@@ -294,12 +310,18 @@ async def _queue_writes(ctx: Context, server: ZooKeeperServer, n: int) -> list[R
 
 
 async def _queues(
-    ctx: Context, server: ZooKeeperServer, sizes: list[int], rounds: int, per_round: int
+    ctx: Context,
+    server: ZooKeeperServer,
+    sizes: list[int],
+    rounds: int,
+    per_round: int,
+    peers: list[_Peer],
 ) -> list[Result]:
     out: list[Result] = []
     listings = _Listings()
     async with contextlib.AsyncExitStack() as stack:
         boards: dict[int, list[ZooKeeperJobBoard]] = {}
+        post_rates: dict[int, float] = {}
         for n in sizes:
             namespace = f"/bench-q{_label(n)}-{os.getpid()}-{time.monotonic_ns()}"
             sessions = [
@@ -312,28 +334,45 @@ async def _queues(
                 listings.watch(session)
             producer = ZooKeeperJobBoard(sessions[0])
             total = n + rounds * per_round
+            # the board's folders first, untimed: the posts' figure is that of posting (the
+            # first posts in flight on a fresh board would each create them)
+            await producer.layout.setup()
             seconds = await _fill(producer, total, 0)
             ctx.log(f"queue {_label(n)}: posted {total} jobs in {seconds:.1f} s")
+            post_rates[n] = total / seconds
             out.append(
                 Result(
                     f"queue.post_{_label(n)}",
                     total / seconds,
                     "jobs/s",
-                    stat=f"{total} posts, 64 in flight, one session",
-                    note="one transaction each (record + entry); the session reads the stat "
-                    "of each node it creates",
+                    stat=f"{total} posts, 64 in flight, one session, board set up",
+                    note="one transaction each (record + entry), nothing read back",
                 )
             )
             boards[n] = [ZooKeeperJobBoard(s) for s in sessions[1:]]
+        for peer in peers:  # one at a time: each fills alone
+            stack.push_async_callback(peer.aclose)
+            ctx.log(f"{peer.name}: filling {peer.sizes} (in {peer.python})")
+            failed = await peer.start(within=1800)
+            ctx.log(f"{peer.name}: {peer.error or failed or 'filled, claimers open'}")
         latencies: dict[int, list[float]] = {n: [] for n in sizes}
         per_round_rates: dict[int, list[float]] = {n: [] for n in sizes}
+        runners: list[_Peer | None] = [None, *peers]  # None: flowcoord
         for r in range(rounds):
-            for n in sizes if r % 2 == 0 else reversed(sizes):
-                got, seconds = await _claim_round(boards[n], per_round)
-                latencies[n] += got
-                per_round_rates[n].append(len(got) / seconds)
+            for runner in runners if r % 2 == 0 else reversed(runners):
+                if runner is not None:
+                    did = await runner.round(within=len(runner.sizes) * (runner.budget + 60) + 60)
+                    ctx.log(f"round {r + 1}/{rounds}: {runner.name} claims {did}")
+                    continue
+                for n in sizes if r % 2 == 0 else reversed(sizes):
+                    got, seconds = await _claim_round(boards[n], per_round)
+                    latencies[n] += got
+                    per_round_rates[n].append(len(got) / seconds)
             rates_now = ", ".join(f"{_label(n)} {per_round_rates[n][-1]:.0f}/s" for n in sizes)
             ctx.log(f"round {r + 1}/{rounds}: claims {rates_now}")
+        for peer in peers:
+            await peer.finish(within=120)
+            ctx.log(f"{peer.name}: {peer.error or 'done'}")
         # the median round: one round hit by a server snapshot or GC does not decide it
         rates = {n: statistics.median(per_round_rates[n]) for n in sizes}
         for n in sizes:
@@ -387,6 +426,8 @@ async def _queues(
                     stat=f"{drained} jobs claimed and consumed to an empty queue, 4 claimers",
                 )
             )
+        for peer in peers:
+            out += _peer_results(peer, post_rates, rates)
     out.append(
         Result(
             "queue.max_listing_bytes",
@@ -413,17 +454,26 @@ async def run(ctx: Context) -> AsyncIterator[Result]:
         if ctx.selected("writes"):
             for result in await _writes(ctx, server, n=10 if ctx.quick else 20, k=50):
                 yield result
-        if ctx.selected("queue"):
-            sizes = [
-                int(x)
-                for x in (
-                    ctx.option("zk_queue_sizes") or ("1000,10000" if ctx.quick else "1000,100000")
-                ).split(",")
-            ]
+        peer_names = _peer_names(ctx)
+        if _asks(ctx, "queue") or peer_names:
+            sizes = _sizes(
+                ctx.option("zk_queue_sizes") or ("1000,10000" if ctx.quick else "1000,100000")
+            )
             rounds = int(ctx.option("zk_queue_rounds", "4" if ctx.quick else "8") or 8)
-            for result in await _queue_writes(ctx, server, 300):
-                yield result
-            for result in await _queues(ctx, server, sizes, rounds, 100 if ctx.quick else 250):
+            per_round = 100 if ctx.quick else 250
+            peer_sizes = _sizes(ctx.option("zk_peer_sizes") or "1000,10000") if peer_names else []
+            budget = float(ctx.option("zk_peer_budget") or (16 if ctx.quick else 40))
+            python = ctx.option("zk_peer_python") or sys.executable
+            argv = ["--hosts", server.hosts, "--claimers", "4", "--jobs-per-round",
+                    str(per_round), "--rounds", str(rounds), "--claim-budget", str(budget),
+                    "--fill-budget", ctx.option("zk_peer_fill_budget") or "600"]  # fmt: skip
+            peers = [_Peer(name, python, peer_sizes, argv, budget) for name in peer_names]
+            if _asks(ctx, "queue.writes_per_job"):
+                for result in await _queue_writes(ctx, server, 300):
+                    yield result
+            # flowcoord is measured at the peers' sizes too, in the same rounds
+            all_sizes = sorted(set(sizes) | set(peer_sizes))
+            for result in await _queues(ctx, server, all_sizes, rounds, per_round, peers):
                 yield result
         if ctx.selected("failover"):
             times = await _failover(ctx, server, trials, timeout)

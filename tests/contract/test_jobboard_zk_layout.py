@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 
 from flowcoord._coord._zk_board import ZooKeeperJobBoard
@@ -92,3 +93,20 @@ async def test_three_writes_a_flow_with_or_without_a_global_limit(
             await board.consume(claim, outcome="SUCCESS")
     assert Counter(board.writes) - before == Counter(post=6, claim=6, consume=6)
     assert await session.children("/board/slots/api") == []
+
+
+async def test_posts_in_flight_on_a_fresh_board_set_it_up_once(session: ZooKeeperSession) -> None:
+    board = ZooKeeperJobBoard(session)
+
+    async def post(i: int) -> None:
+        await board.post("f", flow_id=f"first-{i}")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(16):
+            tg.start_soon(post, i)
+    alone = ZooKeeperJobBoard(session, path="/other")
+    await alone.post("f", flow_id="alone")
+    # one setup each: 16 posts in flight did not each create the 256 key folders again
+    assert board.writes["setup"] == alone.writes["setup"]
+    assert board.writes["post"] == 16
+    assert len(await board.jobs()) == 16

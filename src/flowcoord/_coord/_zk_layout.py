@@ -156,6 +156,7 @@ class Layout:
         self.shard_size = shard_size  # the board's own (from its layout node) once set up
         self.ready = False
         self.writes = writes
+        self._setting_up: anyio.Lock | None = None  # made on first use (in the event loop)
 
     def dir(self, name: str) -> str:
         return f"{self.root}/{name}" if self.root != "/" else f"/{name}"
@@ -191,9 +192,17 @@ class Layout:
         return self.dir(relative)
 
     async def setup(self) -> None:
-        """Check (or create) the layout once per board object; refuse another layout."""
+        """Check (or create) the layout once per board object; refuse another layout.
+        Concurrent first calls (the first posts in flight) wait for one setup."""
         if self.ready:
             return
+        if self._setting_up is None:
+            self._setting_up = anyio.Lock()
+        async with self._setting_up:
+            if not self.ready:
+                await self._setup()
+
+    async def _setup(self) -> None:
         try:
             present = set(await self.session.children(self.root))
         except NodeMissing:
