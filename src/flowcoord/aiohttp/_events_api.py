@@ -7,8 +7,8 @@ from aiohttp import web
 
 from .._journal._sent import TOPIC_RULE, check_topic
 from ..errors import ConfigurationError
-from ._api import _authorize, _body, _flow_id, _json
 from ._errors import ApiError
+from ._requests import _authorize, _body, _flow_id, _json
 from ._state import get_engine
 
 __all__ = ["add_event_routes"]

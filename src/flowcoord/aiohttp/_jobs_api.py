@@ -19,8 +19,8 @@ from .._coord._contract import JobBoard
 from .._ids import FLOW_ID_RULE, is_flow_id
 from .._job_views import job_view, members_overview, queues_overview, trashed_view
 from ..errors import UnknownQueue
-from ._api import _authorize, _authorize_read, _body, _converted, _int_query, _json
 from ._errors import ApiError
+from ._requests import _authorize, _authorize_read, _body, _converted, _int_query, _json
 from ._state import AppState, state_of
 
 __all__ = ["add_job_routes"]
