@@ -48,6 +48,19 @@ def test_workflow_saga_compensates_and_versions(tmp_path: Path) -> None:
     assert "new on v2: FL-FAO, HT-FAO-2, CAR-FL-FAO; insured: True" in ok.stdout
 
 
+def test_approval_waits_for_an_event_sent_from_another_process(tmp_path: Path) -> None:
+    ok = _run("approval.py", str(tmp_path / "a.sqlite"))
+    assert ok.returncode == 0, ok.stderr
+    lines = [line.strip() for line in ok.stdout.splitlines()]
+    assert lines[-2:] == ["published vm-2", "provisioned: vm-2.example.net"]
+    assert "sent event 'approval' #1 to flow vm-request-1 (key vm-request-1-decision)" in lines
+    rejected = _run("approval.py", str(tmp_path / "b.sqlite"), "--reject")
+    assert rejected.returncode == 1, rejected.stderr
+    lines = [line.strip() for line in rejected.stdout.splitlines()]
+    assert lines[-2:] == ["freed vm-2", "provisioning failed: not approved: reject (flow REVERTED)"]
+    assert "published vm-2" not in lines
+
+
 def test_crash_resume_skips_done_steps(tmp_path: Path) -> None:
     proc = _run("crash_resume.py", str(tmp_path / "j.sqlite"))
     assert proc.returncode == 0, proc.stderr
