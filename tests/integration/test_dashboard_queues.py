@@ -131,6 +131,7 @@ async def _a_busy_board(b: Board) -> dict[str, str]:
             queue=queue,
             priority=priority,
             not_before=due,
+            partition="tenant-a" if flow_id == "bulk-wait" else None,
         )
         ids[flow_id] = job.job_id
     await worker.claim(await worker.get(ids["bulk-run"]), "worker-7")
@@ -179,6 +180,8 @@ async def test_the_queues_page_shows_each_queue_and_acts_behind_a_confirmation(
         ids["bulk-wait"],
         ids["bulk-next"],
     ]
+    assert (await waiting.first.locator(".partition").inner_text()).strip() == "\u00b7 tenant-a"
+    assert await waiting.nth(1).locator(".partition").count() == 0
     # default: no global limit, one waiting and one delayed (with when it is due).
     default = page.locator('#queues .queue[data-queue="default"]')
     assert await default.locator('.limit[data-limit="none"]').inner_text() == "no global limit"

@@ -109,6 +109,12 @@
 
   // -- the queues page -----------------------------------------------------------------------
 
+  function partitionMark(j) {
+    // the job's partition key: the queue's per-partition limit counts it
+    return j.partition ? el("span", { class: "small muted partition", title: "partition key" },
+      " \u00b7 " + j.partition) : null;
+  }
+
   function runningTable(q) {
     if (!q.running.length) return el("p", { class: "muted small" }, "Nothing of it runs now.");
     return el("table", { class: "running" },
@@ -116,7 +122,7 @@
       el("tbody", {}, ...q.running.map((j) =>
         el("tr", { "data-job-id": j.job_id, "data-owner": j.owner, "data-status": "running" },
           el("td", {}, jobCode(j.job_id)),
-          el("td", { class: "name-cell" }, j.flow, " ", flowLink(j.flow_id)),
+          el("td", { class: "name-cell" }, j.flow, " ", flowLink(j.flow_id), partitionMark(j)),
           el("td", {}, el("span", { class: "owner" }, j.owner)),
           el("td", { class: "num" }, j.claims + (j.failures ? " (" + j.failures + " failed)" : "")),
           el("td", {}, fmtTime(j.created_at))))));
@@ -128,7 +134,7 @@
     const rows = waiting.map((j) =>
       el("tr", { "data-job-id": j.job_id, "data-status": j.status, class: j.failures ? "failing" : null },
         el("td", {}, jobCode(j.job_id)),
-        el("td", { class: "name-cell" }, j.flow, " ", flowLink(j.flow_id)),
+        el("td", { class: "name-cell" }, j.flow, " ", flowLink(j.flow_id), partitionMark(j)),
         el("td", { class: "num" }, j.priority),
         el("td", {}, statusBadge(j.status),
           j.status === "delayed" ? el("span", { class: "small muted" }, " due " + fmtTime(j.not_before)) : null),
