@@ -146,6 +146,7 @@ async def test_another_engines_send_reaches_a_waiting_run(tmp_path: Path) -> Non
             await other.send_event("a5", "vote", "no")
         with anyio.fail_after(10):  # found on a later look at the mailbox
             assert (await handle.wait()).result == ["yes", "no"]
+        assert not engine.mailbox._sent  # nothing kept for runs that wait no more
 
 
 async def test_bad_sends_and_waits_are_refused_before_anything_is_written() -> None:

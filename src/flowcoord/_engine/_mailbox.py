@@ -57,6 +57,10 @@ class Mailbox:
         if event is not None:
             event.set()
 
+    def forget(self, flow_id: str, topic: str) -> None:
+        """Nobody of this engine waits for ``flow_id``'s ``topic`` any more."""
+        self._sent.pop((flow_id, topic), None)
+
     def sent(self, flow_id: str, topic: str) -> anyio.Event:
         """An event set when this mailbox next sends to ``flow_id`` under ``topic``."""
         got = self._sent.get((flow_id, topic))

@@ -20,7 +20,7 @@ import anyio
 from .._journal._events import EventKind
 from .._journal._sent import check_topic
 from ..errors import ConfigurationError, JournalError, WorkflowContextError
-from ._mailbox import POLL_INTERVAL
+from ._mailbox import POLL_INTERVAL, Mailbox
 from ._wf_journal import StepRecord, step_key
 
 if TYPE_CHECKING:
@@ -89,31 +89,38 @@ async def wait_event(
     deadline = None if timeout is None else time.monotonic() + timeout
     lock = _LOCKS.setdefault(run, {}).setdefault(topic, anyio.Lock())
     async with lock:
-        while True:
-            await run._gate()  # suspended: wait for resume; stopped: the run ends here
-            sent = mailbox.sent(run.flow_id, topic)  # before the look: no send is missed
-            after = _taken(run, name)
-            try:
-                found = await mailbox.backend.sent_events(run.flow_id, topic, after=after)
-            except JournalError as exc:
-                run._broken = run._broken or exc  # the run ends with it, whatever the code does
-                raise
-            if found:
-                event = found[0]
-                result = {"event": event.seq, "value": run.writer.codec.decode(event.data)}
-                break
-            left = math.inf if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                result = {"event": None, "value": None}
-                break
-            with anyio.move_on_after(min(POLL_INTERVAL, left)):
-                await _either(sent, run._resumed)
+        try:
+            result = await _take(run, mailbox, topic, name, deadline)
+        finally:
+            mailbox.forget(run.flow_id, topic)  # (one run per flow: nobody else waits here)
         data = run._encode({"result": result, "attempt": 1}, what=f"event {topic!r}")
         await run._write(EventKind.TASK_SUCCEEDED, step_key(pos, name), data)
         run.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=result, attempt=1)
         if run._ckpt is not None:
             run._ckpt.succeeded(pos)
     return result["value"]
+
+
+async def _take(
+    run: WorkflowRun, mailbox: Mailbox, topic: str, name: str, deadline: float | None
+) -> dict[str, Any]:
+    """The next event of ``topic`` this run has not taken, as ``{"event": its number,
+    "value": ...}``, waiting for it; ``{"event": None, "value": None}`` past ``deadline``."""
+    while True:
+        await run._gate()  # suspended: wait for resume; stopped: the run ends here
+        sent = mailbox.sent(run.flow_id, topic)  # before the look: no send is missed
+        try:
+            found = await mailbox.backend.sent_events(run.flow_id, topic, after=_taken(run, name))
+        except JournalError as exc:
+            run._broken = run._broken or exc  # the run ends with it, whatever the code does
+            raise
+        if found:
+            return {"event": found[0].seq, "value": run.writer.codec.decode(found[0].data)}
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            return {"event": None, "value": None}
+        with anyio.move_on_after(min(POLL_INTERVAL, left)):
+            await _either(sent, run._resumed)
 
 
 async def _either(a: anyio.Event, b: anyio.Event) -> None:
