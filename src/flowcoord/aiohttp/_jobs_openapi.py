@@ -9,25 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._schema import error as _error
+from ._schema import json_body as _body
+from ._schema import obj as _obj
+from ._schema import query as _query
+from ._schema import ref as _ref
+
 __all__ = ["JOB_SCHEMAS", "job_operations"]
-
-_JSON = "application/json"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _body(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _body(_ref("Error"), description)
-
-
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
 
 
 def _time(description: str) -> dict[str, Any]:
@@ -41,16 +29,6 @@ def _path(name: str, description: str) -> dict[str, Any]:
         "required": True,
         "description": description,
         "schema": {"type": "string", "maxLength": 64},
-    }
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
     }
 
 

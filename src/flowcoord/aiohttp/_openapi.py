@@ -19,6 +19,12 @@ from .._journal._sent import TOPIC_RULE
 from .._states import FlowState, TaskState
 from ._errors import dumps
 from ._jobs_openapi import JOB_SCHEMAS, job_operations
+from ._schema import error as _error
+from ._schema import json_body as _json_body
+from ._schema import nullable as _nullable
+from ._schema import obj as _obj
+from ._schema import query as _query
+from ._schema import ref as _ref
 from ._state import state_of
 
 __all__ = ["add_openapi_route", "build_openapi"]
@@ -28,26 +34,6 @@ _FLOW_STATES = [s.value for s in FlowState]
 _TASK_STATES = [s.value for s in TaskState]
 _STEP_STATES = ["PENDING", "RUNNING", "SUCCESS", "FAILURE", "INTERRUPTED"]
 _REVERT_STATES = ["REVERTING", "REVERTED", "REVERT_FAILURE", None]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json_body(_ref("Error"), description)
-
-
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
-
-
-def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
-    return {"type": [kind, "null"], **extra}
 
 
 _FAILURE: dict[str, Any] = {
@@ -440,16 +426,6 @@ _FORCE_DOC = (
     "with a job board: take over even a flow a live worker holds (fenced out at its next "
     "journal write); true/1/yes or false/0/no"
 )
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
 
 
 def _operation(
