@@ -1,12 +1,14 @@
 """OpenTelemetry traces, checked with the SDK's in-memory exporter: a span per flow, task
 attempt and revert, with their attributes and statuses; a child flow under its parent's step;
-a flow's span under the caller's."""
+a flow's span under the caller's; a job's flow under its producer's span (the context carried
+in the job's headers), a job without headers in a trace of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -14,7 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import flowcoord as fc
-from flowcoord.otel import instrument
+from flowcoord.coordination import Conductor, MemoryCoordinator
+from flowcoord.otel import inject, instrument
 
 pytestmark = pytest.mark.anyio
 
@@ -117,3 +120,51 @@ async def test_a_child_flow_is_traced_under_its_parents_step_and_the_caller_span
     assert {s.context.trace_id for group in spans.values() for s in group} == {
         request.get_span_context().trace_id
     }
+
+
+# -- trace context across the job board ------------------------------------------------------
+
+
+def _registry() -> fc.FlowRegistry:
+    async def work() -> int:
+        return 1
+
+    registry = fc.FlowRegistry()
+    registry.register("one", lambda: fc.Linear("one", fc.FunctionTask(work, "work")))
+    return registry
+
+
+async def test_a_jobs_flow_is_traced_under_its_producers_span(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = traced
+    coordinator = MemoryCoordinator()
+    producer, worker = coordinator.board(), coordinator.board()
+    tracer = provider.get_tracer("producer")
+    with tracer.start_as_current_span("submit order") as submit:
+        headers = dict(inject())
+        await producer.post("one", flow_id="traced", headers=headers)
+    await producer.post("one", flow_id="untraced")  # no headers: a trace of its own
+    assert "traceparent" in headers
+    async with fc.Engine() as engine:
+        instrument(engine, provider, min_duration=0)
+        async with Conductor(worker, engine, _registry(), rescan_interval=60.0) as conductor:
+            with anyio.fail_after(10):
+                while conductor.stats.consumed < 2:  # noqa: ASYNC110 - bounded by fail_after
+                    await anyio.sleep(0.01)
+    flows = {
+        s.attributes["flowcoord.flow_id"]: s
+        for s in exporter.get_finished_spans()
+        if s.name == "flow one" and s.attributes is not None
+    }
+    traced_span, untraced = flows["traced"], flows["untraced"]
+    assert traced_span.parent is not None
+    assert traced_span.parent.span_id == submit.get_span_context().span_id
+    assert traced_span.context.trace_id == submit.get_span_context().trace_id
+    tasks = [s for s in exporter.get_finished_spans() if s.name == "task work"]
+    assert {s.context.trace_id for s in tasks} == {
+        traced_span.context.trace_id,
+        untraced.context.trace_id,
+    }
+    assert untraced.parent is None
+    assert untraced.context.trace_id != submit.get_span_context().trace_id
