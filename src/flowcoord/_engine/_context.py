@@ -284,7 +284,11 @@ class Context:
         (under a conductor, its job's claim)."""
         self._check()
         try:
-            seconds = check_seconds(seconds, self._run.name)
+            seconds = check_seconds(
+                seconds,
+                self._run.name,
+                hint="for a point in time, sleep its distance from ctx.now()",
+            )
         except WorkflowContextError as exc:
             self._broken(exc)
         await _durable_sleep(self._run, self._next(), seconds)

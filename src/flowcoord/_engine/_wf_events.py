@@ -17,11 +17,10 @@ from weakref import WeakKeyDictionary
 
 import anyio
 
-from .._journal._events import EventKind
 from .._journal._sent import check_topic
 from ..errors import ConfigurationError, JournalError, WorkflowContextError
 from ._mailbox import POLL_INTERVAL, Mailbox
-from ._wf_journal import StepRecord, step_key
+from ._wf_sleep import check_seconds
 
 if TYPE_CHECKING:
     from ._workflow import WorkflowRun
@@ -44,18 +43,7 @@ def check_wait(topic: object, flow: str) -> str:
 def check_timeout(timeout: object, flow: str) -> float | None:
     if timeout is None:
         return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout < 0
-    ):
-        raise WorkflowContextError(
-            f"ctx.wait_event's timeout is None or a finite number of seconds of at least 0, "
-            f"got {timeout!r}",
-            flow=flow,
-        )
-    return float(timeout)
+    return check_seconds(timeout, flow, "ctx.wait_event's timeout is None or")
 
 
 def _taken(run: WorkflowRun, name: str) -> int:
@@ -93,11 +81,7 @@ async def wait_event(
             result = await _take(run, mailbox, topic, name, deadline)
         finally:
             mailbox.forget(run.flow_id, topic)  # (one run per flow: nobody else waits here)
-        data = run._encode({"result": result, "attempt": 1}, what=f"event {topic!r}")
-        await run._write(EventKind.TASK_SUCCEEDED, step_key(pos, name), data)
-        run.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=result, attempt=1)
-        if run._ckpt is not None:
-            run._ckpt.succeeded(pos)
+        await run.write_value(pos, name, result)
     return result["value"]
 
 

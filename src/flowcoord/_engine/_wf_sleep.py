@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._journal._events import EventKind
 from ..errors import WorkflowContextError
-from ._wf_journal import StepRecord, step_key
 
 if TYPE_CHECKING:
     from ._workflow import WorkflowRun
@@ -27,7 +25,9 @@ __all__ = ["check_seconds", "sleep"]
 NAME = "sleep"
 
 
-def check_seconds(seconds: object, flow: str) -> float:
+def check_seconds(
+    seconds: object, flow: str, what: str = "ctx.sleep takes", hint: str | None = None
+) -> float:
     """``seconds`` as a float, if it is a finite number of at least 0."""
     if (
         isinstance(seconds, bool)
@@ -36,9 +36,9 @@ def check_seconds(seconds: object, flow: str) -> float:
         or seconds < 0
     ):
         raise WorkflowContextError(
-            f"ctx.sleep takes a finite number of seconds of at least 0, got {seconds!r}",
+            f"{what} a finite number of seconds of at least 0, got {seconds!r}",
             flow=flow,
-            hint="for a point in time, sleep its distance from ctx.now()",
+            hint=hint,
         )
     return float(seconds)
 
@@ -55,12 +55,8 @@ async def sleep(run: WorkflowRun, pos: int, seconds: float) -> None:
         if run._replay_only:
             raise ReplayEnd
         wake = time.time() + seconds
-        data = run._encode({"result": wake, "attempt": 1}, what="a sleep's wake-up time")
-        # durable before the sleep: a crash during it must not start it over
-        await run._write(EventKind.TASK_SUCCEEDED, step_key(pos, NAME), data)
-        run.journal.steps[pos] = StepRecord(pos, NAME, succeeded=True, result=wake, attempt=1)
-        if run._ckpt is not None:
-            run._ckpt.succeeded(pos)
+        await run.write_value(pos, NAME, wake)  # durable before the sleep: a crash in it
+        # must not start it over
     while True:
         await run._gate()  # suspended: wait for resume; stopped: the run ends here
         left = wake - time.time()

@@ -159,10 +159,21 @@ class StepRunner:
         value = make()
         data = self._encode({"result": value, "attempt": 1}, what=f"{name} value")
         self._emit(_K.TASK_SUCCEEDED, step_key(pos, name), data)
+        self._kept(pos, name, value)
+        return value
+
+    async def write_value(self, pos: int, name: str, value: Any) -> None:
+        """Journal ``value`` at ``pos`` as :meth:`value` does, and wait until it is durable
+        (a sleep's wake-up time, the event a wait took: a crash after must not lose it)."""
+        data = self._encode({"result": value, "attempt": 1}, what=f"{name} value")
+        await self._write(_K.TASK_SUCCEEDED, step_key(pos, name), data)
+        self._kept(pos, name, value)
+
+    def _kept(self, pos: int, name: str, value: Any) -> None:
+        """The run's record of a journaled value (and its checkpoints'), once it is written."""
         self.journal.steps[pos] = StepRecord(pos, name, succeeded=True, result=value, attempt=1)
         if self._ckpt is not None:
             self._ckpt.succeeded(pos)
-        return value
 
     def awaited(self, step: Step[Any]) -> Awaitable[Any]:
         """What awaiting ``step`` awaits. A new step without a retry controller (the common
