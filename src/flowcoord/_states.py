@@ -104,9 +104,14 @@ def check_task(flow_id: str, task: str, old: TaskState, new: TaskState) -> None:
 # Treat changes as immutable all the same (they are hashable by value).
 @dataclass(slots=True, unsafe_hash=True)
 class StateChange:
-    """A flow (``task is None``) or task changed state. ``elapsed``: for a task attempt (or a
-    workflow step) that ended (SUCCESS, FAILURE), how long its body ran, in seconds — not
-    counting the wait for its journal entry, which comes before the change is told."""
+    """A flow (``task is None``) or task changed state.
+
+    For a task attempt (or a workflow step) that ended — SUCCESS, FAILURE, or PENDING when it
+    was interrupted — ``elapsed`` is how long its body ran, in seconds (not counting the wait
+    for its journal entry, which comes before the change is told), ``started_at`` when its
+    body started (``time.time()``) and ``attempt`` which attempt it was (from 1). A start
+    (RUNNING) carries ``attempt``. Each is ``None`` where it does not apply or is not known
+    (a body that never ran)."""
 
     flow_id: str
     flow_name: str
@@ -114,6 +119,8 @@ class StateChange:
     old: str
     new: str
     elapsed: float | None = None
+    attempt: int | None = None
+    started_at: float | None = None
 
 
 class StateListener(Protocol):

@@ -89,13 +89,17 @@ class Tracing:
     """A state listener that makes the spans (see the module's doc); :func:`instrument` adds
     one to an engine.
 
-    A task attempt's span is made when the attempt ends (with its real start time), and only
-    if it failed or took at least ``min_duration`` seconds: a span costs the OpenTelemetry SDK
-    tens of microseconds, more than a no-op task costs the engine, so the default (1 ms)
-    keeps the cost of tracing a fraction of a flow's while every real operation (a call to
-    another service) and every failure is traced. ``min_duration=0`` traces every attempt.
-    Reverts and flows always have their span; a child flow's step has its span as soon as
-    the child starts (the child's span is under it)."""
+    A task attempt's span is made when the attempt ends (from the start time the end
+    carries), and only if it failed or took at least ``min_duration`` seconds: a span costs
+    the OpenTelemetry SDK tens of microseconds, more than a no-op task costs the engine, so
+    the default (1 ms) keeps the cost of tracing a fraction of a flow's while every real
+    operation (a call to another service) and every failure is traced. ``min_duration=0``
+    traces every attempt. Reverts and flows always have their span; a child flow's step has
+    its span as soon as the child starts (the child's span is under it).
+
+    It needs no task starts: :func:`instrument` adds it with ``starts=False`` and
+    ``min_elapsed=min_duration``, so the engine does not even tell it of a fast success
+    (added with ``engine.add_listener(tracing)`` it ignores the starts it is told)."""
 
     def __init__(
         self, tracer_provider: TracerProvider | None = None, *, min_duration: float = 0.001
@@ -110,8 +114,7 @@ class Tracing:
         self._tracer: Tracer = trace.get_tracer(
             "flowcoord", __version__, tracer_provider=tracer_provider
         )
-        self._min_ns = int(min_duration * 1e9)
-        self._min_s = min_duration
+        self.min_duration = min_duration
         self._flows: dict[str, _FlowTrace] = {}
 
     def __call__(self, change: StateChange) -> None:
@@ -122,20 +125,8 @@ class Tracing:
         ft = self._flows.get(change.flow_id)
         if ft is None:
             ft = self._flow_trace(change)
-        if not ft.recording:
-            return  # the flow's span is sampled out: so would its tasks' be
-        new = change.new
-        if new == "RUNNING":  # the hot path: told of every attempt (kept as cheap as can be)
-            attempts = ft.attempts
-            attempt = attempts[task] = attempts.get(task, 0) + 1
-            ft.started[task] = (time.time_ns(), attempt)
-        elif new == "SUCCESS" and (change.elapsed or 0.0) < self._min_s and task not in ft.open:
-            if change.elapsed is not None or task not in ft.started:
-                ft.started.pop(task, None)
-                return  # a fast success: no span (see the class's doc)
-            self._task(ft, change, task, new)
-        else:
-            self._task(ft, change, task, new)
+        if ft.recording:  # else the flow's span is sampled out: so would its tasks' be
+            self._task(ft, change, task)
 
     # -- flows ---------------------------------------------------------------------------------
 
@@ -151,28 +142,20 @@ class Tracing:
                 parent = extract(job.headers)  # the producer's, carried by the job board
         scope = current_child.get()
         if scope is not None and scope.child_id == change.flow_id:
-            step = self._step_span(scope.parent_id, scope.key)
-            if step is not None:
+            above = self._flows.get(scope.parent_id)
+            if above is not None and not above.recording:
+                parent = above.context()  # sampled out: so is the child, as its steps
+            elif above is not None:
+                step = above.open.get(scope.key)
+                if step is None:  # the step's span, from now: the child is what it does
+                    step = above.open[scope.key] = self._span(
+                        above, "task", scope.parent_id, scope.key, scope.attempt, time.time_ns()
+                    )
                 parent = trace.set_span_in_context(step)
-            else:
-                above = self._flows.get(scope.parent_id)
-                if above is not None and not above.recording:
-                    parent = above.context()  # sampled out: so is the child, as its steps
         if parent is None:  # the span current now, not when the flow's span is made
             parent = self._context.get_current()
         got = self._flows[change.flow_id] = _FlowTrace(self, change, parent)
         return got
-
-    def _step_span(self, flow_id: str, task: str) -> Span | None:
-        """The span of a running step, made now if it was not (a child flow's parent)."""
-        ft = self._flows.get(flow_id)
-        if ft is None:
-            return None
-        span = ft.open.get(task)
-        if span is None and task in ft.started:
-            t0, attempt = ft.started[task]
-            span = ft.open[task] = self._span(ft, "task", flow_id, task, attempt, t0)
-        return span
 
     def _flow(self, change: StateChange) -> None:
         ft = self._flow_trace(change)
@@ -208,38 +191,39 @@ class Tracing:
             start_time=t0,
         )
 
-    def _task(self, ft: _FlowTrace, change: StateChange, task: str, new: str) -> None:
+    def _task(self, ft: _FlowTrace, change: StateChange, task: str) -> None:
         """A task's change other than its start: end (or skip) its attempt's span, start or
         end its revert's."""
-        now = time.time_ns()
+        new = change.new
         trace = self._trace
-        if new in ("SUCCESS", "FAILURE", "PENDING"):
-            started = ft.started.pop(task, None)
+        if new in _ENDS:
             span = ft.open.pop(task, None)
             if span is None:
+                started, elapsed = change.started_at, change.elapsed
                 if started is None:
-                    return
-                # how long the body ran (not the wait for its journal entry, if known)
-                took = change.elapsed * 1e9 if change.elapsed is not None else now - started[0]
-                if new == "SUCCESS" and took < self._min_ns:
+                    return  # its body never ran: no span
+                if new == "SUCCESS" and elapsed is not None and elapsed < self.min_duration:
                     return  # a fast success: no span (see the class's doc)
-                span = self._span(ft, "task", change.flow_id, task, started[1], started[0])
+                attempt = change.attempt or 1
+                span = self._span(ft, "task", change.flow_id, task, attempt, int(started * 1e9))
             span.set_attribute("flowcoord.state", new if new != "PENDING" else "INTERRUPTED")
             if new == "FAILURE":
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "task failed"))
-            span.end(end_time=now)
+            span.end()
         elif new == "REVERTING":
-            ft.reverting[task] = now
+            ft.reverting[task] = time.time_ns()
         elif new in ("REVERTED", "REVERT_FAILURE"):
             t0 = ft.reverting.pop(task, None)
             if t0 is None:
                 return  # never started (nothing to undo): no span
-            attempt = ft.attempts.get(task, 1)
-            span = self._span(ft, "revert", change.flow_id, task, attempt, t0)
+            span = self._span(ft, "revert", change.flow_id, task, change.attempt or 1, t0)
             span.set_attribute("flowcoord.state", new)
             if new == "REVERT_FAILURE":
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "revert failed"))
-            span.end(end_time=now)
+            span.end()
+
+
+_ENDS = frozenset({"SUCCESS", "FAILURE", "PENDING"})
 
 
 class _FlowTrace:
@@ -255,13 +239,11 @@ class _FlowTrace:
         "_parent",
         "_start",
         "_tracing",
-        "attempts",
         "first",
         "open",
         "recording",
         "reverting",
         "span",
-        "started",
     )
 
     def __init__(self, tracing: Tracing, change: StateChange, parent: OtelContext | None) -> None:
@@ -273,9 +255,7 @@ class _FlowTrace:
         self.first = True  # no flow state change told yet
         self._context: OtelContext | None = None  # made for the first span under it
         self.open: dict[str, Span] = {}  # spans made before their end (a child's step)
-        self.started: dict[str, tuple[int, int]] = {}  # task → (start ns, attempt)
-        self.attempts: dict[str, int] = {}
-        self.reverting: dict[str, int] = {}
+        self.reverting: dict[str, int] = {}  # task → when its revert started (ns)
 
     def made(self, more: Mapping[str, str] | None = None) -> Span:
         """The flow's span, made now if it was not (``more``: attributes to add then)."""
@@ -304,5 +284,5 @@ def instrument(
     """Trace ``engine``'s flows (see the module's doc and :class:`Tracing`); returns the
     listener added."""
     tracing = Tracing(tracer_provider, min_duration=min_duration)
-    engine.add_listener(tracing)
+    engine.add_listener(tracing, starts=False, min_elapsed=min_duration)
     return tracing

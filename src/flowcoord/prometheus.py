@@ -30,7 +30,6 @@ Metrics (prefix ``flowcoord_``):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -98,14 +97,13 @@ class Metrics:
         self._engines: list[Engine] = []
         self._conductors: list[Conductor] = []
         self._sessions: list[CoordinationSession] = []
-        self._started: dict[str, dict[str, float]] = {}  # flow id → task → start
         reg.register(_Live(self))
 
     # -- what to watch -------------------------------------------------------------------------
 
     def watch(self, engine: Engine) -> None:
         """Count ``engine``'s flows, tasks and journal flushes."""
-        engine.add_listener(self._changed)
+        engine.add_listener(self._changed, starts=False)  # the ends carry the durations
         engine.add_flush_listener(self._flushed)
         self._engines.append(engine)
 
@@ -138,20 +136,11 @@ class Metrics:
         if change.task is None:
             if new in _FLOW_STATES:
                 self._flows.labels(change.flow_name, new).inc()
-            if FlowState(new).finished:
-                self._started.pop(change.flow_id, None)
             return
-        started = self._started.get(change.flow_id)
-        if started is None:
-            started = self._started[change.flow_id] = {}
-        if new == "RUNNING":
-            started[change.task] = time.perf_counter()
-        elif new in ("SUCCESS", "FAILURE", "PENDING"):
-            t0 = started.pop(change.task, None)
-            if t0 is not None and new != "PENDING":
+        if new in ("SUCCESS", "FAILURE"):
+            if change.elapsed is not None:  # an attempt that ran (not one restored)
                 outcome = "success" if new == "SUCCESS" else "failure"
-                took = change.elapsed if change.elapsed is not None else time.perf_counter() - t0
-                self._tasks.labels(change.flow_name, outcome).observe(took)
+                self._tasks.labels(change.flow_name, outcome).observe(change.elapsed)
         elif new == "REVERTED":
             self._reverts.labels(change.flow_name, "success").inc()
         elif new == "REVERT_FAILURE":

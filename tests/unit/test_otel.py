@@ -122,6 +122,72 @@ async def test_a_child_flow_is_traced_under_its_parents_step_and_the_caller_span
     }
 
 
+async def test_by_default_only_slow_or_failed_attempts_have_spans_from_their_bodys_start(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """instrument()'s defaults: the engine does not tell the tracer of task starts nor of
+    successes under 1 ms; a slow attempt's span starts when its body did (the end carries
+    it), a fast child flow's step still has its span with the child under it, an attempt
+    interrupted by a cancel has one that says so."""
+    provider, exporter = traced
+    started = anyio.Event()
+
+    async def do(x: int) -> int:
+        return x
+
+    async def slow(x: int) -> int:
+        await anyio.sleep(0.03)
+        return x
+
+    async def hang() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    @fc.workflow(name="inner")
+    async def inner(ctx: fc.Context) -> int:
+        return await ctx.step(do, 2)
+
+    @fc.workflow(name="outer")
+    async def outer(ctx: fc.Context) -> Any:
+        await ctx.step(do, 1)
+        await ctx.step(slow, 1)
+        return await ctx.run(inner)
+
+    async with fc.Engine() as engine:
+        instrument(engine, provider)
+        out = await engine.run(outer, flow_id="o2")
+        handle = await engine.start(fc.Linear("hung", fc.FunctionTask(hang, "hang")))
+        await started.wait()
+        handle.cancel()
+        with pytest.raises(fc.errors.FlowCancelled):
+            await handle.wait()
+    assert out.result == 2
+    spans = _by_name(exporter.get_finished_spans())
+    assert "task 1:do" not in spans  # fast successes: no span
+    (flow,) = spans["flow outer"]
+    (sleepy,) = spans["task 2:slow"]
+    assert sleepy.start_time is not None
+    assert sleepy.end_time is not None
+    assert flow.start_time is not None
+    assert sleepy.start_time >= flow.start_time
+    assert sleepy.end_time - sleepy.start_time >= 30_000_000  # ns: from its body's start
+    assert sleepy.parent is not None
+    assert sleepy.parent.span_id == flow.context.span_id
+    (step,) = spans["task 3:inner"]
+    (child,) = spans["flow inner"]
+    assert child.parent is not None
+    assert child.parent.span_id == step.context.span_id
+    assert step.attributes is not None
+    assert step.attributes["flowcoord.state"] == "SUCCESS"
+    assert step.end_time is not None
+    assert child.end_time is not None
+    assert step.end_time >= child.end_time
+    (hung,) = spans["task hang"]
+    assert hung.attributes is not None
+    assert hung.attributes["flowcoord.state"] == "INTERRUPTED"
+    assert hung.attributes["flowcoord.attempt"] == 1
+
+
 # -- trace context across the job board ------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from ..errors import (
 from ._children import ChildScope, current_flow
 from ._fork import fork_flow
 from ._handle import FlowHandle, FlowOutcome
+from ._listeners import Listeners
 from ._load import load_flow
 from ._mailbox import Mailbox
 from ._runner import FlowRun
@@ -91,7 +92,7 @@ class Engine:
         self.mailbox = Mailbox(self.backend, self.codec)
         self.concurrency = concurrency
         self.revert_timeout = revert_timeout
-        self._listeners: list[StateListener] = list(listeners)
+        self._listeners = Listeners(listeners)
         self._flush_listeners: list[Callable[[int, float, bool], None]] = []
         self._journal: GroupCommit | None = None
         self._stack: AsyncExitStack | None = None
@@ -148,9 +149,19 @@ class Engine:
             raise JournalUnavailable("the engine is not running; use 'async with Engine(...)'")
         return self._journal
 
-    def add_listener(self, listener: StateListener) -> None:
-        """Call ``listener(change)`` on every flow and task state change."""
-        self._listeners.append(listener)
+    def add_listener(
+        self, listener: StateListener, *, starts: bool = True, min_elapsed: float = 0.0
+    ) -> None:
+        """Call ``listener(change)`` on every flow and task state change.
+
+        ``starts=False``: not told of task and step starts (a task's ``PENDING → RUNNING``):
+        the end of each attempt carries its ``attempt``, ``started_at`` and ``elapsed``
+        instead. ``min_elapsed`` (seconds, with ``starts=False``): not told of an attempt
+        that succeeded faster than that either (failures, interruptions, reverts, flow
+        changes and a child flow's step are always told). The two make a listener that only
+        needs slow or failed attempts cost next to nothing on a fast flow's hot path; see
+        :class:`flowcoord.otel.Tracing`."""
+        self._listeners.add(listener, starts=starts, min_elapsed=min_elapsed)
 
     def add_flush_listener(self, listener: Callable[[int, float, bool], None]) -> None:
         """Call ``listener(entries, seconds, failed)`` after each journal flush (one backend

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -17,10 +17,11 @@ from .._journal._events import EventKind
 from .._journal._replay import FlowReplay
 from .._journal._writer import FlowWriter
 from .._model._compile import Plan
-from .._states import FlowState, StateChange, StateListener, TaskState, check_flow, check_task
+from .._states import FlowState, StateChange, TaskState, check_flow, check_task
 from ..errors import OwnershipLost
 from ._checkpoints import Checkpoints
 from ._children import ChildFlow, ChildScope, Family, child_flow_id
+from ._listeners import Listeners, tell, tell_success, wants_success
 
 #: ``task.started`` data of attempts 0-16, made once
 STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
@@ -54,7 +55,7 @@ class RunState:
         *,
         concurrency: int,
         revert_timeout: float,
-        listeners: Sequence[StateListener] = (),
+        listeners: Listeners | None = None,
         replay: FlowReplay | None = None,
         checkpoint_every: int = 1000,
     ) -> None:
@@ -67,7 +68,10 @@ class RunState:
         self.values: dict[str, Any] = dict(store)
         self._bound = max(1, concurrency)
         self._revert_timeout = revert_timeout
-        self._listeners = listeners
+        told = listeners if listeners is not None else Listeners()
+        self._listeners = told.every  # any at all: flow changes, failures, reverts
+        self._starts = told.starts
+        self._successes = told.successes
         n = len(plan.nodes)
         self.tstate: list[TaskState] = [_P] * n
         self.results: list[Any] = [None] * n
@@ -107,7 +111,8 @@ class RunState:
         # child flows run as tasks (flowcoord.child): their nodes, and the running children
         self._child_nodes = frozenset(n.index for n in plan.nodes if isinstance(n.task, ChildFlow))
         self._family = Family()
-        self._body_time: dict[int, float] = {}  # with listeners: how long a body ran
+        # with listeners: when a body started (time.time()) and how long it ran
+        self._body_time: dict[int, tuple[float, float]] = {}
         # node → (child id, last attempt): the child a child task's latest attempt journaled,
         # for that attempt (its revert) and, if a crash cut it short, the next (its re-run)
         self._child_of: dict[int, tuple[str, int]] = {}
@@ -132,13 +137,31 @@ class RunState:
 
     # -- states and listeners ------------------------------------------------------------------
 
-    def _notify(self, task: str | None, old: str, new: str, elapsed: float | None = None) -> None:
-        change = StateChange(self.flow_id, self.name, task, old, new, elapsed)
-        for listener in self._listeners:
-            try:
-                listener(change)
-            except Exception:
-                self._log.exception("listener_failed", listener=repr(listener))
+    def _notify(self, task: str | None, old: str, new: str) -> None:
+        tell(self._log, self._listeners, StateChange(self.flow_id, self.name, task, old, new))
+
+    def _notify_end(self, i: int, old: str, new: str) -> None:
+        """Task ``i``'s attempt ended (or was interrupted): tell with its timing."""
+        took = self._body_time.pop(i, None)
+        at, elapsed = (None, None) if took is None else took
+        success = new == "SUCCESS"
+        always = i in self._child_nodes
+        if success and not always and not wants_success(self._successes, elapsed):
+            return  # the hot path of a fast flow traced: no change made
+        change = StateChange(
+            self.flow_id,
+            self.name,
+            self.plan.nodes[i].name,
+            old,
+            new,
+            elapsed,
+            self.attempts[i],
+            at,
+        )
+        if success:
+            tell_success(self._log, self._successes, change, always)
+        else:
+            tell(self._log, self._listeners, change)
 
     def _set_task(self, i: int, new: TaskState) -> None:
         old = self.tstate[i]
@@ -150,9 +173,30 @@ class RunState:
         elif old is _S:
             self._done -= 1
         if self._listeners and node.task is not None:
-            took = self._body_time.pop(i, None) if new is _S or new is _F else None
             # _value_: the member's str, without the enum's descriptor (one per change)
-            self._notify(node.name, old._value_, new._value_, took)
+            if new is _R:
+                if self._starts:
+                    change = StateChange(
+                        self.flow_id,
+                        self.name,
+                        node.name,
+                        old._value_,
+                        "RUNNING",
+                        attempt=self.attempts[i],
+                    )
+                    tell(self._log, self._starts, change)
+            elif new is _S or new is _F or (new is _P and old is _R):
+                self._notify_end(i, old._value_, new._value_)
+            else:  # reverts: of the task's latest attempt
+                change = StateChange(
+                    self.flow_id,
+                    self.name,
+                    node.name,
+                    old._value_,
+                    new._value_,
+                    attempt=self.attempts[i] or None,
+                )
+                tell(self._log, self._listeners, change)
 
     async def _set_flow(self, new: FlowState, reason: str | None = None) -> None:
         old = self.state

@@ -5,7 +5,7 @@ listeners, halting), :mod:`._reverts`, :mod:`._scopes` (retry decisions), :mod:`
 from __future__ import annotations
 
 from collections import deque
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any
 
 import anyio
@@ -14,9 +14,10 @@ from .._journal._events import EventKind
 from .._journal._replay import FlowReplay
 from .._journal._writer import Durable
 from .._model._task import Task
-from .._states import FlowState, TaskState
+from .._states import FlowState, StateChange, TaskState
 from ..errors import EncodingError, FlowCancelled, FlowcoordError, JournalError, OwnershipLost
 from ._children import ChildStopped, current_child
+from ._listeners import tell
 from ._restore import restore, task_outputs
 from ._run_state import Halt
 from ._scopes import Scopes
@@ -251,8 +252,19 @@ class FlowRun(Scopes):
             self.attempts[i] = attempt = self.attempts[i] + 1
             # admitted: PENDING -> RUNNING is always allowed
             old, self.tstate[i] = self.tstate[i], _R
-            if self._listeners:
-                self._notify(node.name, old._value_, "RUNNING")
+            if self._starts:
+                tell(
+                    self._log,
+                    self._starts,
+                    StateChange(
+                        self.flow_id,
+                        self.name,
+                        node.name,
+                        old._value_,
+                        "RUNNING",
+                        attempt=attempt,
+                    ),
+                )
             ahead = self._journal_start(i, node.name, attempt)
             if ahead is not None:  # write-ahead: its start is durable before it runs
                 try:
@@ -263,7 +275,10 @@ class FlowRun(Scopes):
             where = None
             if self._child_nodes and i in self._child_nodes:  # a child flow (fc.child)
                 where = current_child.set(self._child_scope(i))
-            began = perf_counter() if self._listeners else 0.0
+            if self._listeners:
+                at, began = time(), perf_counter()
+            else:
+                at = began = 0.0
             try:
                 try:
                     if t.timeout is None:
@@ -273,7 +288,7 @@ class FlowRun(Scopes):
                             result = await fn(**self._inputs(t))
                 finally:
                     if began:
-                        self._body_time[i] = perf_counter() - began
+                        self._body_time[i] = (at, perf_counter() - began)
                 outputs = task_outputs(t, result)
                 if result is None:
                     data = (
@@ -416,7 +431,7 @@ class FlowRun(Scopes):
             self._done += 1
             node = self.plan.nodes[i]
             if self._listeners and node.task is not None:
-                self._notify(node.name, "RUNNING", "SUCCESS", self._body_time.pop(i, None))
+                self._notify_end(i, "RUNNING", "SUCCESS")
         self._complete(i)
         ckpt = self._ckpt
         if ckpt is not None and not ckpt.succeeded(i, self.tstate, self.attempts, self.results):

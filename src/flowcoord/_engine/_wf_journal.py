@@ -53,6 +53,7 @@ class StepRecord:
     decided: bool = False  # a retry decision follows the last failed attempt
     started_seq: int = -1  # the seq of its latest task.started (a step with a compensation)
     elapsed: float | None = None  # how long its latest attempt's body ran (this run)
+    began_at: float | None = None  # when that body started (time.time(); this run)
     checkpointed: bool = False  # its success is listed in a checkpoint
 
 

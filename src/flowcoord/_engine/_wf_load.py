@@ -14,6 +14,7 @@ from ..errors import (
     NonDeterministicWorkflow,
 )
 from ._children import check_parent
+from ._listeners import Listeners
 from ._wf_journal import WorkflowJournal, split_key, step_key
 from ._workflow import WorkflowRun
 
@@ -161,6 +162,12 @@ async def check_workflow(
     writer = engine.journal.writer(flow_id, token=0, next_seq=wj.last_seq + 1)
     writer.revoke(FlowDefinitionError("a compatibility check writes nothing", flow_id=flow_id))
     run = WorkflowRun(
-        wf, flow_id, writer, wj.inputs, wj, revert_timeout=engine.revert_timeout, listeners=[]
+        wf,
+        flow_id,
+        writer,
+        wj.inputs,
+        wj,
+        revert_timeout=engine.revert_timeout,
+        listeners=Listeners(),
     )
     return await run.replay_only()

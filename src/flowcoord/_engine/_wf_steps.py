@@ -37,6 +37,7 @@ from ._children import (
     current_child,
 )
 from ._context import Context, Step
+from ._listeners import tell, tell_success, wants_success
 from ._wf_bind import bind
 from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
@@ -89,7 +90,9 @@ class StepRunner:
     journal: WorkflowJournal
     state: FlowState
     _wrap: Callable[[str, str, Callable[..., Any], int | None], Callable[..., Any]] | None
-    _listeners: list[StateListener]
+    _listeners: list[StateListener]  # every listener
+    _starts: list[StateListener]  # those told of starts
+    _successes: list[tuple[float, StateListener]]
     _log: structlog.typing.FilteringBoundLogger
     _tasks: dict[int, Task]
     _replay_only: bool
@@ -306,8 +309,13 @@ class StepRunner:
             else:  # one entry, at its end: a crash before it runs the step again, as it would
                 t0 = time.time()
             self.journal.steps[pos] = record
+            if self._starts:
+                change = StateChange(
+                    self.flow_id, self.name, key, "PENDING", "RUNNING", attempt=attempt
+                )
+                tell(self._log, self._starts, change)
             if self._listeners:
-                self._notify(key, "PENDING", "RUNNING")
+                record.began_at = t0 if t0 is not None else time.time()
             began = time.perf_counter()
             try:
                 try:
@@ -359,8 +367,20 @@ class StepRunner:
             record.succeeded, record.result = True, result
             if self._ckpt is not None:
                 self._ckpt.succeeded(pos)
-            if self._listeners:
-                self._notify(key, "RUNNING", "SUCCESS", record.elapsed)
+            if self._listeners and (
+                where is not None or wants_success(self._successes, record.elapsed)
+            ):
+                change = StateChange(
+                    self.flow_id,
+                    self.name,
+                    key,
+                    "RUNNING",
+                    "SUCCESS",
+                    record.elapsed,
+                    attempt,
+                    record.began_at,
+                )
+                tell_success(self._log, self._successes, change, where is not None)
             return record.result
         finally:
             if where is not None:
@@ -390,7 +410,18 @@ class StepRunner:
         await self._write(_K.TASK_FAILED, key, self._encode(what, what="failure"))
         self._log.warning("step_failed", step=key, attempt=attempt, error=str(failure))
         record.failure = failure
-        self._notify(key, "RUNNING", "FAILURE", record.elapsed)
+        if self._listeners:
+            change = StateChange(
+                self.flow_id,
+                self.name,
+                key,
+                "RUNNING",
+                "FAILURE",
+                record.elapsed,
+                attempt,
+                record.began_at,
+            )
+            tell(self._log, self._listeners, change)
         return record
 
     def _child_scope(self, key: str, attempt: int) -> ChildScope:
@@ -448,12 +479,7 @@ class StepRunner:
             self._log.info("flow_state", old=old.value, new=new.value)
         self._notify(None, old.value, new.value)
 
-    def _notify(self, task: str | None, old: str, new: str, elapsed: float | None = None) -> None:
-        if not self._listeners:
-            return
-        change = StateChange(self.flow_id, self.name, task, old, new, elapsed)
-        for listener in self._listeners:
-            try:
-                listener(change)
-            except Exception:
-                self._log.exception("listener_failed", listener=repr(listener))
+    def _notify(self, task: str | None, old: str, new: str, attempt: int | None = None) -> None:
+        if self._listeners:
+            change = StateChange(self.flow_id, self.name, task, old, new, attempt=attempt)
+            tell(self._log, self._listeners, change)

@@ -22,7 +22,7 @@ from .._journal._events import EventKind
 from .._journal._writer import FlowWriter
 from .._model._task import Task
 from .._model._workflow import Workflow
-from .._states import FlowState, StateListener
+from .._states import FlowState
 from ..errors import (
     ChildFlowConflict,
     FlowCancelled,
@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ._children import ChildFlow, Family, current_child
 from ._context import Context
+from ._listeners import Listeners
 from ._reverts import BREAKS, call_revert
 from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
@@ -69,7 +70,7 @@ class WorkflowRun(StepRunner):
         journal: WorkflowJournal,
         *,
         revert_timeout: float,
-        listeners: list[StateListener],
+        listeners: Listeners,
         wrap: Callable[[str, str, Callable[..., Any], int | None], Callable[..., Any]]
         | None = None,
         engine: Engine | None = None,
@@ -87,7 +88,9 @@ class WorkflowRun(StepRunner):
         self.result: Any = None
         self._revert_timeout = revert_timeout
         self._wrap = wrap
-        self._listeners = listeners
+        self._listeners = listeners.every
+        self._starts = listeners.starts
+        self._successes = listeners.successes
         self._log = log.bind(flow_id=flow_id, flow=wf.name)
         self._tasks: dict[int, Task] = {}  # position → the step's task, as the code called it
         self._replay_only = False
@@ -301,7 +304,7 @@ class WorkflowRun(StepRunner):
         if self._wrap is not None:
             revert = self._wrap(key, "revert", revert, None)
         await self._write(_K.REVERT_STARTED, key)
-        self._notify(key, "SUCCESS", "REVERTING")
+        self._notify(key, "SUCCESS", "REVERTING", rec.attempt)
         flow_failures = {} if failure is None else {"workflow": failure}
         kwargs = task.revert_kwargs(
             rec.args, {"result": rec.result, "flow_failures": flow_failures}
@@ -330,8 +333,8 @@ class WorkflowRun(StepRunner):
             rec.revert_failure = bad
             self._log.error("revert_failed", step=key, error=str(bad))
             out.append(RevertFailed(bad, flow_id=self.flow_id, task=key))
-            self._notify(key, "REVERTING", "REVERT_FAILURE")
+            self._notify(key, "REVERTING", "REVERT_FAILURE", rec.attempt)
             return
         await self._write(_K.REVERT_DONE, key)
         rec.reverted = True
-        self._notify(key, "REVERTING", "REVERTED")
+        self._notify(key, "REVERTING", "REVERTED", rec.attempt)
