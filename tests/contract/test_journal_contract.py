@@ -60,6 +60,34 @@ async def test_append_is_idempotent_by_key(journal_backend: JournalBackend) -> N
     assert [x.seq for x in await journal_backend.read("f1")] == [1, 2]
 
 
+async def test_a_batch_resent_in_part_stores_the_rest_once_and_keeps_the_first(
+    journal_backend: JournalBackend,
+) -> None:
+    """A retried flush can carry entries stored already (its reply was lost) beside new
+    ones, of several flows, with state changes and a refused flow: the stored entries keep
+    what was written first, the others land once, the summary follows the newest state."""
+    for f in ("a", "b", "old"):
+        await journal_backend.create_flow(_rec(f, "RUNNING"), [])
+    await journal_backend.fence("old", 3)
+    first = _e("a", 1, EventKind.TASK_SUCCEEDED, data='{"result":1}')
+    assert await journal_backend.append([first]) == frozenset()
+    resent = [
+        _e("a", 1, EventKind.TASK_SUCCEEDED, data='{"result":"changed"}'),
+        _e("a", 2, EventKind.FLOW_STATE, task=None, state="SUCCESS"),
+        _e("b", 1),
+        _e("b", 1),  # twice in one batch: stored once
+        _e("old", 1, token=2),  # stale: refused, the others land all the same
+    ]
+    assert await journal_backend.append(resent) == frozenset({"old"})
+    a = await journal_backend.read("a")
+    assert [(x.seq, x.data) for x in a] == [(1, '{"result":1}'), (2, "{}")]
+    assert [x.seq for x in await journal_backend.read("b")] == [1]
+    assert await journal_backend.read("old") == []
+    got = await journal_backend.get_flow("a")
+    assert got is not None
+    assert got.state == "SUCCESS"
+
+
 async def test_unknown_flow_is_refused_alone(journal_backend: JournalBackend) -> None:
     await journal_backend.create_flow(_rec("f1"), [])
     refused = await journal_backend.append([_e("nope", 1), _e("f1", 1)])

@@ -359,12 +359,19 @@ class PostgresJournal(JournalBackend):
         for e in entries:
             min_token[e.flow_id] = min(e.token, min_token.get(e.flow_id, e.token))
         packed, columns = _encoded(entries)
-        stmt = self._sql.append_packed if packed else self._sql.append
+        sql = self._sql
+        stmt = sql.append_packed if packed else sql.append
+        again = sql.append_again_packed if packed else sql.append_again
         args = (*columns, list(min_token))
         tokens = ",".join(map(str, min_token.values()))
 
         async def op(conn: _Conn) -> frozenset[str]:
-            rows = await conn.fetch(stmt, *args, tokens, time.time())
+            try:
+                rows = await conn.fetch(stmt, *args, tokens, time.time())
+            except asyncpg.UniqueViolationError:
+                # some entry is stored already (a retry after a lost reply, or sent twice):
+                # nothing of this statement was written; store the others, once each
+                rows = await conn.fetch(again, *args, tokens, time.time())
             return frozenset(min_token).difference(r[0] for r in rows)
 
         return await self._run("appending", op)
