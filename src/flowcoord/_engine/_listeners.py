@@ -21,12 +21,13 @@ from ..errors import ConfigurationError
 class Listeners:
     """The lists are shared with the runs, so a listener added later is told from then on."""
 
-    __slots__ = ("every", "starts", "successes")
+    __slots__ = ("every", "least", "starts", "successes")
 
     def __init__(self, listeners: Iterable[StateListener] = ()) -> None:
         self.every: list[StateListener] = []  # all of them: flow changes, failures, reverts
         self.starts: list[StateListener] = []  # those told of task and step starts
         self.successes: list[tuple[float, StateListener]] = []  # (min_elapsed, listener)
+        self.least = math.inf  # the least min_elapsed: a success faster is told to no one
         for listener in listeners:
             self.add(listener)
 
@@ -50,6 +51,7 @@ class Listeners:
         if starts:
             self.starts.append(listener)
         self.successes.append((float(min_elapsed), listener))
+        self.least = min(self.least, float(min_elapsed))
 
 
 def tell(log: Any, listeners: Iterable[StateListener], change: StateChange) -> None:
@@ -59,17 +61,6 @@ def tell(log: Any, listeners: Iterable[StateListener], change: StateChange) -> N
             listener(change)
         except Exception:
             log.exception("listener_failed", listener=repr(listener))
-
-
-def wants_success(successes: list[tuple[float, StateListener]], elapsed: float | None) -> bool:
-    """Whether any listener is told of a success whose body ran ``elapsed`` seconds (checked
-    before the change is made: most successes of a traced flow are told to no one)."""
-    if elapsed is None:
-        return bool(successes)
-    for least, _ in successes:  # noqa: SIM110 (any() of a generator costs more, per task)
-        if elapsed >= least:
-            return True
-    return False
 
 
 def tell_success(

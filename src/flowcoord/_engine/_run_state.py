@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Mapping
+from time import perf_counter, time
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from .._states import FlowState, StateChange, TaskState, check_flow, check_task
 from ..errors import OwnershipLost
 from ._checkpoints import Checkpoints
 from ._children import ChildFlow, ChildScope, Family, child_flow_id
-from ._listeners import Listeners, tell, tell_success, wants_success
+from ._listeners import Listeners, tell, tell_success
 
 #: ``task.started`` data of attempts 0-16, made once
 STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
@@ -72,6 +73,7 @@ class RunState:
         self._listeners = told.every  # any at all: flow changes, failures, reverts
         self._starts = told.starts
         self._successes = told.successes
+        self._told = told
         n = len(plan.nodes)
         self.tstate: list[TaskState] = [_P] * n
         self.results: list[Any] = [None] * n
@@ -111,7 +113,7 @@ class RunState:
         # child flows run as tasks (flowcoord.child): their nodes, and the running children
         self._child_nodes = frozenset(n.index for n in plan.nodes if isinstance(n.task, ChildFlow))
         self._family = Family()
-        # with listeners: when a body started (time.time()) and how long it ran
+        # with listeners: when a body started (perf_counter()) and how long it ran
         self._body_time: dict[int, tuple[float, float]] = {}
         # node → (child id, last attempt): the child a child task's latest attempt journaled,
         # for that attempt (its revert) and, if a crash cut it short, the next (its re-run)
@@ -140,14 +142,17 @@ class RunState:
     def _notify(self, task: str | None, old: str, new: str) -> None:
         tell(self._log, self._listeners, StateChange(self.flow_id, self.name, task, old, new))
 
-    def _notify_end(self, i: int, old: str, new: str) -> None:
-        """Task ``i``'s attempt ended (or was interrupted): tell with its timing."""
-        took = self._body_time.pop(i, None)
-        at, elapsed = (None, None) if took is None else took
-        success = new == "SUCCESS"
-        always = i in self._child_nodes
-        if success and not always and not wants_success(self._successes, elapsed):
-            return  # the hot path of a fast flow traced: no change made
+    def _notify_end(
+        self, i: int, old: str, new: str, took: tuple[float, float] | None = None
+    ) -> None:
+        """Task ``i``'s attempt ended (or was interrupted): tell with its timing (``took``:
+        its ``_body_time``, popped already by the caller or popped here)."""
+        if took is None:
+            took = self._body_time.pop(i, None)
+        at = elapsed = None
+        if took is not None:
+            began, elapsed = took
+            at = time() - (perf_counter() - began)  # when the body began, on the wall clock
         change = StateChange(
             self.flow_id,
             self.name,
@@ -158,8 +163,8 @@ class RunState:
             self.attempts[i],
             at,
         )
-        if success:
-            tell_success(self._log, self._successes, change, always)
+        if new == "SUCCESS":
+            tell_success(self._log, self._successes, change, i in self._child_nodes)
         else:
             tell(self._log, self._listeners, change)
 

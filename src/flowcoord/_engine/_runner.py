@@ -5,7 +5,7 @@ listeners, halting), :mod:`._reverts`, :mod:`._scopes` (retry decisions), :mod:`
 from __future__ import annotations
 
 from collections import deque
-from time import perf_counter, time
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -275,10 +275,7 @@ class FlowRun(Scopes):
             where = None
             if self._child_nodes and i in self._child_nodes:  # a child flow (fc.child)
                 where = current_child.set(self._child_scope(i))
-            if self._listeners:
-                at, began = time(), perf_counter()
-            else:
-                at = began = 0.0
+            began = perf_counter() if self._listeners else 0.0
             try:
                 try:
                     if t.timeout is None:
@@ -288,7 +285,7 @@ class FlowRun(Scopes):
                             result = await fn(**self._inputs(t))
                 finally:
                     if began:
-                        self._body_time[i] = (at, perf_counter() - began)
+                        self._body_time[i] = (began, perf_counter() - began)
                 outputs = task_outputs(t, result)
                 if result is None:
                     data = (
@@ -431,7 +428,11 @@ class FlowRun(Scopes):
             self._done += 1
             node = self.plan.nodes[i]
             if self._listeners and node.task is not None:
-                self._notify_end(i, "RUNNING", "SUCCESS")
+                took = self._body_time.pop(i, None)
+                # most successes of a traced flow are told to no one: checked before a
+                # change is made
+                if took is None or took[1] >= self._told.least or i in self._child_nodes:
+                    self._notify_end(i, "RUNNING", "SUCCESS", took)
         self._complete(i)
         ckpt = self._ckpt
         if ckpt is not None and not ckpt.succeeded(i, self.tstate, self.attempts, self.results):

@@ -37,7 +37,7 @@ from ._children import (
     current_child,
 )
 from ._context import Context, Step
-from ._listeners import tell, tell_success, wants_success
+from ._listeners import Listeners, tell, tell_success
 from ._wf_bind import bind
 from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
@@ -93,6 +93,7 @@ class StepRunner:
     _listeners: list[StateListener]  # every listener
     _starts: list[StateListener]  # those told of starts
     _successes: list[tuple[float, StateListener]]
+    _told: Listeners
     _log: structlog.typing.FilteringBoundLogger
     _tasks: dict[int, Task]
     _replay_only: bool
@@ -367,9 +368,7 @@ class StepRunner:
             record.succeeded, record.result = True, result
             if self._ckpt is not None:
                 self._ckpt.succeeded(pos)
-            if self._listeners and (
-                where is not None or wants_success(self._successes, record.elapsed)
-            ):
+            if self._listeners and (where is not None or record.elapsed >= self._told.least):
                 change = StateChange(
                     self.flow_id,
                     self.name,

@@ -91,6 +91,7 @@ class WorkflowRun(StepRunner):
         self._listeners = listeners.every
         self._starts = listeners.starts
         self._successes = listeners.successes
+        self._told = listeners
         self._log = log.bind(flow_id=flow_id, flow=wf.name)
         self._tasks: dict[int, Task] = {}  # position → the step's task, as the code called it
         self._replay_only = False
