@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from flowcoord._journal._events import Entry, EventKind, FlowRecord
-from flowcoord._journal._postgres import PostgresJournal, _is_transient
+from flowcoord._journal._postgres import PostgresJournal
+from flowcoord._journal._postgres_conn import _is_transient
 from flowcoord._journal._postgres_sql import SCHEMA_VERSION, Statements
 from flowcoord.errors import (
     ConfigurationError,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncpg
 
 from flowcoord._journal._events import Entry, EventKind
-from flowcoord._journal._postgres import _is_transient, _pack
+from flowcoord._journal._postgres_codec import _pack
+from flowcoord._journal._postgres_conn import _is_transient
 
 
 def test_pack_joins_each_column_and_marks_nulls() -> None:
