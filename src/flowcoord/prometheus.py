@@ -24,7 +24,8 @@ Metrics (prefix ``flowcoord_``):
   (one backend append); ``journal_flush_failures_total``; ``journal_queued_entries``: entries
   waiting for the next flush (the group commit's queue depth).
 - ``jobs_total{event}``: a watched conductor's claims, consumed, failed, abandoned, trashed,
-  lost and quarantined jobs; ``jobs_running``.
+  lost and quarantined jobs; ``jobs_running`` and, of those, ``jobs_waiting`` (workflows that
+  only sleep or wait for an event).
 - ``session_state{state}``: 1 for the state a watched coordination session is in.
 """
 
@@ -207,6 +208,12 @@ class _Live:
             held = GaugeMetricFamily("flowcoord_jobs_running", "Jobs a conductor runs now")
             held.add_metric([], sum(len(c.running) for c in m._conductors))
             yield held
+            waiting = GaugeMetricFamily(
+                "flowcoord_jobs_waiting",
+                "Of the jobs running, those whose workflows only wait (a sleep, an event)",
+            )
+            waiting.add_metric([], sum(c.waiting for c in m._conductors))
+            yield waiting
         if m._sessions:
             state = GaugeMetricFamily(
                 "flowcoord_session_state", "The coordination session's state", labels=["state"]

@@ -420,9 +420,9 @@ def test_the_worker_prints_one_start_line(work: Path) -> None:
     assert lines[0] == (
         "flowcoord worker w-1: ZooKeeper 127.0.0.1:1 (namespace /ops, board /board, session "
         "timeout 0.5s); journal postgresql://app:***@127.0.0.1:1/db; registry "
-        "convflows:registry (2 flows: provision, resize); capacity 4, max claims 5, max "
-        "failures 3, shutdown timeout 30s; queues bulk (3 at once, 2 per partition), urgent "
-        "(1 here, 10 per 1.5s); "
+        "convflows:registry (2 flows: provision, resize); capacity 4, max waiting 100, max "
+        "claims 5, max failures 3, shutdown timeout 30s; queues bulk (3 at once, 2 per "
+        "partition), urgent (1 here, 10 per 1.5s); "
         "SIGTERM or Ctrl-C hands its jobs back and stops"
     )
     assert lines[1].startswith("flowcoord: error: no ZooKeeper server of '127.0.0.1:1'")

@@ -183,7 +183,8 @@ def _start_line(
         f"{opts.board}, session timeout {opts.session_timeout:g}s{auth}); journal "
         f"{redact(opts.journal)}; registry {opts.registry} ({len(registry)} flow"
         f"{'' if len(registry) == 1 else 's'}: {flows or 'none'}); capacity {opts.capacity}, "
-        f"max claims {opts.max_claims}, max failures {opts.max_failures}, shutdown timeout "
+        f"max waiting {opts.max_waiting}, max claims {opts.max_claims}, max failures "
+        f"{opts.max_failures}, shutdown timeout "
         f"{opts.shutdown_timeout:g}s{queues}{metrics}; SIGTERM or Ctrl-C hands its jobs back "
         "and stops"
     )
@@ -238,6 +239,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             auth=zk_auth(opts),
             max_claims=opts.max_claims,
             max_failures=opts.max_failures,
+            max_waiting=opts.max_waiting,
             on_ready=on_ready,
             **settings,
         )

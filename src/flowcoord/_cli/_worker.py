@@ -108,6 +108,15 @@ def worker_arguments(p: argparse.ArgumentParser) -> None:
         help="trash a job given up after journal errors N times (3)",
     )
     p.add_argument(
+        "--max-waiting",
+        type=lambda text: int_in(text, 0, None, "an integer of at least 0"),
+        default=100,
+        metavar="N",
+        help="hold at most N jobs whose workflows only wait (ctx.sleep, ctx.wait_event) "
+        "besides --capacity busy ones: a waiting job keeps its claim, not its slot (100; "
+        "0: it keeps its slot)",
+    )
+    p.add_argument(
         "--queue",
         action="append",
         type=_queue_name,

@@ -98,6 +98,14 @@ class Conductor:
     jobs are passed over, the others' claimed; a rate-limited queue waits for its next start).
     Every ``key_sweep_interval`` seconds it asks the board to forget some expired idempotency
     keys.
+
+    Waiting jobs: a job whose workflow only waits (``ctx.sleep``, ``ctx.wait_event``: see
+    :attr:`FlowHandle.waiting <flowcoord.FlowHandle.waiting>`) keeps its claim — another
+    owner resumes it if this one dies — but not its slot of ``capacity`` nor of its queue's
+    worker limit: the conductor claims other jobs meanwhile, holding at most ``max_waiting``
+    waiting jobs besides ``capacity`` busy ones. When sleepers wake together more than
+    ``capacity`` jobs may run here for a while; nothing new is claimed until they are fewer.
+    (A queue's global and partition limits count every claimed job, waiting or not.)
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class Conductor:
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         worker_limits: Mapping[str, int] | None = None,
         key_sweep_interval: float = 60.0,
+        max_waiting: int = 100,
     ) -> None:
         self.queues = tuple(dict.fromkeys(check_queue_name(q) for q in queues))
         if not self.queues:
@@ -135,6 +144,12 @@ class Conductor:
         self.registry = registry
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.capacity = capacity
+        if isinstance(max_waiting, bool) or not isinstance(max_waiting, int) or max_waiting < 0:
+            raise ConfigurationError(
+                f"max_waiting must be an int of at least 0, got {max_waiting!r}",
+                hint="0: a waiting job keeps its slot of the capacity",
+            )
+        self.max_waiting = max_waiting
         self.max_claims = max_claims
         self.max_failures = max_failures
         self.rescan_interval = rescan_interval
@@ -281,23 +296,40 @@ class Conductor:
                 except CoordinationError as exc:
                     self._log.debug("key_sweep_failed", error=str(exc))
 
-    def _running_per_queue(self) -> Counter[str]:
-        return Counter(r.claim.job.queue for r in self.running.values())
+    def _busy_per_queue(self) -> Counter[str]:
+        """The jobs running here that count against the capacity (not those only waiting),
+        by queue."""
+        return Counter(
+            r.claim.job.queue
+            for r in self.running.values()
+            if r.handle is None or not r.handle.waiting
+        )
+
+    @property
+    def waiting(self) -> int:
+        """How many of the jobs held here only wait (their workflows sleep or wait for an
+        event): they hold their claims but not a slot of ``capacity``."""
+        return sum(1 for r in self.running.values() if r.handle is not None and r.handle.waiting)
+
+    def _room(self, busy: int) -> int:
+        return min(self.capacity - busy, self.capacity + self.max_waiting - len(self.running))
 
     async def _claim_some(self) -> None:
-        """Claim free jobs by priority then age, up to ``capacity`` and each queue's worker
-        limit; a suspect only alone (see the class docstring)."""
+        """Claim free jobs by priority then age, up to ``capacity`` busy jobs (and
+        ``max_waiting`` waiting ones besides) and each queue's worker limit; a suspect only
+        alone (see the class docstring)."""
         if self._suspect is not None:
             return
-        running = self._running_per_queue()
+        running = self._busy_per_queue()
+        busy = sum(running.values())
         serve = [q for q in self.queues if running[q] < self.worker_limits.get(q, self.capacity)]
-        room = self.capacity - len(self.running)
+        room = self._room(busy)
         if not serve or room <= 0:
             return
         full: set[str] = set()
         full_partitions: set[tuple[str, str | None]] = set()
         for job in await self.board.claimable(queues=serve, limit=room):
-            if len(self.running) >= self.capacity or self._closing or self._suspect is not None:
+            if self._room(busy) <= 0 or self._closing or self._suspect is not None:
                 return
             if job.owner is not None or job.job_id in self.running or job.queue in full:
                 continue
@@ -306,7 +338,7 @@ class Conductor:
             if running[job.queue] >= self.worker_limits.get(job.queue, self.capacity):
                 continue
             doomed = self._trash_reason(replace(job, claims=job.claims + 1)) is not None
-            if job.claims > 0 and self.running and not doomed:
+            if job.claims > 0 and busy and not doomed:
                 return  # a suspect is next: let what runs here finish, then run it alone
             try:
                 claim = await self.board.claim(job, self.name)
@@ -324,12 +356,13 @@ class Conductor:
                 await self._trash(claim, reason)
                 continue
             suspect = claim.job.claims > 1
-            if suspect and self.running:
+            if suspect and busy:
                 # The listing lagged (claimed and released elsewhere since): not beside others.
                 await self._give_up(claim, failed=False)
                 return
             self.running[job.job_id] = r = _Running(claim)
             running[job.queue] += 1
+            busy += 1
             if suspect:
                 self._suspect = job.job_id
                 self.stats.quarantined += 1
@@ -381,6 +414,7 @@ class Conductor:
                 return
             if self.board.session.state is not SessionState.CONNECTED:
                 r.handle.suspend()
+            r.handle.on_waiting(self._on_waiting)
             jlog.info("job_started")
             try:
                 await r.handle.wait()
@@ -417,6 +451,10 @@ class Conductor:
                 self._suspect = None
             r.done.set()
             self._wake.set()
+
+    def _on_waiting(self, waiting: bool) -> None:
+        if waiting:
+            self._wake.set()  # a slot of the capacity is free while it waits: claim again
 
     async def _consume(self, claim: Claim, outcome: str) -> None:
         try:

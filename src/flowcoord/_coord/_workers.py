@@ -182,6 +182,7 @@ async def run_worker(
     path: str = DEFAULT_BOARD_PATH,
     max_claims: int = 5,
     max_failures: int = 3,
+    max_waiting: int = 100,
     shutdown_timeout: float = 30.0,
     on_ready: Callable[[Conductor], object] | None = None,
     queues: Sequence[str] = (DEFAULT_QUEUE,),
@@ -196,7 +197,9 @@ async def run_worker(
     ``max_claims`` / ``max_failures``: a job claimed more than ``max_claims`` times without
     finishing (its owners died or lost their sessions; from its second claim on it ran
     alone), or given up after journal errors ``max_failures`` times, is trashed with the
-    reason. ``on_ready(conductor)`` is called once the conductor runs (tests and embedders
+    reason. ``max_waiting``: how many jobs whose workflows only wait it holds besides
+    ``capacity`` busy ones (see :class:`~flowcoord.coordination.Conductor`).
+    ``on_ready(conductor)`` is called once the conductor runs (tests and embedders
     hook listeners there). Raises :class:`~flowcoord.errors.CoordinationUnavailable` when no
     ZooKeeper server gives a session within ``session_timeout``, or when the session closes for
     good (e.g. the credentials were refused).
@@ -269,6 +272,7 @@ async def run_worker(
             capacity=capacity,
             max_claims=max_claims,
             max_failures=max_failures,
+            max_waiting=max_waiting,
             shutdown_timeout=shutdown_timeout,
             info=info,
             queues=queues,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,21 @@ class FlowHandle:
     @property
     def done(self) -> bool:
         return self._finished
+
+    @property
+    def waiting(self) -> bool:
+        """True while the flow only waits: a workflow whose ``ctx.sleep`` or
+        ``ctx.wait_event`` calls all block while no step of it runs (a pattern flow never
+        is). A conductor does not count a waiting job against its capacity."""
+        waits = getattr(self._run, "waits", None)
+        return waits is not None and waits.now
+
+    def on_waiting(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(waiting)`` each time :attr:`waiting` changes (never for a pattern
+        flow); one that raises is logged."""
+        waits = getattr(self._run, "waits", None)
+        if waits is not None:
+            waits.listeners.append(callback)
 
     def cancel(self) -> None:
         """Cancel running tasks, revert what was done; the run raises FlowCancelled."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
@@ -90,21 +91,27 @@ async def _take(
 ) -> dict[str, Any]:
     """The next event of ``topic`` this run has not taken, as ``{"event": its number,
     "value": ...}``, waiting for it; ``{"event": None, "value": None}`` past ``deadline``."""
-    while True:
-        await run._gate()  # suspended: wait for resume; stopped: the run ends here
-        sent = mailbox.sent(run.flow_id, topic)  # before the look: no send is missed
-        try:
-            found = await mailbox.backend.sent_events(run.flow_id, topic, after=_taken(run, name))
-        except JournalError as exc:
-            run._broken = run._broken or exc  # the run ends with it, whatever the code does
-            raise
-        if found:
-            return {"event": found[0].seq, "value": run.writer.codec.decode(found[0].data)}
-        left = math.inf if deadline is None else deadline - time.monotonic()
-        if left <= 0:
-            return {"event": None, "value": None}
-        with anyio.move_on_after(min(POLL_INTERVAL, left)):
-            await _either(sent, run._resumed)
+    waiting = False
+    with ExitStack() as blocked:  # only waiting from the first look that found nothing
+        while True:
+            await run._gate()  # suspended: wait for resume; stopped: the run ends here
+            sent = mailbox.sent(run.flow_id, topic)  # before the look: no send is missed
+            try:
+                after = _taken(run, name)
+                found = await mailbox.backend.sent_events(run.flow_id, topic, after=after)
+            except JournalError as exc:
+                run._broken = run._broken or exc  # the run ends with it, whatever the code does
+                raise
+            if found:
+                return {"event": found[0].seq, "value": run.writer.codec.decode(found[0].data)}
+            left = math.inf if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return {"event": None, "value": None}
+            if not waiting:
+                blocked.enter_context(run.blocked())
+                waiting = True
+            with anyio.move_on_after(min(POLL_INTERVAL, left)):
+                await _either(sent, run._resumed)
 
 
 async def _either(a: anyio.Event, b: anyio.Event) -> None:

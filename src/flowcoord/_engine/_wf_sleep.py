@@ -4,7 +4,8 @@ machine) sleeps only what is left of it, and not at all once it has passed.
 
 While it sleeps the run obeys its handle: suspended, it waits for ``resume`` (the time keeps
 running); stopped, it ends as SUSPENDED at once (resumed, it sleeps what is left); cancelled,
-it compensates. A sleeping run holds its flow (and, under a conductor, its job's claim).
+it compensates. A sleeping run holds its flow (and, under a conductor, its job's claim, but
+not a slot of the conductor's capacity: see :mod:`._wf_waiting`).
 """
 
 from __future__ import annotations
@@ -57,10 +58,14 @@ async def sleep(run: WorkflowRun, pos: int, seconds: float) -> None:
         wake = time.time() + seconds
         await run.write_value(pos, NAME, wake)  # durable before the sleep: a crash in it
         # must not start it over
-    while True:
-        await run._gate()  # suspended: wait for resume; stopped: the run ends here
-        left = wake - time.time()
-        if left <= 0:
-            return
-        with anyio.move_on_after(left):
-            await run._resumed.wait()  # woken early by suspend, stop or resume
+    if wake - time.time() <= 0:
+        await run._gate()
+        return
+    with run.blocked():  # the run may be only waiting: see _wf_waiting
+        while True:
+            await run._gate()  # suspended: wait for resume; stopped: the run ends here
+            left = wake - time.time()
+            if left <= 0:
+                return
+            with anyio.move_on_after(left):
+                await run._resumed.wait()  # woken early by suspend, stop or resume

@@ -41,6 +41,7 @@ from ._listeners import Listeners, tell, tell_success
 from ._wf_bind import bind
 from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
+from ._wf_waiting import Waiting
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -106,6 +107,7 @@ class StepRunner:
     _running: int
     _broken: Exception | None
     _ckpt: StepCheckpoints | None
+    waits: Waiting
 
     async def _compensate(
         self, rec: StepRecord, failure: Failure | None, out: list[RevertFailed]
@@ -289,6 +291,8 @@ class StepRunner:
         # into the call: never changed by it)
         call = {**args, **task.retry.value(attempt, args)} if task.retry is not None else args
         self._running += 1
+        if self.waits.count:  # a step beside a sleep: the run works again
+            self.waits.update(self._running)
         where = None
         try:
             if revertible:  # write-ahead: the effect may exist only once this is durable
@@ -385,6 +389,8 @@ class StepRunner:
             if where is not None:
                 current_child.reset(where)
             self._running -= 1
+            if self.waits.count:
+                self.waits.update(self._running)
             if self._suspended:
                 self._wake()  # a gate waits for the steps running to finish
 

@@ -12,6 +12,7 @@ each position's compensation, then finishes the rollback.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -39,6 +40,7 @@ from ._reverts import BREAKS, call_revert
 from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
 from ._wf_steps import StepRunner, replay_ended
+from ._wf_waiting import Waiting
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -102,6 +104,7 @@ class WorkflowRun(StepRunner):
         self._stopping = False
         self._resumed = anyio.Event()
         self._running = 0
+        self.waits = Waiting(self._log)  # see _wf_waiting
         # a journal write failed (or ownership was lost): the run ends with it, whatever the
         # workflow's code did with the exception; the flow stays for a resume
         self._broken: Exception | None = None
@@ -146,6 +149,10 @@ class WorkflowRun(StepRunner):
     def _wake(self) -> None:
         self._resumed.set()
         self._resumed = anyio.Event()
+
+    def blocked(self) -> AbstractContextManager[None]:
+        """Around what a sleep or an event wait blocks on: the run may be only waiting."""
+        return self.waits.blocked(lambda: self._running)
 
     # -- the run -------------------------------------------------------------------------------
 
