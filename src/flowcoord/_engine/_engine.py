@@ -114,6 +114,9 @@ class Engine:
             journal = GroupCommit(self.backend, codec=self.codec)
             journal.flush_listeners = self._flush_listeners  # the same list: added any time
             await stack.enter_async_context(journal.running())
+            # events sent by others wake this engine's waiting runs at once, where the
+            # journal can tell (PostgreSQL, memory); else the runs find them by looking
+            await stack.enter_async_context(self.backend.watch_events(self.mailbox.wake))
             self._tg = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
             await stack.aclose()
@@ -173,9 +176,10 @@ class Engine:
         self, flow_id: str, topic: str, value: Any = None, *, key: str | None = None
     ) -> SentEvent:
         """Send ``value`` to flow ``flow_id`` under ``topic``: the workflow's next
-        ``ctx.wait_event(topic)`` returns it (a run of this engine at once, of another within
-        about a second). Durable when it returns; idempotent under ``key`` (default: a new
-        one each call). :class:`~flowcoord.FlowNotFound` if the journal has no such flow."""
+        ``ctx.wait_event(topic)`` returns it (a run of this engine at once; of another at once
+        when the journal tells of sends, as PostgreSQL does, else within about a second).
+        Durable when it returns; idempotent under ``key`` (default: a new one each call).
+        :class:`~flowcoord.FlowNotFound` if the journal has no such flow."""
         return await self.mailbox.send(flow_id, topic, value, key=key)
 
     # -- running -------------------------------------------------------------------------------

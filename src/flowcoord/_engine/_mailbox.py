@@ -2,8 +2,9 @@
 
 An event goes to the journal's mailbox of the flow (:mod:`flowcoord._journal._sent`), which
 is durable when the send returns; a run of this engine that waits for that flow and topic
-is woken at once, a run of another engine (another process) finds it on its next look,
-within :data:`POLL_INTERVAL`.
+is woken at once; so is a run of another engine (another process) when its journal tells
+it of the send (``JournalBackend.watch_events``: PostgreSQL's LISTEN/NOTIFY, a shared memory
+journal), else it finds the event on its next look, within :data:`POLL_INTERVAL`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -172,7 +173,8 @@ class JournalBackend(ABC):
     * ``read`` returns a flow's entries ordered by ``seq``, in one round trip;
       ``read_for_resume`` the same without what the flow's checkpoints sum up.
     * ``send_event`` / ``sent_events`` keep a flow's mailbox: events numbered per flow and
-      topic, idempotent by key (see :mod:`._sent`).
+      topic, idempotent by key (see :mod:`._sent`). ``watch_events`` (optional) tells of
+      sends as they happen, from any process: a hint that wakes a waiting run early.
     * ``list_newest`` pages through the summaries newest first (by creation time) with an
       opaque cursor; a page after a cursor is the same whatever flows were added meanwhile.
     * Backend driver errors leave only as :class:`~flowcoord.errors.JournalError` subclasses.
@@ -256,6 +258,13 @@ class JournalBackend(ABC):
     ) -> list[SentEvent]:
         """The flow's events of ``topic`` numbered above ``after``, oldest first, at most
         ``limit`` of them (one indexed read)."""
+
+    def watch_events(self, wake: Callable[[str, str], None]) -> AbstractAsyncContextManager[None]:
+        """While entered, call ``wake(flow_id, topic)`` soon after anyone (another process
+        too) sends an event to a flow of this journal. Only a hint: a wake may be lost (a
+        connection lost) or come twice, so a waiting run still looks at the mailbox now and
+        then. The default tells nothing (runs find events sent by others by looking)."""
+        return nullcontext()
 
     @abstractmethod
     async def list_flows(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from ..errors import FlowNotFound, OwnershipLost
 from ._contract import FlowPage, JournalBackend, Listing
@@ -59,6 +60,7 @@ class MemoryJournal(JournalBackend):
         self._newest: list[tuple[float, str]] = []  # (created_at, flow_id), ascending
         self._sent: dict[tuple[str, str], list[SentEvent]] = {}  # (flow, topic) -> events
         self._sent_keys: dict[tuple[str, str, str], SentEvent] = {}
+        self._watchers: list[Callable[[str, str], None]] = []  # watch_events
 
     async def create_flow(self, record: FlowRecord, entries: Sequence[Entry]) -> bool:
         if record.flow_id in self._flows:
@@ -143,7 +145,17 @@ class MemoryJournal(JournalBackend):
         event = SentEvent(flow_id, topic, len(events) + 1, data, key, time.time())
         events.append(event)
         self._sent_keys[(flow_id, topic, key)] = event
+        for wake in list(self._watchers):  # every engine on this journal (this process)
+            wake(flow_id, topic)
         return event
+
+    @asynccontextmanager
+    async def watch_events(self, wake: Callable[[str, str], None]) -> AsyncIterator[None]:
+        self._watchers.append(wake)
+        try:
+            yield
+        finally:
+            self._watchers.remove(wake)
 
     async def sent_events(
         self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1

@@ -6,7 +6,7 @@ import contextlib
 import re
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -17,6 +17,7 @@ from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, FlowRecord, summed_below
 from ._postgres_codec import _columns, _dedupe, _encoded, _entry, _final_state, _record
 from ._postgres_conn import _DSN_FORM, _describe, _DriverBoundary, _keep_session, log
+from ._postgres_notify import CHANNEL, EventWatcher, notice
 from ._postgres_sql import SCHEMA_VERSION, Statements
 from ._sent import SentEvent
 
@@ -305,10 +306,22 @@ class PostgresJournal(_DriverBoundary, JournalBackend):
                     row = await conn.fetchrow(
                         sql.send_event, flow_id, topic, data, key, time.time()
                     )
+                    # delivered at commit: a watcher that wakes reads the event
+                    await conn.execute(sql.notify, CHANNEL, notice(self.schema, flow_id, topic))
             assert row is not None
             return SentEvent(flow_id, topic, row[0], row[1], row[2], row[3])
 
         return await self._run("sending an event", op)
+
+    @contextlib.asynccontextmanager
+    async def watch_events(self, wake: Callable[[str, str], None]) -> AsyncIterator[None]:
+        watcher = EventWatcher(self._dsn, self.schema, wake, timeout=self._connect_timeout)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher.run)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
 
     async def sent_events(
         self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1

@@ -218,6 +218,7 @@ class Statements:
             f" SELECT $1, $2, coalesce(max(seq), 0) + 1, $3, $4, $5 FROM {s}.sent_events"
             f" WHERE flow_id = $1 AND topic = $2 RETURNING {sent}"
         )
+        self.notify = "SELECT pg_notify($1, $2)"  # (a send's notice: see _postgres_notify)
         self.sent_events = (
             f"SELECT {sent} FROM {s}.sent_events WHERE flow_id = $1 AND topic = $2"
             " AND seq > $3 ORDER BY seq LIMIT $4"
