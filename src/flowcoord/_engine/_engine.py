@@ -115,8 +115,15 @@ class Engine:
             journal.flush_listeners = self._flush_listeners  # the same list: added any time
             await stack.enter_async_context(journal.running())
             # events sent by others wake this engine's waiting runs at once, where the
-            # journal can tell (PostgreSQL, memory); else the runs find them by looking
-            await stack.enter_async_context(self.backend.watch_events(self.mailbox.wake))
+            # journal can tell (PostgreSQL, memory): watched from the first wait for an
+            # event on (no connection for an engine that never waits), until the runs end
+            watch = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(watch.cancel_scope.cancel)
+
+            def start_watching() -> None:
+                watch.start_soon(self._watch_events)
+
+            self.mailbox.on_first_wait = start_watching
             self._tg = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
             await stack.aclose()
@@ -145,6 +152,10 @@ class Engine:
             return await stack.__aexit__(exc_type, exc, tb)
         finally:
             self._journal = None
+
+    async def _watch_events(self) -> None:
+        async with self.backend.watch_events(self.mailbox.wake):
+            await anyio.sleep_forever()
 
     @property
     def journal(self) -> GroupCommit:

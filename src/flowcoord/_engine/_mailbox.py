@@ -10,6 +10,7 @@ journal), else it finds the event on its next look, within :data:`POLL_INTERVAL`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -33,6 +34,8 @@ class Mailbox:
         self.backend = backend
         self.codec = codec
         self._sent: dict[tuple[str, str], anyio.Event] = {}
+        #: Called once, when a run first waits here (the engine starts watching the journal).
+        self.on_first_wait: Callable[[], None] | None = None
 
     async def send(
         self, flow_id: str, topic: str, value: Any = None, *, key: str | None = None
@@ -63,7 +66,11 @@ class Mailbox:
         self._sent.pop((flow_id, topic), None)
 
     def sent(self, flow_id: str, topic: str) -> anyio.Event:
-        """An event set when this mailbox next sends to ``flow_id`` under ``topic``."""
+        """An event set when this mailbox next sends to ``flow_id`` under ``topic`` (or
+        the journal tells of a send there)."""
+        start, self.on_first_wait = self.on_first_wait, None
+        if start is not None:
+            start()
         got = self._sent.get((flow_id, topic))
         if got is None:
             got = self._sent[(flow_id, topic)] = anyio.Event()
