@@ -3,6 +3,9 @@
 Tests (and single-process deployments) use it where ZooKeeper would be: the same conductor
 code runs on it. Sessions can be suspended, reconnected and expired by hand, which is how the
 tests drive fail-over without a server.
+
+Claims and their releases are in :mod:`._memory_claims`, an operator's hand on the trash in
+:mod:`._memory_operator`, the coordinator's state and sessions in :mod:`._memory_state`.
 """
 
 from __future__ import annotations
@@ -10,36 +13,17 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import anyio
 
-from ..errors import (
-    CoordinationUnavailable,
-    JobAlreadyClaimed,
-    JobKeyConflict,
-    JobNotDue,
-    JobNotFound,
-    OwnershipLost,
-    PartitionLimitReached,
-    QueueLimitReached,
-    RateLimited,
-    SessionLost,
-    UnknownQueue,
-)
-from ._contract import (
-    Claim,
-    Job,
-    JobBoard,
-    Member,
-    QueueConfig,
-    TrashedJob,
-    claim_order,
-)
+from ..errors import JobKeyConflict, JobNotFound
+from ._contract import Job, Member, QueueConfig, claim_order
+from ._memory_claims import ClaimingMemoryBoard
+from ._memory_operator import OperatorMemoryBoard
 from ._memory_state import CoordinatorState, MemorySession
 from ._queueing import (
     DEFAULT_QUEUE,
@@ -54,8 +38,6 @@ from ._queueing import (
     inputs_digest,
     job_id_for,
 )
-from ._session import SessionState
-from ._trash import is_trash_id, trash_id_for
 
 __all__ = ["MemoryCoordinator", "MemoryJobBoard", "MemorySession"]
 
@@ -69,34 +51,17 @@ class MemoryCoordinator(CoordinatorState):
         return MemoryJobBoard(self, session or MemorySession(self))
 
 
-class MemoryJobBoard(JobBoard):
+class MemoryJobBoard(ClaimingMemoryBoard, OperatorMemoryBoard):
     """A client of a :class:`MemoryCoordinator`, with its own session."""
 
     session: MemorySession
+    coordinator: MemoryCoordinator
 
     def __init__(self, coordinator: MemoryCoordinator, session: MemorySession) -> None:
         self.coordinator = coordinator
         self.session = session
         self._seen: int | None = None  # the coordinator's version at the last jobs()
         self._next_due: float | None = None  # the next delayed job claimable() saw
-
-    def _check(self) -> None:
-        state = self.session.state
-        if state is SessionState.CONNECTED:
-            return
-        if state is SessionState.SUSPENDED:
-            raise CoordinationUnavailable("the coordination session is suspended")
-        raise SessionLost(f"the coordination session is {state.value}")
-
-    def _view(self, job: Job) -> Job:
-        lock = self.coordinator.locks.get(job.job_id)
-        return replace(job, owner=lock[0] if lock else None)
-
-    def _config(self, queue: str) -> QueueConfig:
-        config = self.coordinator.queues.get(check_queue_name(queue))
-        if config is None:
-            raise UnknownQueue(f"no queue {queue!r} on the job board", queue=queue)
-        return config
 
     async def post(
         self,
@@ -166,64 +131,6 @@ class MemoryJobBoard(JobBoard):
         )
         return jobs[:limit]
 
-    async def claimable(
-        self, *, queues: Sequence[str] | None = None, limit: int | None = None
-    ) -> list[Job]:
-        """Due, free jobs of ``queues`` whose global limit is not used up, in claim order: at
-        most as many of a rate-limited queue as it has starts left, and of a partition as
-        it has slots left."""
-        self._check()
-        c = self.coordinator
-        served = set(c.queues) if queues is None else {self._config(q).name for q in queues}
-        full = {q for q in served if self._held(q) >= (c.queues[q].concurrency or math.inf)}
-        now = time.time()
-        self._seen = c.version
-        later: list[float] = []
-        starts: dict[str, int] = {}
-        for q in served:
-            rate = c.queues[q].rate_limit
-            if rate is not None:
-                free, next_at = self._starts(q, rate, now)
-                starts[q] = len(free)
-                if not free:
-                    later.append(next_at)  # woken when a start comes back
-        due: list[Job] = []
-        for job in c.jobs.values():
-            if job.queue not in served or job.job_id in c.locks:
-                continue
-            if job.not_before > now:
-                later.append(job.not_before)
-            elif job.queue not in full:
-                due.append(job)
-        self._next_due = min(later, default=None)
-        picked: list[Job] = []
-        per_queue: Counter[str] = Counter()
-        per_partition: Counter[tuple[str, str]] = Counter()
-        for job in claim_order(due):
-            if job.queue in starts and per_queue[job.queue] >= starts[job.queue]:
-                continue
-            plimit = c.queues[job.queue].partition_limit
-            if plimit is not None and job.partition is not None:
-                key = (job.queue, job.partition)
-                if len(c.pslots.get(key, {})) + per_partition[key] >= plimit:
-                    continue  # its partition is full: the others' jobs go on
-                per_partition[key] += 1
-            per_queue[job.queue] += 1
-            picked.append(job)
-        return picked[:limit]
-
-    def _starts(self, queue: str, rate: tuple[int, float], now: float) -> tuple[list[int], float]:
-        """The starts of ``queue`` free at ``now`` (oldest first), and when the first one
-        taken comes back (a start is free once ``period`` has passed since it was taken)."""
-        count, period = rate
-        times = self.coordinator.rates.setdefault(queue, [])
-        times.extend([0.0] * (count - len(times)))
-        free = sorted((i for i in range(count) if now - times[i] >= period), key=times.__getitem__)
-        return free, min(times[:count]) + period
-
-    def _held(self, queue: str) -> int:
-        return len(self.coordinator.slots.get(queue, {}))
-
     async def get(self, job_id: str) -> Job:
         self._check()
         job = self.coordinator.jobs.get(job_id)
@@ -240,118 +147,6 @@ class MemoryJobBoard(JobBoard):
             if job is not None and job.flow_id == flow_id:
                 return replace(job, owner=owner)
         return None
-
-    async def claim(self, job: Job, owner: str) -> Claim:
-        self._check()
-        c = self.coordinator
-        current = c.jobs.get(job.job_id)
-        if current is None:
-            raise JobNotFound(f"job {job.job_id!r} is gone (consumed or trashed)")
-        if job.job_id in c.locks:
-            raise JobAlreadyClaimed(f"job {job.job_id!r} is claimed by {c.locks[job.job_id][0]}")
-        if current.not_before > time.time():
-            raise JobNotDue(
-                f"job {job.job_id!r} is not due before {current.not_before}",
-                job_id=job.job_id,
-                not_before=current.not_before,
-            )
-        config = c.queues[current.queue]
-        slot = pslot = start = None
-        limit = config.concurrency
-        held = c.slots.setdefault(current.queue, {})
-        if limit is not None:
-            free = [i for i in range(limit) if i not in held]
-            if len(held) >= limit or not free:
-                raise QueueLimitReached(
-                    f"queue {current.queue!r} runs {len(held)} jobs (its limit is {limit})",
-                    queue=current.queue,
-                    limit=limit,
-                )
-            slot = free[0]
-        plimit, partition = config.partition_limit, current.partition
-        if plimit is not None and partition is not None:
-            pheld = c.pslots.get((current.queue, partition), {})
-            free = [i for i in range(plimit) if i not in pheld]
-            if len(pheld) >= plimit or not free:
-                raise PartitionLimitReached(
-                    f"partition {partition!r:.80} of queue {current.queue!r} runs {len(pheld)} "
-                    f"jobs (its limit is {plimit})",
-                    queue=current.queue,
-                    partition=partition,
-                    limit=plimit,
-                )
-            pslot = free[0]
-        now = time.time()
-        if config.rate_limit is not None:
-            starts, next_at = self._starts(current.queue, config.rate_limit, now)
-            if not starts:
-                self._next_due = min(self._next_due or math.inf, next_at)
-                raise RateLimited(
-                    f"queue {current.queue!r} started {config.rate_limit[0]} jobs within "
-                    f"{config.rate_limit[1]} s (its rate limit)",
-                    queue=current.queue,
-                    retry_after=max(next_at - now, 0.0),
-                )
-            start = starts[0]
-        if slot is not None:
-            held[slot] = (job.job_id, self.session)
-        if pslot is not None and partition is not None:
-            c.pslots.setdefault((current.queue, partition), {})[pslot] = (job.job_id, self.session)
-        if start is not None:
-            c.rates[current.queue][start] = now
-        token = c._next_zxid()
-        current = replace(current, claims=current.claims + 1, version=current.version + 1)
-        c.jobs[job.job_id] = current
-        c.locks[job.job_id] = (owner, token, self.session)
-        c._touch()
-        generation = self.session.generation
-        return Claim(replace(current, owner=owner), owner, token, generation, slot, pslot)
-
-    async def holds(self, claim: Claim) -> bool:
-        self._check()
-        lock = self.coordinator.locks.get(claim.job.job_id)
-        return lock is not None and lock[1] == claim.token and lock[2] is self.session
-
-    async def _release(self, claim: Claim) -> Job:
-        if not await self.holds(claim):
-            raise OwnershipLost(
-                f"job {claim.job.job_id!r}: claim {claim.token} is no longer held",
-                flow_id=claim.job.flow_id,
-            )
-        c = self.coordinator
-        del c.locks[claim.job.job_id]
-        if claim.slot is not None:
-            c.slots.get(claim.job.queue, {}).pop(claim.slot, None)
-        key = (claim.job.queue, claim.job.partition or "")
-        if claim.partition_slot is not None and key in c.pslots:
-            c.pslots[key].pop(claim.partition_slot, None)
-            if not c.pslots[key]:
-                del c.pslots[key]  # no empty entry per partition ever seen
-        return c.jobs[claim.job.job_id]
-
-    async def consume(self, claim: Claim, *, outcome: str | None = None) -> None:
-        job = await self._release(claim)
-        self.coordinator._end(job, "consumed", outcome)
-        self.coordinator._touch()
-
-    async def abandon(self, claim: Claim, *, failed: bool = False) -> None:
-        job = await self._release(claim)
-        if failed:
-            self.coordinator.jobs[job.job_id] = replace(
-                job, failures=job.failures + 1, version=job.version + 1
-            )
-        self.coordinator._touch()
-
-    async def trash(self, claim: Claim, reason: str) -> None:
-        job = await self._release(claim)
-        self.coordinator._end(job, "trashed", None)
-        trash_id = trash_id_for(job.job_id, self.coordinator._next_zxid())
-        self.coordinator.trash.append(TrashedJob(job, reason, time.time(), trash_id))
-        self.coordinator._touch()
-
-    async def trashed(self) -> list[TrashedJob]:
-        self._check()
-        return list(self.coordinator.trash)
 
     async def wait_changed(self) -> None:
         """Return when the board changed since the last :meth:`jobs` or :meth:`claimable`
@@ -415,66 +210,3 @@ class MemoryJobBoard(JobBoard):
             del c.ended[job_id]
             c.digests.pop(job_id, None)
         return len(gone)
-
-    # -- an operator's hand: trash, requeue, purge -------------------------------------------
-
-    async def trash_job(self, job_id: str, reason: str) -> TrashedJob:
-        self._check()
-        c = self.coordinator
-        job = c.jobs.get(job_id)
-        if job is None:
-            raise JobNotFound(f"no job {job_id!r} on the board (consumed, trashed or never posted)")
-        if job_id in c.locks:
-            raise JobAlreadyClaimed(
-                f"job {job_id!r} is claimed by {c.locks[job_id][0]}: cancel or stop its flow "
-                "first (its conductor then releases it)"
-            )
-        c._end(job, "trashed", None)
-        entry = TrashedJob(job, reason, time.time(), trash_id_for(job_id, c._next_zxid()))
-        c.trash.append(entry)
-        c._touch()
-        return entry
-
-    async def requeue(self, trash_id: str) -> Job:
-        self._check()
-        c = self.coordinator
-        found = next((t for t in c.trash if is_trash_id(trash_id) and t.trash_id == trash_id), None)
-        if found is None:
-            raise JobNotFound(f"no trash entry {trash_id!r} on the board (requeued or purged?)")
-        old = found.job
-        if old.job_id in c.jobs:
-            raise JobKeyConflict(
-                f"key {old.key!r} names job {old.job_id}, on the board again (posted anew "
-                "once its key expired): requeueing would replace it",
-                key=old.key,
-                job_id=old.job_id,
-                existing_flow=c.jobs[old.job_id].flow,
-                flow_id=old.flow_id,
-            )
-        c._seq += 1
-        job = replace(
-            old,
-            claims=0,
-            failures=0,
-            created_at=time.time(),
-            owner=None,
-            version=old.version + 1,
-            state="queued",
-            outcome=None,
-            deduplicated=False,
-            seq=c._seq,
-        )
-        c.ended.pop(job.job_id, None)
-        c.digests[job.job_id] = inputs_digest(job.flow, dict(job.inputs), c.codec)
-        c.jobs[job.job_id] = job
-        c.trash.remove(found)
-        c._touch()
-        return job
-
-    async def purge_trash(self, *, before: float | None = None) -> int:
-        self._check()
-        c = self.coordinator
-        kept = [t for t in c.trash if before is not None and t.trashed_at >= before]
-        purged = len(c.trash) - len(kept)
-        c.trash[:] = kept
-        return purged
