@@ -84,6 +84,32 @@ async def test_write_is_durable_when_awaited() -> None:
         assert await _seqs(backend, "f") == [1]
 
 
+async def test_write_batch_is_waited_for_and_checked_by_its_caller() -> None:
+    backend = _Flushing()
+    async with _writers(backend, "f") as (_, (w,), _):
+        batch = w.write_batch(_S, "t")
+        assert batch is not None
+        assert await _seqs(backend, "f") == []
+        await batch.wait()
+        w.check(batch)
+        assert await _seqs(backend, "f") == [1]
+        backend.fail_next = True
+        failing = w.write_batch(_OK, "t")
+        assert failing is not None
+        await failing.wait()
+        with pytest.raises(JournalUnavailable):
+            w.check(failing)  # the caller learns it from check, as await write raises
+        with pytest.raises(JournalUnavailable):
+            w.write_batch(_S, "u")  # nothing above the hole
+    immediate = fc.MemoryJournal()
+    async with _writers(immediate, "g") as (_, (v,), _):
+        assert v.write_batch(_S, "t") is None  # durable already
+        assert await _seqs(immediate, "g") == [1]
+        await immediate.fence("g", 1)
+        with pytest.raises(OwnershipLost):
+            v.write_batch(_S, "u")
+
+
 async def test_emit_does_not_wait_and_rides_along_with_the_next_write() -> None:
     backend = _Flushing()
     async with _writers(backend, "f") as (_, (w,), (settled,)):

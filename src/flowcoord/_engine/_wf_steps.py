@@ -58,6 +58,19 @@ _SCALAR: dict[type, Callable[[Any], str]] = {
 _AS_IS = frozenset({int, float, str, bool, type(None)})  # what JSON gives back unchanged
 
 
+class _Named:
+    """``what`` for the codec, made only if encoding fails: a closure in
+    :meth:`StepRunner._attempt` would cost every step a cell for the name it captures."""
+
+    __slots__ = ("key", "prefix")
+
+    def __init__(self, prefix: str, key: str) -> None:
+        self.prefix, self.key = prefix, key
+
+    def __call__(self) -> str:
+        return f"{self.prefix} {self.key!r}"
+
+
 class _AttemptFailed(Exception):
     """One attempt of a step failed (journaled); its retry controller decides what next."""
 
@@ -306,7 +319,7 @@ class StepRunner:
                         raise
                     head["child"] = scope.child_id
                     where = current_child.set(scope)
-                started = self._encode(head, what=lambda: f"arguments of step {key!r}")
+                started = self._encode(head, what=_Named("arguments of step", key))
                 if self._ckpt is not None:
                     self._ckpt.started(pos, self.writer.seq)  # the seq this entry gets
                 await self._write(_K.TASK_STARTED, key, started)
@@ -341,7 +354,7 @@ class StepRunner:
                         done["started_at"] = t0
                         if step.group is not None:
                             done["group"] = step.group
-                    data = self._encode(done, what=lambda: f"result of {key!r}")
+                    data = self._encode(done, what=_Named("result of", key))
             except (JournalError, OwnershipLost) as exc:
                 if where is None:  # the step's own code raised it: a failure like any
                     await self._failed(record, exc, attempt, t0)
@@ -361,8 +374,12 @@ class StepRunner:
             except Exception as exc:
                 await self._failed(record, exc, attempt, t0)
                 raise self._failure(record, final) from exc
-            try:  # as _write does, without a coroutine of its own (the hot path)
-                await self.writer.write(_K.TASK_SUCCEEDED, key, data)
+            try:  # as _write does, without a coroutine or awaitable of its own (the hot path)
+                writer = self.writer
+                batch = writer.write_batch(_K.TASK_SUCCEEDED, key, data)
+                if batch is not None:
+                    await batch.wait()
+                    writer.check(batch)
             except Exception as exc:
                 self._broken = self._broken or exc
                 raise

@@ -102,6 +102,22 @@ class FlowWriter:
         self._at_once(entry)
         return self._done
 
+    def write_batch(
+        self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
+    ) -> Batch | None:
+        """:meth:`write` for a caller that waits itself (the engine's hot path: no
+        :class:`Durable` made): ``await batch.wait()``, then :meth:`check` it. None: durable
+        already (an immediate backend)."""
+        if self._lost is not None:
+            raise self._lost
+        seq = self.seq
+        self.seq = seq + 1
+        entry = Entry(self.flow_id, seq, kind, task, data, state, self.token)
+        if self._append_now is None:
+            return self._journal.append(entry, urgent=True)
+        self._at_once(entry)
+        return None
+
     def _at_once(self, entry: Entry) -> None:
         """Append ``entry`` to the immediate backend; raise if it was not written."""
         assert self._append_now is not None
@@ -144,7 +160,7 @@ class FlowWriter:
         if self._lost is None:
             self._lost = exc
 
-    def _check(self, batch: Batch) -> None:
+    def check(self, batch: Batch) -> None:
         """Raise if ``batch`` (flushed) did not make this flow's entries durable."""
         error = self._error(batch)
         if error is not None:
@@ -189,7 +205,7 @@ class Durable:
         batch = self._batch
         if batch is not None:
             yield from batch.wait().__await__()
-            self._writer._check(batch)
+            self._writer.check(batch)
 
     def then(self, item: Any) -> None:
         """Do not wait: the writer's ``settle`` gets ``item`` once the entry is durable (or
