@@ -24,8 +24,9 @@ Metrics (prefix ``flowcoord_``):
   (one backend append); ``journal_flush_failures_total``; ``journal_queued_entries``: entries
   waiting for the next flush (the group commit's queue depth).
 - ``jobs_total{event}``: a watched conductor's claims, consumed, failed, abandoned, trashed,
-  lost and quarantined jobs; ``jobs_running`` and, of those, ``jobs_waiting`` (workflows that
-  only sleep or wait for an event).
+  lost, quarantined, released (stopped cleanly and given back) and handed_back (of those,
+  sleepers given back until they wake) jobs; ``jobs_running`` and, of those,
+  ``jobs_waiting`` (workflows that only sleep or wait for an event).
 - ``session_state{state}``: 1 for the state a watched coordination session is in.
 """
 
@@ -48,7 +49,17 @@ __all__ = ["Metrics", "MetricsServer"]
 
 _FLOW_STATES = frozenset(s.value for s in FlowState if s is not FlowState.PENDING)
 _FLUSH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-_STATS = ("claimed", "consumed", "failed", "abandoned", "trashed", "lost", "quarantined")
+_STATS = (
+    "claimed",
+    "consumed",
+    "failed",
+    "abandoned",
+    "trashed",
+    "lost",
+    "quarantined",
+    "released",
+    "handed_back",
+)
 
 
 def _client() -> Any:

@@ -220,6 +220,50 @@ async def test_a_waiter_sees_a_delayed_post_that_falls_due_before_its_next_wake(
     assert await ids(b) == ["soon"]
 
 
+# -- a clean release (a stopped flow given back), due later or not ----------------------------
+
+
+async def test_a_release_does_not_count_the_claim_and_can_make_the_job_due_later(
+    board_service: BoardService,
+) -> None:
+    a, b = await board_service.board(), await board_service.board()
+    await a.declare_queue("naps", concurrency=1, partition_limit=1)
+    job = await a.post("f", flow_id="nap", queue="naps", partition="t1", priority=3)
+    await a.post("f", flow_id="other", queue="naps", partition="t2")
+    first = await a.claim(job, "a")
+    assert first.job.claims == 1
+    due = time.time() + 0.8
+    await a.release(first, not_before=due)
+    assert not await a.holds(first)
+    seen = await b.get(job.job_id)
+    assert (seen.owner, seen.claims, seen.failures) == (None, 0, 0)  # no suspect, no failure
+    assert seen.not_before == pytest.approx(due)
+    assert (seen.priority, seen.partition, seen.queue) == (3, "t1", "naps")
+    with pytest.raises(JobNotDue):
+        await b.claim(seen, "b")
+    # its slots came back at once: the queue's one slot runs the other job meanwhile
+    assert await ids(b, queues=["naps"]) == ["other"]
+    other = await b.claim((await b.claimable(queues=["naps"], limit=1))[0], "b")
+    await b.consume(other)
+    with anyio.fail_after(5):
+        while "nap" not in await ids(b, queues=["naps"]):  # woken when it falls due
+            await b.wait_changed()
+    again = await b.claim((await b.claimable(queues=["naps"], limit=1))[0], "b")
+    assert (again.job.flow_id, again.job.claims) == ("nap", 1)
+    assert again.token > first.token
+    await b.release(again)  # no due time: claimable at once, its due time kept
+    assert await ids(a, queues=["naps"]) == ["nap"]
+    last = await a.claim((await a.claimable(queues=["naps"], limit=1))[0], "a")
+    assert last.job.claims == 1
+    with pytest.raises(OwnershipLost):
+        await b.release(again)  # a stale claim cannot release
+    with pytest.raises(OwnershipLost):
+        await b.release(again, not_before=time.time() + 60)
+    assert await a.holds(last)
+    await a.consume(last)
+    assert await a.jobs() == []
+
+
 # -- global concurrency limits ----------------------------------------------------------------
 
 

@@ -420,8 +420,9 @@ def test_the_worker_prints_one_start_line(work: Path) -> None:
     assert lines[0] == (
         "flowcoord worker w-1: ZooKeeper 127.0.0.1:1 (namespace /ops, board /board, session "
         "timeout 0.5s); journal postgresql://app:***@127.0.0.1:1/db; registry "
-        "convflows:registry (2 flows: provision, resize); capacity 4, max waiting 100, max "
-        "claims 5, max failures 3, shutdown timeout 30s; queues bulk (3 at once, 2 per "
+        "convflows:registry (2 flows: provision, resize); capacity 4, max waiting 100, "
+        "sleepers of 60s+ handed back, max claims 5, max failures 3, shutdown timeout 30s; "
+        "queues bulk (3 at once, 2 per "
         "partition), urgent (1 here, 10 per 1.5s); "
         "SIGTERM or Ctrl-C hands its jobs back and stops"
     )
@@ -434,6 +435,19 @@ def test_the_worker_prints_one_start_line(work: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 2
     assert "does not serve queue 'other'" in bad.stderr
+    kept = cli(
+        work, "worker", "--zk", "127.0.0.1:1", "--journal", url, "--registry",
+        "convflows:registry", "--hand-back-after", "never", "--session-timeout", "0.5",
+    )  # fmt: skip
+    assert "max waiting 100, sleepers kept, max claims" in kept.stderr
+    for wrong in ("-1", "soon", "inf"):
+        refused = cli(
+            work, "worker", "--zk", "127.0.0.1:1", "--journal", url, "--registry",
+            "convflows:registry", "--hand-back-after", wrong,
+        )  # fmt: skip
+        assert refused.returncode == 2
+        assert "--hand-back-after" in refused.stderr
+        assert "nor 'never'" in refused.stderr
 
 
 # -- shell completion ----------------------------------------------------------------------------

@@ -10,6 +10,8 @@ conductor resumes the workflow from the journal. Sessions are 2 s (tickTime 1000
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -323,3 +325,69 @@ async def test_a_suspended_workflow_starts_no_step_and_the_other_conductor_resum
     }
     # one journaled the suspension, and two ran it again from there
     assert [e.state for e in before if e.kind is K.FLOW_STATE][-1] == "SUSPENDED"
+
+
+# -- a long sleep handed back to the board -----------------------------------------------------
+
+
+async def test_a_sleeping_workflow_is_handed_back_and_the_other_conductor_wakes_it(
+    zk_hosts: str, zk_namespace: str, journal_factory: Callable[[], JournalBackend]
+) -> None:
+    """Conductor "one" stops a workflow that sleeps 3 s (hand-back after 1 s) and releases
+    its job until it wakes; "one" then leaves, "two" (hand-back off) claims the job when it
+    falls due, with a newer token, and finishes the workflow: each step ran once, the
+    wake-up time was journaled once, and nothing counted the hand-back as a failed claim."""
+    calls: list[tuple[str, float]] = []
+
+    async def note(what: str) -> str:
+        calls.append((what, time.time()))
+        return what
+
+    @fc.workflow(name="nap")
+    async def nap(ctx: fc.Context) -> list[str]:
+        first = await ctx.step(note, "before")
+        await ctx.sleep(3.0)
+        return [first, await ctx.step(note, "after")]
+
+    registry = fc.FlowRegistry()
+    registry.register("nap", nap)
+    async with AsyncExitStack() as stack:
+        b1 = await stack.enter_async_context(board(zk_hosts, zk_namespace))
+        b2 = await stack.enter_async_context(board(zk_hosts, zk_namespace))
+        job = await b1.post("nap", flow_id="nap-1", priority=1)
+        async with (
+            fc.Engine(journal_factory()) as e1,
+            Conductor(b1, e1, registry, name="one", hand_back_after=1.0) as one,
+        ):
+            await until(lambda: one.stats.handed_back == 1)
+            assert one.running == {}
+        seen = await b2.get(job.job_id)
+        assert (seen.owner, seen.claims, seen.priority) == (None, 0, 1)
+        assert await b2.claimable() == []  # not due yet: in its delayed window
+        async with journal_factory() as journal:
+            entries = await journal.read("nap-1")
+        (slept,) = [e for e in entries if e.kind is K.TASK_SUCCEEDED and e.task == "2:sleep"]
+        wake = json.loads(slept.data)["result"]
+        assert seen.not_before == pytest.approx(wake)
+        assert fold("nap-1", entries).state is fc.FlowState.SUSPENDED
+        async with (
+            fc.Engine(journal_factory()) as e2,
+            Conductor(b2, e2, registry, name="two", hand_back_after=None) as two,
+        ):
+            with anyio.fail_after(15):
+                await until(lambda: two.stats.consumed == 1, within=15)
+        assert (two.stats.claimed, two.stats.quarantined, two.stats.failed) == (1, 0, 0)
+        assert await b2.jobs() == []
+        async with journal_factory() as journal:
+            entries = await journal.read("nap-1")
+    j = fold("nap-1", entries)
+    assert j.state is fc.FlowState.SUCCESS
+    assert j.result == ["before", "after"]
+    assert [what for what, _ in calls] == ["before", "after"]
+    assert calls[1][1] >= wake  # it slept its whole sleep
+    assert len([e for e in entries if e.task == "2:sleep"]) == 1
+    tokens = [e.token for e in entries]
+    assert tokens == sorted(tokens)
+    assert len(set(tokens)) == 2  # one owner, then the other, with a newer token
+    assert one.stats.released == 1
+    assert one.stats.abandoned == 0

@@ -183,11 +183,16 @@ def _start_line(
         f"{opts.board}, session timeout {opts.session_timeout:g}s{auth}); journal "
         f"{redact(opts.journal)}; registry {opts.registry} ({len(registry)} flow"
         f"{'' if len(registry) == 1 else 's'}: {flows or 'none'}); capacity {opts.capacity}, "
-        f"max waiting {opts.max_waiting}, max claims {opts.max_claims}, max failures "
+        f"max waiting {opts.max_waiting}, {_hand_back(opts.hand_back_after)}, max claims "
+        f"{opts.max_claims}, max failures "
         f"{opts.max_failures}, shutdown timeout "
         f"{opts.shutdown_timeout:g}s{queues}{metrics}; SIGTERM or Ctrl-C hands its jobs back "
         "and stops"
     )
+
+
+def _hand_back(after: float | None) -> str:
+    return "sleepers kept" if after is None else f"sleepers of {after:g}s+ handed back"
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -240,6 +245,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             max_claims=opts.max_claims,
             max_failures=opts.max_failures,
             max_waiting=opts.max_waiting,
+            hand_back_after=opts.hand_back_after,
             on_ready=on_ready,
             **settings,
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -117,6 +118,16 @@ def worker_arguments(p: argparse.ArgumentParser) -> None:
         "0: it keeps its slot)",
     )
     p.add_argument(
+        "--hand-back-after",
+        type=_hand_back_after,
+        default=60.0,
+        metavar="SECONDS",
+        help="a workflow that only sleeps (ctx.sleep, no event wait) and wakes SECONDS from "
+        "now or later is stopped and its job handed back to the board until it wakes: no "
+        "claim, memory or slot held meanwhile; any worker resumes it when due (60; 'never': "
+        "keep every sleeper)",
+    )
+    p.add_argument(
         "--queue",
         action="append",
         type=_queue_name,
@@ -210,6 +221,20 @@ def queue_settings(opts: argparse.Namespace) -> dict[str, Any]:
 
 def _positive_int(text: str) -> int:
     return int_in(text, 1, None, "a positive integer")
+
+
+def _hand_back_after(text: str) -> float | None:
+    if text == "never":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds of at least 0, nor 'never'"
+        )
+    return value
 
 
 def _queue_name(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -35,6 +36,7 @@ from ..errors import (
     UnknownQueue,
 )
 from ._contract import Claim, Job, JobBoard, SessionChange, SessionState
+from ._hand_back import check_hand_back_after, hand_back_time
 from ._queueing import DEFAULT_QUEUE, check_limit, check_queue_name
 
 __all__ = ["Conductor", "ConductorStats", "current_job"]
@@ -57,6 +59,8 @@ class ConductorStats:
     trashed: int = 0
     lost: int = 0  # taken away (session lost or fenced)
     quarantined: int = 0  # suspects run alone (see Conductor)
+    released: int = 0  # stopped cleanly here and given back (shutdown, hand-back)
+    handed_back: int = 0  # of the released, sleeping workflows given back until they wake
 
 
 @dataclass
@@ -64,6 +68,8 @@ class _Running:
     claim: Claim
     handle: FlowHandle | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
+    hand_back: float | None = None  # stopped to be given back until then (see _hand_back)
+    deciding: bool = False  # a hand-back decision is pending
 
 
 class Conductor:
@@ -106,6 +112,15 @@ class Conductor:
     waiting jobs besides ``capacity`` busy ones. When sleepers wake together more than
     ``capacity`` jobs may run here for a while; nothing new is claimed until they are fewer.
     (A queue's global and partition limits count every claimed job, waiting or not.)
+
+    Hand-back: a workflow that only sleeps (no event wait pending) and wakes
+    ``hand_back_after`` seconds from now or later is stopped and its job released to the
+    board until it wakes (:mod:`flowcoord._coord._hand_back`): it holds no claim, memory or
+    slot meanwhile, and is claimed again, by any conductor and under every limit, when it
+    falls due. None keeps every sleeper here.
+
+    Leaving the block (or a hand-back) stops flows cleanly: their jobs are released, not
+    abandoned, so their next claim does not make them suspects.
     """
 
     def __init__(
@@ -125,6 +140,7 @@ class Conductor:
         worker_limits: Mapping[str, int] | None = None,
         key_sweep_interval: float = 60.0,
         max_waiting: int = 100,
+        hand_back_after: float | None = 60.0,
     ) -> None:
         self.queues = tuple(dict.fromkeys(check_queue_name(q) for q in queues))
         if not self.queues:
@@ -150,6 +166,7 @@ class Conductor:
                 hint="0: a waiting job keeps its slot of the capacity",
             )
         self.max_waiting = max_waiting
+        self.hand_back_after = check_hand_back_after(hand_back_after)
         self.max_claims = max_claims
         self.max_failures = max_failures
         self.rescan_interval = rescan_interval
@@ -194,6 +211,8 @@ class Conductor:
         with anyio.CancelScope(shield=True):
             for r in list(self.running.values()):
                 if r.handle is not None:
+                    if r.hand_back is None:  # a sleeper is given back until it wakes
+                        r.hand_back = r.handle.waiting_until
                     r.handle.stop()
             with anyio.move_on_after(self.shutdown_timeout):
                 for r in list(self.running.values()):
@@ -414,10 +433,13 @@ class Conductor:
                 return
             if self.board.session.state is not SessionState.CONNECTED:
                 r.handle.suspend()
-            r.handle.on_waiting(self._on_waiting)
+            r.handle.on_waiting(functools.partial(self._on_waiting, r))
             jlog.info("job_started")
             try:
                 await r.handle.wait()
+                if self._stopped_here(r):  # a workflow's run ends SUSPENDED, not raising
+                    await self._release(claim, r.hand_back)
+                    return
             except OwnershipLost as exc:
                 if self._closing and r.claim.generation == self.board.session.generation:
                     await self._give_up(claim, failed=False)  # aborted by our own shutdown
@@ -436,6 +458,9 @@ class Conductor:
                 await self._trash(claim, f"cannot resume: {exc}")
                 return
             except Exception as exc:
+                if self._stopped_here(r):  # a pattern flow's stopped run raises
+                    await self._release(claim, r.hand_back)
+                    return
                 if r.handle.state not in _FINAL:
                     (jlog.info if self._closing else jlog.warning)(
                         "job_handed_over", state=r.handle.state.value, error=repr(exc)
@@ -452,9 +477,48 @@ class Conductor:
             r.done.set()
             self._wake.set()
 
-    def _on_waiting(self, waiting: bool) -> None:
-        if waiting:
-            self._wake.set()  # a slot of the capacity is free while it waits: claim again
+    def _on_waiting(self, r: _Running, waiting: bool) -> None:
+        if not waiting:
+            return
+        self._wake.set()  # a slot of the capacity is free while it waits: claim again
+        after = self.hand_back_after
+        if after is not None and r.handle is not None and not r.deciding and self._tg is not None:
+            r.deciding = True
+            self._tg.start_soon(self._maybe_hand_back, r, r.handle, after)
+
+    async def _maybe_hand_back(self, r: _Running, handle: FlowHandle, after: float) -> None:
+        try:
+            until = await hand_back_time(handle, after)
+        finally:
+            r.deciding = False
+        if until is None or self._closing or handle.done or r.hand_back is not None:
+            return
+        r.hand_back = until
+        self._log.info("job_handing_back", job=r.claim.job.job_id, until=until)
+        handle.stop()
+
+    def _stopped_here(self, r: _Running) -> bool:
+        """Whether ``r``'s flow ended SUSPENDED because this conductor stopped it (shutting
+        down, handing it back): its job is released, not consumed (another stop is an
+        operator's: the job ends, the flow waits for them in the journal)."""
+        assert r.handle is not None
+        stopped = r.handle.state is FlowState.SUSPENDED
+        return stopped and (self._closing or r.hand_back is not None)
+
+    async def _release(self, claim: Claim, not_before: float | None) -> None:
+        job = claim.job.job_id
+        try:
+            await self.board.release(claim, not_before=not_before)
+        except (CoordinationError, OwnershipLost) as exc:
+            # the claim goes with the session (or went): another owner resumes the flow
+            self._log.warning("release_failed", job=job, error=str(exc))
+            return
+        self.stats.released += 1
+        if not_before is not None:
+            self.stats.handed_back += 1
+            self._log.info("job_handed_back", job=job, until=not_before)
+        else:
+            self._log.info("job_released", job=job)
 
     async def _consume(self, claim: Claim, outcome: str) -> None:
         try:

@@ -73,7 +73,7 @@ class Job:
     flow_id: str
     inputs: Mapping[str, Any] = field(default_factory=dict)
     priority: int = 0  # higher runs first
-    claims: int = 0  # times it was claimed so far
+    claims: int = 0  # times it was claimed so far (but given back by release)
     failures: int = 0  # times a conductor gave it up after an error
     created_at: float = 0.0
     owner: str | None = None  # the member holding its claim, if any
@@ -292,6 +292,15 @@ class JobBoard(ABC):
 
     @abstractmethod
     async def abandon(self, claim: Claim, *, failed: bool = False) -> None: ...
+
+    @abstractmethod
+    async def release(self, claim: Claim, *, not_before: float | None = None) -> None:
+        """Give the claimed job back after its flow was stopped cleanly (journaled
+        SUSPENDED, nothing running): unlike :meth:`abandon`, this claim does not count in
+        ``claims`` (the job is no suspect, see :class:`~flowcoord.coordination.Conductor`).
+        ``not_before`` (epoch seconds): the job is due only then, as if posted with it (a
+        conductor hands a sleeping workflow back until it wakes); None keeps its due time.
+        Raises :class:`~flowcoord.OwnershipLost` if the claim is not held."""
 
     @abstractmethod
     async def trash(self, claim: Claim, reason: str) -> None: ...

@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ._contract import Claim, Job, JobBoard, QueueConfig, TrashedJob, claim_order
 from ._memory_state import CoordinatorState, MemorySession
-from ._queueing import check_queue_name
+from ._queueing import check_queue_name, due_time
 from ._session import SessionState
 from ._trash import trash_id_for
 
@@ -222,6 +222,16 @@ class ClaimingMemoryBoard(MemoryBoardBase, ABC):
                 job, failures=job.failures + 1, version=job.version + 1
             )
         self.coordinator._touch()
+
+    async def release(self, claim: Claim, *, not_before: float | None = None) -> None:
+        due = None if not_before is None else due_time(not_before)
+        job = await self._release(claim)
+        c = self.coordinator
+        job = replace(job, claims=max(job.claims - 1, 0), version=job.version + 1)
+        if due is not None:
+            job = replace(job, not_before=due)  # claimable() sees when it falls due
+        c.jobs[job.job_id] = job
+        c._touch()
 
     async def trash(self, claim: Claim, reason: str) -> None:
         job = await self._release(claim)

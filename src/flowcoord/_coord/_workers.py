@@ -183,6 +183,7 @@ async def run_worker(
     max_claims: int = 5,
     max_failures: int = 3,
     max_waiting: int = 100,
+    hand_back_after: float | None = 60.0,
     shutdown_timeout: float = 30.0,
     on_ready: Callable[[Conductor], object] | None = None,
     queues: Sequence[str] = (DEFAULT_QUEUE,),
@@ -198,7 +199,9 @@ async def run_worker(
     finishing (its owners died or lost their sessions; from its second claim on it ran
     alone), or given up after journal errors ``max_failures`` times, is trashed with the
     reason. ``max_waiting``: how many jobs whose workflows only wait it holds besides
-    ``capacity`` busy ones (see :class:`~flowcoord.coordination.Conductor`).
+    ``capacity`` busy ones; ``hand_back_after``: a workflow that only sleeps and wakes that
+    many seconds from now or later is handed back to the board until it wakes (None: never;
+    see :class:`~flowcoord.coordination.Conductor`).
     ``on_ready(conductor)`` is called once the conductor runs (tests and embedders
     hook listeners there). Raises :class:`~flowcoord.errors.CoordinationUnavailable` when no
     ZooKeeper server gives a session within ``session_timeout``, or when the session closes for
@@ -273,6 +276,7 @@ async def run_worker(
             max_claims=max_claims,
             max_failures=max_failures,
             max_waiting=max_waiting,
+            hand_back_after=hand_back_after,
             shutdown_timeout=shutdown_timeout,
             info=info,
             queues=queues,

@@ -11,6 +11,8 @@
 - consume / trash: set the record's data (the version check proves nobody claimed since) to
   its summary, delete the claim node, the entry and the slots (and, for trash, create the
   trash node). abandon: set the record (``failures``), delete the claim node and the slots.
+  release: as abandon, with ``claims - 1``; given a due time, the entry moves to the
+  delayed window it falls due in (deleted, created there) in the same transaction.
   A vanished claim node or a moved version means the claim is gone (OwnershipLost).
 """
 
@@ -35,12 +37,17 @@ from ..errors import (
     VersionConflict,
 )
 from ._contract import Claim, Job
+from ._queueing import due_time
 from ._session import SessionState
 from ._zk_limits import LimitsBoard, free_starts
 from ._zk_records import Raw, ended, is_job_id
-from ._zk_types import CheckVersion, CreateNode, DeleteNode, SetData, TxnOp
+from ._zk_types import CheckVersion, CreateNode, DeleteNode, OpResult, SetData, TxnOp
 
 __all__ = ["ClaimingBoard"]
+
+
+class _ShardGone(Exception):
+    """The shard a release moves an entry to was deleted (empty) meanwhile."""
 
 
 _ATTEMPTS = 8
@@ -189,10 +196,13 @@ class ClaimingBoard(LimitsBoard, ABC):
             raise self._lost(claim)
         return found[0]
 
-    async def _release(self, claim: Claim, kind: str, raw: Raw, ops: list[TxnOp]) -> None:
+    async def _release(
+        self, claim: Claim, kind: str, raw: Raw, ops: list[TxnOp], *, shard: str | None = None
+    ) -> list[OpResult]:
         """Send one release transaction: the record's new data (version-checked), the claim
         node's deletion, then ``ops``; and give the claim's slot back. A moved version or a
-        vanished node means the claim is gone (OwnershipLost)."""
+        vanished node means the claim is gone (OwnershipLost), but for ``shard``, where
+        ``ops`` create an entry: its vanishing (deleted when empty) raises :class:`_ShardGone`."""
         job_id = claim.job.job_id
         if claim.generation != self.session.generation:
             raise self._lost(claim, "belongs to a lost session")
@@ -208,8 +218,12 @@ class ClaimingBoard(LimitsBoard, ABC):
             fence.append(DeleteNode(pslot))
         self.writes[kind] += 1
         try:
-            await self.session.transaction([*fence, *ops])
-        except (VersionConflict, NodeMissing):
+            return await self.session.transaction([*fence, *ops], created_stats=False)
+        except NodeMissing as exc:
+            if shard is not None and (exc.path or "").startswith(f"{shard}/"):
+                raise _ShardGone from None
+            raise self._lost(claim) from None
+        except VersionConflict:
             raise self._lost(claim) from None
         except CoordinationUnavailable:
             if not await self.holds(claim):  # applied, or lost with the session
@@ -229,6 +243,36 @@ class ClaimingBoard(LimitsBoard, ABC):
         raw = await self._raw_held(claim)
         raw = {**raw, "failures": int(raw.get("failures", 0)) + int(failed)}
         await self._release(claim, "abandon", raw, [])
+
+    async def release(self, claim: Claim, *, not_before: float | None = None) -> None:
+        due = None if not_before is None else due_time(not_before)
+        raw = await self._raw_held(claim)
+        raw = {**raw, "claims": max(int(raw.get("claims", 1)) - 1, 0)}  # this one: no count
+        job_id = claim.job.job_id
+        if due is None:
+            await self._release(claim, "release", raw, [])
+            return
+        # due later: the entry moves to the delayed window it falls due in, as a post's
+        old = await self._entry_path(job_id, raw)
+        queue, priority = str(raw.get("queue", "default")), int(raw.get("priority", 0))
+        folder, prefix, name = self._place(
+            queue, priority, job_id, due, raw.get("partition"), time.time()
+        )
+        for _ in range(_ATTEMPTS):
+            shard = await self._tails.shard(folder, prefix)
+            moved = {**raw, "not_before": due, "shard": self.layout.relative(shard), "entry": name}
+            ops: list[TxnOp] = [DeleteNode(old)] if old is not None else []
+            ops.append(CreateNode(f"{shard}/{name}-", b"", sequential=True))
+            try:
+                results = await self._release(claim, "release", moved, ops, shard=shard)
+            except _ShardGone:
+                self._tails.forget(folder, prefix)
+                continue
+            entry = results[-1].path
+            self._tails.posted(folder, prefix, int(entry[-10:]))
+            self._where[job_id] = entry
+            return
+        raise CoordinationUnavailable(f"releasing job {job_id}: its shard keeps going away")
 
     async def trash(self, claim: Claim, reason: str) -> None:
         raw = await self._raw_held(claim)

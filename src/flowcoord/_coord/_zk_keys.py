@@ -48,7 +48,6 @@ from ._queueing import (
     inputs_digest,
     job_id_for,
 )
-from ._zk_layout import DELAYED, delayed_window, entry_prefix
 from ._zk_records import BoardBase, Raw, queue_config, queue_data
 from ._zk_types import CreateNode, DeleteNode, TxnOp
 
@@ -107,13 +106,7 @@ class PostingBoard(BoardBase, ABC):
         if header_map:
             base["headers"] = header_map
         record_path = self.layout.record(job_id)
-        bucket = self.layout.bucket(queue, priority)
-        if due > now:
-            start, width = delayed_window(due, now)
-            folder, prefix = f"{bucket}/{DELAYED}", f"{start:011d}.{width}."
-            entry_name = entry_prefix(job_id, due, partition)
-        else:
-            folder, prefix, entry_name = bucket, "", entry_prefix(job_id, None, partition)
+        folder, prefix, entry_name = self._place(queue, priority, job_id, due, partition, now)
         replaces: int | None = None
         for _ in range(8):
             shard = await self._tails.shard(folder, prefix)

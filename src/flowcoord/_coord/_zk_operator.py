@@ -33,7 +33,6 @@ from ..errors import (
 )
 from ._contract import Job, TrashedJob
 from ._trash import TRASH_ID_RULE, is_trash_id
-from ._zk_layout import DELAYED, delayed_window, entry_prefix
 from ._zk_records import BoardBase, Raw, ended, is_job_id
 from ._zk_types import CreateNode, DeleteNode, SetData, TxnOp
 
@@ -116,14 +115,8 @@ class OperatorBoard(BoardBase, ABC):
                     flow_id=str(base.get("flow_id")),
                 )
             now = time.time()
-            bucket = self.layout.bucket(queue, priority)
             partition = base.get("partition")
-            if due > now:  # named as a post names it (a partition's digest too)
-                start, width = delayed_window(due, now)
-                folder, prefix = f"{bucket}/{DELAYED}", f"{start:011d}.{width}."
-                entry_name = entry_prefix(job_id, due, partition)
-            else:
-                folder, prefix, entry_name = bucket, "", entry_prefix(job_id, None, partition)
+            folder, prefix, entry_name = self._place(queue, priority, job_id, due, partition, now)
             shard = await self._tails.shard(folder, prefix)
             record = {
                 **base,

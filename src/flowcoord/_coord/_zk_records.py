@@ -23,7 +23,7 @@ from .._codec import Codec
 from ..errors import NodeMissing, UnknownQueue
 from ._contract import Job, JobBoard, QueueConfig
 from ._queueing import DEFAULT_KEY_RETENTION
-from ._zk_layout import DEFAULT_SHARD_SIZE, Layout, Tails
+from ._zk_layout import DEFAULT_SHARD_SIZE, DELAYED, Layout, Tails, delayed_window, entry_prefix
 from ._zk_scan import Buckets
 from ._zk_session import ZooKeeperSession
 from ._zk_types import NodeStat
@@ -125,6 +125,19 @@ class BoardBase(JobBoard, ABC):
         self._seen: dict[str, tuple[str, ...]] | None = None
         self._next_due: float | None = None
         self._stale: frozenset[str] = frozenset()
+
+    def _place(
+        self, queue: str, priority: int, job_id: str, due: float, partition: Any, now: float
+    ) -> tuple[str, str, str]:
+        """Where a job's entry goes: ``(folder, shard prefix, entry name)`` in its bucket, or
+        in the delayed window it falls due in (a post, a requeue, a release with a due
+        time name it alike)."""
+        bucket = self.layout.bucket(queue, priority)
+        part = None if partition is None else str(partition)
+        if due > now:
+            start, width = delayed_window(due, now)
+            return f"{bucket}/{DELAYED}", f"{start:011d}.{width}.", entry_prefix(job_id, due, part)
+        return bucket, "", entry_prefix(job_id, None, part)
 
     # -- encoding ---------------------------------------------------------------------------
 

@@ -62,9 +62,19 @@ class FlowHandle:
         waits = getattr(self._run, "waits", None)
         return waits is not None and waits.now
 
+    @property
+    def waiting_until(self) -> float | None:
+        """While the flow only waits and every wait is a ``ctx.sleep`` (no
+        ``ctx.wait_event``: an event may come at any time): the epoch time it wakes by
+        itself. None otherwise. A conductor hands such a job back to the board until then
+        (see ``Conductor(hand_back_after=...)``)."""
+        waits = getattr(self._run, "waits", None)
+        return None if waits is None else waits.until
+
     def on_waiting(self, callback: Callable[[bool], None]) -> None:
-        """Call ``callback(waiting)`` each time :attr:`waiting` changes (never for a pattern
-        flow); one that raises is logged."""
+        """Call ``callback(waiting)`` each time :attr:`waiting` changes, and with True
+        again when the flow still only waits but for other waits (:attr:`waiting_until`
+        may have changed); never for a pattern flow. One that raises is logged."""
         waits = getattr(self._run, "waits", None)
         if waits is not None:
             waits.listeners.append(callback)

@@ -61,7 +61,7 @@ async def sleep(run: WorkflowRun, pos: int, seconds: float) -> None:
     if wake - time.time() <= 0:
         await run._gate()
         return
-    with run.blocked():  # the run may be only waiting: see _wf_waiting
+    with run.blocked(wake):  # the run may be only waiting: see _wf_waiting
         while True:
             await run._gate()  # suspended: wait for resume; stopped: the run ends here
             left = wake - time.time()

@@ -150,9 +150,10 @@ class WorkflowRun(StepRunner):
         self._resumed.set()
         self._resumed = anyio.Event()
 
-    def blocked(self) -> AbstractContextManager[None]:
-        """Around what a sleep or an event wait blocks on: the run may be only waiting."""
-        return self.waits.blocked(lambda: self._running)
+    def blocked(self, until: float | None = None) -> AbstractContextManager[None]:
+        """Around what a sleep (``until``: when it wakes) or an event wait blocks on: the run
+        may be only waiting."""
+        return self.waits.blocked(lambda: self._running, until)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -191,7 +192,8 @@ class WorkflowRun(StepRunner):
             await self._set_flow(FlowState.SUCCESS, data)
             return self._store()
         if self._stopping and not self._cancelled and error is None:
-            await self._set_flow(FlowState.SUSPENDED)
+            if self.state is not FlowState.SUSPENDED:  # (a sleep's gate may have said so)
+                await self._set_flow(FlowState.SUSPENDED)
             return self._store()
         failure = None if error is None else Failure.from_exception(error)
         return await self._rollback(failure, cancelled=error is None)
