@@ -6,10 +6,8 @@ import functools
 import os
 import socket
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -25,17 +23,12 @@ from ..errors import (
     ConfigurationError,
     CoordinationError,
     FlowDefinitionError,
-    JobAlreadyClaimed,
-    JobNotDue,
-    JobNotFound,
     JournalError,
     OwnershipLost,
-    PartitionLimitReached,
-    QueueLimitReached,
-    RateLimited,
     UnknownQueue,
 )
-from ._contract import Claim, Job, JobBoard, SessionChange, SessionState
+from ._claims_held import ClaimKeeper, ConductorStats, Running
+from ._contract import Job, JobBoard, SessionChange, SessionState
 from ._hand_back import check_hand_back_after, hand_back_time
 from ._queueing import DEFAULT_QUEUE, check_limit, check_queue_name
 
@@ -50,29 +43,7 @@ current_job: ContextVar[Job | None] = ContextVar("flowcoord_current_job", defaul
 _FINAL = (FlowState.SUCCESS, FlowState.REVERTED, FlowState.FAILED, FlowState.CANCELLED)
 
 
-@dataclass
-class ConductorStats:
-    claimed: int = 0
-    consumed: int = 0  # finished: succeeded, or failed and reverted
-    failed: int = 0  # of the consumed, those whose flow failed
-    abandoned: int = 0
-    trashed: int = 0
-    lost: int = 0  # taken away (session lost or fenced)
-    quarantined: int = 0  # suspects run alone (see Conductor)
-    released: int = 0  # stopped cleanly here and given back (shutdown, hand-back)
-    handed_back: int = 0  # of the released, sleeping workflows given back until they wake
-
-
-@dataclass
-class _Running:
-    claim: Claim
-    handle: FlowHandle | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-    hand_back: float | None = None  # stopped to be given back until then (see _hand_back)
-    deciding: bool = False  # a hand-back decision is pending
-
-
-class Conductor:
+class Conductor(ClaimKeeper):
     """Claims up to ``capacity`` jobs from ``board`` and runs each with ``engine``.
 
     ``async with Conductor(board, engine, registry) as conductor:`` — it registers as a live
@@ -81,10 +52,11 @@ class Conductor:
     a job once its flow has finished, succeeded or failed-and-reverted. When its session is
     suspended no running flow starts new tasks; when the session is lost every owned flow is
     aborted at once, writing nothing more. Leaving the block stops the running flows
-    gracefully and abandons their jobs.
+    gracefully and releases their jobs (see below).
 
     Poison jobs: a job claimed before whose claim ended without it finishing (``claims > 1``
-    once claimed here: its owner died, lost its session or handed it over) is a *suspect*; it
+    once claimed here: its owner died, lost its session or gave it up; a clean release does
+    not count) is a *suspect*; it
     may be what killed that owner. A suspect runs alone: it is claimed only when nothing runs
     here, and nothing else is claimed while it runs, so that if it kills this process too, the
     death is charged to it alone (one more claim), not to the jobs beside it. When a suspect is
@@ -173,7 +145,7 @@ class Conductor:
         self.shutdown_timeout = shutdown_timeout
         self.info = dict(info or {})
         self.stats = ConductorStats()
-        self.running: dict[str, _Running] = {}
+        self.running: dict[str, Running] = {}
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
         self._closing = False
@@ -259,7 +231,7 @@ class Conductor:
                 self._tg.start_soon(self._recheck, job_id, r)
         self._wake.set()
 
-    async def _recheck(self, job_id: str, r: _Running) -> None:
+    async def _recheck(self, job_id: str, r: Running) -> None:
         """After a reconnect: resume flows whose claim still holds, abort the others."""
         try:
             held = await self.board.holds(r.claim)
@@ -315,102 +287,9 @@ class Conductor:
                 except CoordinationError as exc:
                     self._log.debug("key_sweep_failed", error=str(exc))
 
-    def _busy_per_queue(self) -> Counter[str]:
-        """The jobs running here that count against the capacity (not those only waiting),
-        by queue."""
-        return Counter(
-            r.claim.job.queue
-            for r in self.running.values()
-            if r.handle is None or not r.handle.waiting
-        )
-
-    @property
-    def waiting(self) -> int:
-        """How many of the jobs held here only wait (their workflows sleep or wait for an
-        event): they hold their claims but not a slot of ``capacity``."""
-        return sum(1 for r in self.running.values() if r.handle is not None and r.handle.waiting)
-
-    def _room(self, busy: int) -> int:
-        return min(self.capacity - busy, self.capacity + self.max_waiting - len(self.running))
-
-    async def _claim_some(self) -> None:
-        """Claim free jobs by priority then age, up to ``capacity`` busy jobs (and
-        ``max_waiting`` waiting ones besides) and each queue's worker limit; a suspect only
-        alone (see the class docstring)."""
-        if self._suspect is not None:
-            return
-        running = self._busy_per_queue()
-        busy = sum(running.values())
-        serve = [q for q in self.queues if running[q] < self.worker_limits.get(q, self.capacity)]
-        room = self._room(busy)
-        if not serve or room <= 0:
-            return
-        full: set[str] = set()
-        full_partitions: set[tuple[str, str | None]] = set()
-        for job in await self.board.claimable(queues=serve, limit=room):
-            if self._room(busy) <= 0 or self._closing or self._suspect is not None:
-                return
-            if job.owner is not None or job.job_id in self.running or job.queue in full:
-                continue
-            if (job.queue, job.partition) in full_partitions:
-                continue
-            if running[job.queue] >= self.worker_limits.get(job.queue, self.capacity):
-                continue
-            doomed = self._trash_reason(replace(job, claims=job.claims + 1)) is not None
-            if job.claims > 0 and busy and not doomed:
-                return  # a suspect is next: let what runs here finish, then run it alone
-            try:
-                claim = await self.board.claim(job, self.name)
-            except (QueueLimitReached, RateLimited):
-                full.add(job.queue)  # a slot comes back when one of its jobs ends, a start
-                continue  # when its period has passed (wait_changed wakes then)
-            except PartitionLimitReached:
-                full_partitions.add((job.queue, job.partition))  # the others' jobs go on
-                continue
-            except (JobAlreadyClaimed, JobNotFound, JobNotDue):
-                continue
-            self.stats.claimed += 1
-            reason = self._trash_reason(claim.job)
-            if reason is not None:
-                await self._trash(claim, reason)
-                continue
-            suspect = claim.job.claims > 1
-            if suspect and busy:
-                # The listing lagged (claimed and released elsewhere since): not beside others.
-                await self._give_up(claim, failed=False)
-                return
-            self.running[job.job_id] = r = _Running(claim)
-            running[job.queue] += 1
-            busy += 1
-            if suspect:
-                self._suspect = job.job_id
-                self.stats.quarantined += 1
-                self._log.info("job_quarantined", job=job.job_id, claims=claim.job.claims)
-            assert self._tg is not None
-            self._tg.start_soon(self._run_job, r)
-
-    def _trash_reason(self, job: Job) -> str | None:
-        if job.claims > self.max_claims:
-            return (
-                f"claimed {job.claims - 1} times without finishing (max_claims="
-                f"{self.max_claims}): its owners died, lost their sessions or gave it back before "
-                "it finished, and from its second claim on it ran alone: a poison job?"
-            )
-        if job.failures >= self.max_failures:
-            return f"given up after errors {job.failures} times (max_failures={self.max_failures})"
-        return None
-
-    async def _trash(self, claim: Claim, reason: str) -> None:
-        self._log.warning("job_trashed", job=claim.job.job_id, reason=reason)
-        try:
-            await self.board.trash(claim, reason)
-            self.stats.trashed += 1
-        except (CoordinationError, OwnershipLost) as exc:
-            self._log.warning("trash_failed", job=claim.job.job_id, error=str(exc))
-
     # -- running one job -----------------------------------------------------------------------
 
-    async def _run_job(self, r: _Running) -> None:
+    async def _run_job(self, r: Running) -> None:
         claim = r.claim
         job = claim.job
         jlog = self._log.bind(job=job.job_id, flow_id=job.flow_id, token=claim.token)
@@ -477,7 +356,7 @@ class Conductor:
             r.done.set()
             self._wake.set()
 
-    def _on_waiting(self, r: _Running, waiting: bool) -> None:
+    def _on_waiting(self, r: Running, waiting: bool) -> None:
         if not waiting:
             return
         self._wake.set()  # a slot of the capacity is free while it waits: claim again
@@ -486,7 +365,7 @@ class Conductor:
             r.deciding = True
             self._tg.start_soon(self._maybe_hand_back, r, r.handle, after)
 
-    async def _maybe_hand_back(self, r: _Running, handle: FlowHandle, after: float) -> None:
+    async def _maybe_hand_back(self, r: Running, handle: FlowHandle, after: float) -> None:
         try:
             until = await hand_back_time(handle, after)
         finally:
@@ -497,42 +376,10 @@ class Conductor:
         self._log.info("job_handing_back", job=r.claim.job.job_id, until=until)
         handle.stop()
 
-    def _stopped_here(self, r: _Running) -> bool:
+    def _stopped_here(self, r: Running) -> bool:
         """Whether ``r``'s flow ended SUSPENDED because this conductor stopped it (shutting
         down, handing it back): its job is released, not consumed (another stop is an
         operator's: the job ends, the flow waits for them in the journal)."""
         assert r.handle is not None
         stopped = r.handle.state is FlowState.SUSPENDED
         return stopped and (self._closing or r.hand_back is not None)
-
-    async def _release(self, claim: Claim, not_before: float | None) -> None:
-        job = claim.job.job_id
-        try:
-            await self.board.release(claim, not_before=not_before)
-        except (CoordinationError, OwnershipLost) as exc:
-            # the claim goes with the session (or went): another owner resumes the flow
-            self._log.warning("release_failed", job=job, error=str(exc))
-            return
-        self.stats.released += 1
-        if not_before is not None:
-            self.stats.handed_back += 1
-            self._log.info("job_handed_back", job=job, until=not_before)
-        else:
-            self._log.info("job_released", job=job)
-
-    async def _consume(self, claim: Claim, outcome: str) -> None:
-        try:
-            await self.board.consume(claim, outcome=outcome)
-            self.stats.consumed += 1
-        except OwnershipLost:
-            self.stats.lost += 1
-        except CoordinationError as exc:
-            # The job stays; whoever claims it next finds the flow finished in the journal.
-            self._log.warning("consume_failed", job=claim.job.job_id, error=str(exc))
-
-    async def _give_up(self, claim: Claim, *, failed: bool) -> None:
-        try:
-            await self.board.abandon(claim, failed=failed)
-            self.stats.abandoned += 1
-        except (CoordinationError, OwnershipLost) as exc:
-            self._log.warning("abandon_failed", job=claim.job.job_id, error=str(exc))
