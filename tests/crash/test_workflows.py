@@ -125,6 +125,13 @@ CASES = [
         (Action("stop", "RUNNING", task="2:_do"),),
         depth=1,
     ),
+    Case(  # what a conductor's hand-back does: the run stops at its sleep, resumed later
+        "stop-at-a-sleep",
+        lambda: saga(nap=True),
+        fc.FlowState.SUCCESS,
+        (Action("stop", "RUNNING", task="4:_plain"),),
+        depth=1,
+    ),
 ]
 
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-import structlog
 
 from .._failure import Failure
 from .._journal._events import EventKind
@@ -108,7 +107,7 @@ class StepRunner:
     _starts: list[StateListener]  # those told of starts
     _successes: list[tuple[float, StateListener]]
     _told: Listeners
-    _log: structlog.typing.FilteringBoundLogger
+    _log: Any  # the run's structlog logger, bound on first use
     _tasks: dict[int, Task]
     _replay_only: bool
     _scope: anyio.CancelScope | None

@@ -17,8 +17,8 @@ __all__ = ["Waiting"]
 class Waiting:
     __slots__ = ("_log", "_wakes", "count", "listeners", "now")
 
-    def __init__(self, log: Any) -> None:
-        self._log = log
+    def __init__(self, log: Callable[[], Any]) -> None:
+        self._log = log  # the run's logger, when it is needed
         self.count = 0  # sleeps and event waits blocked now
         self.now = False  # only waiting: count > 0 and no step running
         self.listeners: list[Callable[[bool], None]] = []
@@ -44,7 +44,7 @@ class Waiting:
             try:
                 listener(now)
             except Exception:
-                self._log.exception("waiting_listener_failed", listener=repr(listener))
+                self._log().exception("waiting_listener_failed", listener=repr(listener))
 
     @contextmanager
     def blocked(self, running: Callable[[], int], until: float | None) -> Iterator[None]:

@@ -94,7 +94,6 @@ class WorkflowRun(StepRunner):
         self._starts = listeners.starts
         self._successes = listeners.successes
         self._told = listeners
-        self._log = log.bind(flow_id=flow_id, flow=wf.name)
         self._tasks: dict[int, Task] = {}  # position → the step's task, as the code called it
         self._replay_only = False
         self._scope: anyio.CancelScope | None = None
@@ -104,7 +103,7 @@ class WorkflowRun(StepRunner):
         self._stopping = False
         self._resumed = anyio.Event()
         self._running = 0
-        self.waits = Waiting(self._log)  # see _wf_waiting
+        self.waits = Waiting(lambda: self._log)  # see _wf_waiting
         # a journal write failed (or ownership was lost): the run ends with it, whatever the
         # workflow's code did with the exception; the flow stays for a resume
         self._broken: Exception | None = None
@@ -113,6 +112,15 @@ class WorkflowRun(StepRunner):
             if checkpoint_every is not None and StepCheckpoints.wanted(writer)
             else None
         )
+
+    @property
+    def _log(self) -> Any:
+        """This run's logger, bound on first use: binding costs more than a no-op step, and
+        a run that goes well logs nothing."""
+        bound = self.__dict__.get("_bound_log")
+        if bound is None:
+            bound = self.__dict__["_bound_log"] = log.bind(flow_id=self.flow_id, flow=self.name)
+        return bound
 
     # -- control (the handle's) ----------------------------------------------------------------
 

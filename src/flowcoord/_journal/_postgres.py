@@ -15,7 +15,7 @@ import asyncpg
 from ..errors import ConfigurationError, FlowNotFound, JournalSchemaError, OwnershipLost
 from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, FlowRecord, summed_below
-from ._postgres_codec import _columns, _dedupe, _encoded, _entry, _final_state, _record
+from ._postgres_codec import _SEP, _columns, _dedupe, _encoded, _entry, _final_state, _record
 from ._postgres_conn import _DSN_FORM, _describe, _DriverBoundary, _keep_session, log
 from ._postgres_notify import CHANNEL, EventWatcher, notice
 from ._postgres_sql import SCHEMA_VERSION, Statements
@@ -245,7 +245,9 @@ class PostgresJournal(_DriverBoundary, JournalBackend):
         sql = self._sql
         stmt = sql.append_packed if packed else sql.append
         again = sql.append_again_packed if packed else sql.append_again
-        args = (*columns, list(min_token))
+        # the flows, packed as the entries are (no flow id holds the separator then)
+        flows: object = _SEP.join(min_token) if packed else list(min_token)
+        args = (*columns, flows)
         tokens = ",".join(map(str, min_token.values()))
 
         async def op(conn: _Conn) -> frozenset[str]:
@@ -255,7 +257,7 @@ class PostgresJournal(_DriverBoundary, JournalBackend):
                 # some entry is stored already (a retry after a lost reply, or sent twice):
                 # nothing of this statement was written; store the others, once each
                 rows = await conn.fetch(again, *args, tokens, time.time())
-            return frozenset(min_token).difference(r[0] for r in rows)
+            return frozenset([r[0] for r in rows]) if rows else frozenset()  # the refused
 
         return await self._run("appending", op)
 
