@@ -1,7 +1,8 @@
 """Events sent by another engine (another process: another journal object on the same
 store) wake a waiting run at once where the journal tells of sends (PostgreSQL's
-LISTEN/NOTIFY, the memory journal's watchers), also after the listening connection was cut;
-and a run still finds events by looking when the journal cannot tell.
+LISTEN/NOTIFY, SQLite's data version looked at every 50 ms, the memory journal's watchers),
+also after the listening connection was cut; and a run still finds events by looking when
+the journal cannot tell.
 
 The look-again interval is set to an hour here, so a run that finishes was woken by a notice
 (a notice lost while nobody listened yet is covered by sending again, boundedly)."""
@@ -21,6 +22,7 @@ import flowcoord as fc
 from flowcoord._engine import _wf_events
 from flowcoord._journal._memory import MemoryJournal
 from flowcoord._journal._postgres import PostgresJournal
+from flowcoord._journal._sqlite import SQLiteJournal
 from flowcoord.journal import FlowRecord, JournalBackend
 
 pytestmark = pytest.mark.anyio
@@ -46,13 +48,18 @@ async def _pair(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Pair
         shared = MemoryJournal()
         yield shared, shared
         return
+    if kind == "sqlite":
+        path = request.getfixturevalue("tmp_path") / "j.sqlite"
+        async with SQLiteJournal(path) as a, SQLiteJournal(path) as b:
+            yield a, b
+        return
     dsn: str = request.getfixturevalue("pg_dsn")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     async with PostgresJournal(dsn, schema=schema) as a, PostgresJournal(dsn, schema=schema) as b:
         yield a, b
 
 
-KINDS = ["memory", pytest.param("postgres", marks=pytest.mark.postgres)]
+KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 async def _send_until(handle: fc.FlowHandle, sender: fc.Engine, value: str) -> fc.Outcome:
@@ -116,12 +123,44 @@ async def test_watch_events_tells_of_each_new_send_not_of_a_resend() -> None:
     assert woken == [("f1", "t")]
 
 
+async def test_a_sqlite_watch_tells_of_each_send_from_another_connection_once(
+    tmp_path: Any,
+) -> None:
+    path = tmp_path / "j.sqlite"
+    woken: list[tuple[str, str]] = []
+    async with SQLiteJournal(path) as journal, SQLiteJournal(path) as other:
+        for flow_id in ("f1", "f2"):
+            assert await other.create_flow(FlowRecord(flow_id, "wf", "RUNNING"), [])
+        async with journal.watch_events(lambda f, t: woken.append((f, t))):
+            await anyio.sleep(0.2)
+            assert woken == []  # commits, but no send
+            await other.send_event("f1", "t", "1", "k")
+            await other.send_event("f2", "u", "2", "k")
+            with anyio.fail_after(5):
+                while len(woken) < 2:  # noqa: ASYNC110 - bounded
+                    await anyio.sleep(0.01)
+            await other.send_event("f1", "t", "1", "k")  # the same key: nothing sent
+            assert await other.create_flow(FlowRecord("f3", "wf", "RUNNING"), [])  # a commit
+            await anyio.sleep(0.3)
+            assert sorted(woken) == [("f1", "t"), ("f2", "u")]
+            await other.send_event("f1", "t", "3", "k3")
+            with anyio.fail_after(5):
+                while len(woken) < 3:  # noqa: ASYNC110 - bounded
+                    await anyio.sleep(0.01)
+            assert woken[2] == ("f1", "t")
+
+
+class _Mute(SQLiteJournal):
+    """A journal that cannot tell of sends (the contract's default)."""
+
+    def watch_events(self, wake: Any) -> Any:
+        return JournalBackend.watch_events(self, wake)
+
+
 async def test_a_journal_that_cannot_tell_is_looked_at(tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.setattr(_wf_events, "POLL_INTERVAL", 0.05)
-    from flowcoord._journal._sqlite import SQLiteJournal
-
     path = tmp_path / "j.sqlite"
-    async with fc.Engine(SQLiteJournal(path)) as runner, fc.Engine(SQLiteJournal(path)) as sender:
+    async with fc.Engine(_Mute(path)) as runner, fc.Engine(_Mute(path)) as sender:
         handle = await runner.start(gate, flow_id="g3")
         out = await _send_until(handle, sender, "looked")
     assert out.result == "looked"

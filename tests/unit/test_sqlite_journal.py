@@ -304,4 +304,4 @@ async def test_a_journal_made_before_mailboxes_gains_them_on_open(tmp_path: Path
     conn = sqlite3.connect(path)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
-    assert {"sent_events", "sent_events_by_key", "flows_by_created"} <= names
+    assert {"sent_events", "sent_events_by_key", "sent_events_by_time", "flows_by_created"} <= names

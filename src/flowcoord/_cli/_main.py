@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="send an event to a flow (its workflow's ctx.wait_event(TOPIC) takes it)",
         description="Put an event in the flow's mailbox, durably: the workflow's next "
         "ctx.wait_event(TOPIC) returns its value (the engine running it finds it at once "
-        "on PostgreSQL, within about a second on SQLite). Events of a topic are taken in "
+        "on PostgreSQL, within about 50 ms on SQLite). Events of a topic are taken in "
         "the order sent, each once; --key makes the send idempotent (a repeated send under "
         "it sends nothing).",
         parents=common,

@@ -6,7 +6,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ from ..errors import (
 from ._contract import FlowPage, JournalBackend, Listing, glob_wildcards
 from ._events import Entry, EventKind, FlowRecord, summed_below
 from ._sent import SentEvent
+from ._sqlite_watch import SendWatcher
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteJournal"]
 
@@ -60,6 +61,9 @@ _ADDITIONS = {
     " sent_at REAL NOT NULL, PRIMARY KEY (flow_id, topic, seq)) WITHOUT ROWID",
     "sent_events_by_key": "CREATE UNIQUE INDEX IF NOT EXISTS sent_events_by_key"
     " ON sent_events (flow_id, topic, key)",
+    # what another process sent since a time: the event watcher's read (_sqlite_watch)
+    "sent_events_by_time": "CREATE INDEX IF NOT EXISTS sent_events_by_time"
+    " ON sent_events (sent_at)",
 }
 _FLOW_COLS = "flow_id, name, state, token, created_at, updated_at"
 _READ_SENT = (
@@ -193,6 +197,18 @@ class SQLiteJournal(JournalBackend):
 
     async def send_event(self, flow_id: str, topic: str, data: str, key: str) -> SentEvent:
         return await self._run(lambda conn: self._tx_send(conn, flow_id, topic, data, key))
+
+    @contextlib.asynccontextmanager
+    async def watch_events(self, wake: Callable[[str, str], None]) -> AsyncIterator[None]:
+        """Sends from any process, seen by a look at the file's data version every 50 ms
+        (see :mod:`._sqlite_watch`)."""
+        watcher = SendWatcher(self.path, wake, BUSY_TIMEOUT)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher.run)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
 
     async def sent_events(
         self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1
