@@ -30,6 +30,7 @@ from ._events import cmd_flows_send_event
 from ._inspect import cmd_flows_history, cmd_flows_list, cmd_flows_show, cmd_graph
 from ._jobs import add_jobs_parser
 from ._output import _one_line
+from ._prune import cmd_flows_prune
 from ._run import cmd_flows_cancel, cmd_flows_resume, cmd_flows_retry, cmd_run
 from ._serve import cmd_bench, cmd_completion, cmd_demo, cmd_serve, cmd_worker
 from ._worker import board_options, worker_arguments
@@ -288,6 +289,32 @@ def build_parser() -> argparse.ArgumentParser:
     _journal_arg(p)
     _output_args(p, progress=False)
     p.set_defaults(func=cmd_flows_send_event)
+    p = fsub.add_parser(
+        "prune",
+        help="delete the flows that ended before a time (retention)",
+        description="Delete every flow that ended (SUCCESS, FAILED, REVERTED, CANCELLED) and "
+        "wrote nothing since WHEN: its summary, entries and mailbox. A flow that has not "
+        "ended is never touched; an ended child of a flow still running is kept (its parent "
+        "may compensate it). Batches of 200, one transaction each.",
+        parents=common,
+    )
+    p.add_argument(
+        "--ended-before",
+        type=since,
+        required=True,
+        metavar="WHEN",
+        help="30d, 2w, 12h ago, or an ISO 8601 time (local time unless it names a zone)",
+    )
+    p.add_argument(
+        "--limit",
+        type=lambda text: int_in(text, 1, None, "a positive integer"),
+        metavar="N",
+        help="delete at most N flows",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    _journal_arg(p)
+    _output_args(p, progress=False)
+    p.set_defaults(func=cmd_flows_prune)
 
     add_jobs_parser(sub, common)
 

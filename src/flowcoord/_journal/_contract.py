@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, JournalError
 from ._events import Entry, FlowRecord, resume_entries
 from ._sent import SentEvent
 
@@ -265,6 +265,17 @@ class JournalBackend(ABC):
         connection lost) or come twice, so a waiting run still looks at the mailbox now and
         then. The default tells nothing (runs find events sent by others by looking)."""
         return nullcontext()
+
+    async def delete_flows(self, flow_ids: Sequence[str], *, ended_before: float) -> list[str]:
+        """Delete each of ``flow_ids`` that has ended (a final state) and has written
+        nothing since ``ended_before`` (epoch seconds): its summary, its entries and its
+        mailbox, in one transaction. A flow that does not qualify now (resumed or forked
+        meanwhile, still running, too recent, gone) is left as it is. Returns the ids
+        deleted. What the retention of :func:`~flowcoord.journal.prune_flows` calls."""
+        raise JournalError(
+            f"{type(self).__name__} cannot delete flows",
+            hint="implement JournalBackend.delete_flows to prune this journal",
+        )
 
     @abstractmethod
     async def list_flows(

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from .._states import is_finished
 from ..errors import FlowNotFound, OwnershipLost
 from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, EventKind, FlowRecord
@@ -162,6 +163,24 @@ class MemoryJournal(JournalBackend):
     ) -> list[SentEvent]:
         events = self._sent.get((flow_id, topic), [])
         return events[max(after, 0) : max(after, 0) + max(limit, 0)]
+
+    async def delete_flows(self, flow_ids: Sequence[str], *, ended_before: float) -> list[str]:
+        deleted = []
+        for flow_id in dict.fromkeys(flow_ids):
+            flow = self._flows.get(flow_id)
+            if flow is None or not is_finished(flow.state) or flow.updated_at >= ended_before:
+                continue
+            del self._flows[flow_id]
+            key = (flow.created_at, flow_id)
+            at = bisect.bisect_left(self._newest, key)
+            if at < len(self._newest) and self._newest[at] == key:
+                del self._newest[at]
+            for sent in [k for k in self._sent if k[0] == flow_id]:
+                del self._sent[sent]
+            for taken in [k for k in self._sent_keys if k[0] == flow_id]:
+                del self._sent_keys[taken]
+            deleted.append(flow_id)
+        return deleted
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
         flow = self._flows.get(flow_id)

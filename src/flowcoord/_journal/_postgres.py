@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 import asyncpg
 
+from .._states import FlowState
 from ..errors import ConfigurationError, FlowNotFound, JournalSchemaError, OwnershipLost
 from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, FlowRecord, summed_below
@@ -324,6 +325,17 @@ class PostgresJournal(_DriverBoundary, JournalBackend):
                 yield
             finally:
                 tg.cancel_scope.cancel()
+
+    async def delete_flows(self, flow_ids: Sequence[str], *, ended_before: float) -> list[str]:
+        ids = list(dict.fromkeys(flow_ids))
+        final = sorted(s.value for s in FlowState if s.finished)
+
+        async def op(conn: _Conn) -> list[str]:
+            rows = await conn.fetch(self._sql.delete_flows, ids, ended_before, final)
+            return [r[0] for r in rows]
+
+        deleted = set(await self._run("deleting flows", op))
+        return [f for f in ids if f in deleted]
 
     async def sent_events(
         self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1

@@ -201,6 +201,25 @@ class Statements:
             "  WHERE f.flow_id = old.flow_id AND old.token <= $2)"
             " SELECT token FROM old"
         )
+        # Retention: the flows given that ended (a final state, $3) and wrote nothing since
+        # $2, locked (an append of one of them waits, then finds it gone; one that came
+        # first is seen: the state is checked again on the locked row), with their
+        # entries and mailboxes, in one statement.
+        self.delete_flows = (
+            f"WITH doomed AS MATERIALIZED ("
+            f" SELECT f.flow_id FROM {s}.flows f"
+            "  WHERE f.flow_id = ANY($1::text[]) AND f.state = ANY($3::text[])"
+            "   AND f.updated_at < $2"
+            f"   AND NOT EXISTS (SELECT FROM {s}.entries e"
+            "    WHERE e.flow_id = f.flow_id AND e.at >= $2)"
+            "  ORDER BY f.flow_id FOR UPDATE),"
+            f" gone_entries AS (DELETE FROM {s}.entries e USING doomed d"
+            "  WHERE e.flow_id = d.flow_id),"
+            f" gone_events AS (DELETE FROM {s}.sent_events x USING doomed d"
+            "  WHERE x.flow_id = d.flow_id)"
+            f" DELETE FROM {s}.flows f USING doomed d WHERE f.flow_id = d.flow_id"
+            " RETURNING f.flow_id"
+        )
         self.read = (
             f"SELECT seq, kind, task, data, state, token, at FROM {s}.entries"
             " WHERE flow_id = $1 AND seq > $2 ORDER BY seq"

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from .._states import FlowState
 from ..errors import (
     ConfigurationError,
     FlowNotFound,
@@ -176,6 +177,10 @@ class SQLiteJournal(JournalBackend):
 
     async def fence(self, flow_id: str, token: int) -> int:
         return await self._run(lambda conn: self._tx_fence(conn, flow_id, token))
+
+    async def delete_flows(self, flow_ids: Sequence[str], *, ended_before: float) -> list[str]:
+        ids = list(dict.fromkeys(flow_ids))
+        return await self._run(lambda conn: self._tx_delete(conn, ids, ended_before))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -457,6 +462,20 @@ class SQLiteJournal(JournalBackend):
         self.transactions += 1
         self.batches += 1
         return frozenset(refused)
+
+    def _tx_delete(
+        self, conn: sqlite3.Connection, flow_ids: list[str], ended_before: float
+    ) -> list[str]:
+        conn.execute("BEGIN IMMEDIATE")
+        final = sorted(s.value for s in FlowState if s.finished)
+        marks = ",".join("?" * len(final))
+        sql = f"SELECT 1 FROM flows WHERE flow_id = ? AND state IN ({marks}) AND updated_at < ?"
+        doomed = [f for f in flow_ids if conn.execute(sql, (f, *final, ended_before)).fetchone()]
+        for table in ("entries", "sent_events", "flows"):
+            conn.executemany(f"DELETE FROM {table} WHERE flow_id = ?", [(f,) for f in doomed])
+        conn.execute("COMMIT")
+        self.transactions += 1
+        return doomed
 
     def _tx_send(
         self, conn: sqlite3.Connection, flow_id: str, topic: str, data: str, key: str

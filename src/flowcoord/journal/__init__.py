@@ -8,7 +8,8 @@ rest is for those who write a backend, inspect journals or build tools on them:
 summary row; :meth:`JournalBackend.list_newest` pages them newest first as a
 :class:`FlowPage`), and :func:`replay` (entries → :class:`FlowReplay`, the state a resume starts
 from, with a :class:`TaskRecord` per task); :class:`SentEvent` is an event in a flow's
-mailbox (``engine.send_event``).
+mailbox (``engine.send_event``). :func:`prune_flows` deletes the flows that ended long ago
+(retention; ``flowcoord flows prune``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from .._journal._memory import MemoryJournal as MemoryJournal
 from .._journal._replay import FlowReplay as FlowReplay
 from .._journal._replay import TaskRecord as TaskRecord
 from .._journal._replay import replay as replay
+from .._journal._retention import PruneReport as PruneReport
+from .._journal._retention import prune_flows as prune_flows
 from .._journal._sent import SentEvent as SentEvent
 from .._journal._sqlite import SQLiteJournal as SQLiteJournal
 from .._journal._urls import URL_FORMS as URL_FORMS
@@ -46,10 +49,12 @@ __all__ = [
     "Listing",
     "MemoryJournal",
     "PostgresJournal",
+    "PruneReport",
     "SQLiteJournal",
     "SentEvent",
     "TaskRecord",
     "open_journal",
+    "prune_flows",
     "replay",
 ]
 
