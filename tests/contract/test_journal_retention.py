@@ -128,3 +128,53 @@ async def test_prune_through_an_engine_leaves_running_workflows_alone(
         assert (await handle.wait()).result == 1  # its journal was left whole
         with pytest.raises(FlowNotFound):
             await engine.status("ran")
+
+
+@pytest.mark.postgres
+async def test_a_postgres_delete_waits_for_an_append_in_flight_and_sees_it(
+    request: pytest.FixtureRequest,
+) -> None:
+    """An append of the flow (a resume, say) holds its row when the delete comes: the delete
+    waits for it, then checks the committed row again and leaves the flow, running now."""
+    import uuid
+
+    import asyncpg
+
+    from flowcoord._journal._postgres import PostgresJournal
+
+    dsn: str = request.getfixturevalue("pg_dsn")
+    schema = f"r_{uuid.uuid4().hex[:12]}"
+    async with PostgresJournal(dsn, schema=schema) as j:
+        await _flow(j, "old", "RUNNING", "SUCCESS")
+        await _flow(j, "other", "RUNNING", "SUCCESS")
+        cut = time.time() + 60
+        conn = await asyncpg.connect(dsn)
+        try:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute(
+                f'SELECT 1 FROM "{schema}".flows WHERE flow_id = $1 FOR NO KEY UPDATE', "old"
+            )
+            await conn.execute(
+                f'UPDATE "{schema}".flows SET state = $2, updated_at = $3 WHERE flow_id = $1',
+                "old",
+                "RUNNING",
+                time.time(),
+            )
+            result: list[list[str]] = []
+
+            async def delete() -> None:
+                result.append(await j.delete_flows(["old", "other"], ended_before=cut))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(delete)
+                await anyio.sleep(0.3)
+                assert result == []  # waiting for the row
+                await tx.commit()
+            assert result == [["other"]]
+        finally:
+            await conn.close()
+        record = await j.get_flow("old")
+        assert record is not None
+        assert record.state == "RUNNING"
+        assert len(await j.read("old")) == 4
