@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from types import TracebackType
 
 import anyio
 from anyio.abc import TaskGroup
 
-__all__ = ["close_task_group"]
+__all__ = ["close_task_group", "running_in_background"]
+
+
+@asynccontextmanager
+async def running_in_background(
+    run: Callable[[], Coroutine[object, object, object]],
+) -> AsyncIterator[None]:
+    """Run ``run()`` in a task while the block runs; cancel it when the block ends."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
 
 
 async def close_task_group(

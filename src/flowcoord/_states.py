@@ -47,6 +47,8 @@ class TaskState(StrEnum):
 _FLOW_FINAL = frozenset(
     {FlowState.SUCCESS, FlowState.REVERTED, FlowState.FAILED, FlowState.CANCELLED}
 )
+#: The final flow states' names, sorted (what a journal stores; retention deletes those).
+FINAL_STATE_NAMES = tuple(sorted(s.value for s in _FLOW_FINAL))
 
 _F = FlowState
 FLOW_TRANSITIONS: dict[FlowState, frozenset[FlowState]] = {

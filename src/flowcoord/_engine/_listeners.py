@@ -80,3 +80,13 @@ def tell_success(
             listener(change)
         except Exception:
             log.exception("listener_failed", listener=repr(listener))
+
+
+def bound_log(run: Any, log: Any) -> Any:
+    """``log`` bound to ``run``'s flow (``flow_id``, ``name``), on first use and kept in its
+    ``__dict__``: binding costs more than a no-op task, and a run that goes well logs
+    nothing (what a run's ``_log`` property returns)."""
+    bound = run.__dict__.get("_bound_log")
+    if bound is None:
+        bound = run.__dict__["_bound_log"] = log.bind(flow_id=run.flow_id, flow=run.name)
+    return bound

@@ -22,7 +22,7 @@ from .._states import FlowState, StateChange, TaskState, check_flow, check_task
 from ..errors import OwnershipLost
 from ._checkpoints import Checkpoints
 from ._children import ChildFlow, ChildScope, Family, child_flow_id
-from ._listeners import Listeners, tell, tell_success
+from ._listeners import Listeners, bound_log, tell, tell_success
 
 #: ``task.started`` data of attempts 0-16, made once
 STARTED_DATA = tuple(f'{{"attempt":{a}}}' for a in range(17))
@@ -130,12 +130,8 @@ class RunState:
 
     @property
     def _log(self) -> Any:
-        """This flow's logger, bound on first use: binding costs more than a no-op task, and
-        a flow that goes well logs nothing."""
-        bound = self.__dict__.get("_bound_log")
-        if bound is None:
-            bound = self.__dict__["_bound_log"] = log.bind(flow_id=self.flow_id, flow=self.name)
-        return bound
+        """This flow's logger, bound on first use (see :func:`._listeners.bound_log`)."""
+        return bound_log(self, log)
 
     # -- states and listeners ------------------------------------------------------------------
 

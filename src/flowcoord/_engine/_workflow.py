@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ._children import ChildFlow, Family, current_child
 from ._context import Context
-from ._listeners import Listeners
+from ._listeners import Listeners, bound_log
 from ._reverts import BREAKS, call_revert
 from ._wf_checkpoints import StepCheckpoints
 from ._wf_journal import StepRecord, WorkflowJournal, step_key
@@ -115,12 +115,8 @@ class WorkflowRun(StepRunner):
 
     @property
     def _log(self) -> Any:
-        """This run's logger, bound on first use: binding costs more than a no-op step, and
-        a run that goes well logs nothing."""
-        bound = self.__dict__.get("_bound_log")
-        if bound is None:
-            bound = self.__dict__["_bound_log"] = log.bind(flow_id=self.flow_id, flow=self.name)
-        return bound
+        """This run's logger, bound on first use (see :func:`._listeners.bound_log`)."""
+        return bound_log(self, log)
 
     # -- control (the handle's) ----------------------------------------------------------------
 

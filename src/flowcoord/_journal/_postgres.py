@@ -6,13 +6,15 @@ import contextlib
 import re
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import anyio
 import asyncpg
 
-from .._states import FlowState
+from .._aio import running_in_background
+from .._states import FINAL_STATE_NAMES
 from ..errors import ConfigurationError, FlowNotFound, JournalSchemaError, OwnershipLost
 from ._contract import FlowPage, JournalBackend, Listing
 from ._events import Entry, FlowRecord, summed_below
@@ -316,21 +318,15 @@ class PostgresJournal(_DriverBoundary, JournalBackend):
 
         return await self._run("sending an event", op)
 
-    @contextlib.asynccontextmanager
-    async def watch_events(self, wake: Callable[[str, str], None]) -> AsyncIterator[None]:
+    def watch_events(self, wake: Callable[[str, str], None]) -> AbstractAsyncContextManager[None]:
         watcher = EventWatcher(self._dsn, self.schema, wake, timeout=self._connect_timeout)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watcher.run)
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
+        return running_in_background(watcher.run)
 
     async def delete_flows(self, flow_ids: Sequence[str], *, ended_before: float) -> list[str]:
         ids = list(dict.fromkeys(flow_ids))
-        final = sorted(s.value for s in FlowState if s.finished)
 
         async def op(conn: _Conn) -> list[str]:
+            final = list(FINAL_STATE_NAMES)
             rows = await conn.fetch(self._sql.delete_flows, ids, ended_before, final)
             return [r[0] for r in rows]
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .._states import is_finished
+from .._states import FINAL_STATE_NAMES, is_finished
 from ._contract import JournalBackend
 
 __all__ = ["PruneReport", "prune_flows"]
 
-_FINAL = ("CANCELLED", "FAILED", "REVERTED", "SUCCESS")
 _LONG_PARENT = 100  # a child of a longer parent is named after this many of its characters
 
 
@@ -80,7 +79,7 @@ async def prune_flows(
     delete nothing, report what would go. See the module docstring for what is kept."""
     report = PruneReport(dry_run=dry_run)
     ended: dict[str, None] = {}
-    for state in _FINAL:
+    for state in FINAL_STATE_NAMES:
         after: str | None = None
         while True:
             page = await journal.list_flows(state=state, limit=batch, after=after)

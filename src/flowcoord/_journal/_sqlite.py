@@ -6,7 +6,8 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .._states import FlowState
+from .._aio import running_in_background
+from .._states import FINAL_STATE_NAMES
 from ..errors import (
     ConfigurationError,
     FlowNotFound,
@@ -203,17 +205,10 @@ class SQLiteJournal(JournalBackend):
     async def send_event(self, flow_id: str, topic: str, data: str, key: str) -> SentEvent:
         return await self._run(lambda conn: self._tx_send(conn, flow_id, topic, data, key))
 
-    @contextlib.asynccontextmanager
-    async def watch_events(self, wake: Callable[[str, str], None]) -> AsyncIterator[None]:
+    def watch_events(self, wake: Callable[[str, str], None]) -> AbstractAsyncContextManager[None]:
         """Sends from any process, seen by a look at the file's data version every 50 ms
         (see :mod:`._sqlite_watch`)."""
-        watcher = SendWatcher(self.path, wake, BUSY_TIMEOUT)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watcher.run)
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
+        return running_in_background(SendWatcher(self.path, wake, BUSY_TIMEOUT).run)
 
     async def sent_events(
         self, flow_id: str, topic: str, *, after: int = 0, limit: int = 1
@@ -467,7 +462,7 @@ class SQLiteJournal(JournalBackend):
         self, conn: sqlite3.Connection, flow_ids: list[str], ended_before: float
     ) -> list[str]:
         conn.execute("BEGIN IMMEDIATE")
-        final = sorted(s.value for s in FlowState if s.finished)
+        final = FINAL_STATE_NAMES
         marks = ",".join("?" * len(final))
         sql = f"SELECT 1 FROM flows WHERE flow_id = ? AND state IN ({marks}) AND updated_at < ?"
         doomed = [f for f in flow_ids if conn.execute(sql, (f, *final, ended_before)).fetchone()]

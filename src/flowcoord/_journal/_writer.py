@@ -92,15 +92,8 @@ class FlowWriter:
     ) -> Durable:
         """Append an entry that is waited for, now: ``await`` the result to wait until it is
         durable, or call its ``then(item)`` to have ``settle`` told instead."""
-        if self._lost is not None:  # (as in emit: inline, one call less per entry)
-            raise self._lost
-        seq = self.seq
-        self.seq = seq + 1
-        entry = Entry(self.flow_id, seq, kind, task, data, state, self.token)
-        if self._append_now is None:
-            return Durable(self, self._journal.append(entry, urgent=True))
-        self._at_once(entry)
-        return self._done
+        batch = self.write_batch(kind, task, data, state)
+        return self._done if batch is None else Durable(self, batch)
 
     def write_batch(
         self, kind: EventKind, task: str | None = None, data: str = "{}", state: str | None = None
